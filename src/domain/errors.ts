@@ -1,0 +1,101 @@
+/**
+ * Every failure the service reports has a stable machine code (`TURNO_ERR_<AREA>_<WHAT>`), an HTTP
+ * status and a title; the HTTP layer turns them into RFC 9457 problem details. Codes are listed in
+ * docs/errors.md (a unit test keeps the two in sync) and are never reused for another meaning.
+ */
+export const ERROR_CODES = {
+  TURNO_ERR_INVALID_ID: { status: 400, title: "Invalid id" },
+  TURNO_ERR_INVALID_BODY: { status: 400, title: "Invalid request body" },
+  TURNO_ERR_INVALID_IDEMPOTENCY_KEY: { status: 400, title: "Invalid Idempotency-Key header" },
+  TURNO_ERR_UNAUTHORIZED: { status: 401, title: "Missing or wrong admin token" },
+  TURNO_ERR_NOT_FOUND: { status: 404, title: "Not found" },
+  TURNO_ERR_METHOD_NOT_ALLOWED: { status: 405, title: "Method not allowed" },
+  TURNO_ERR_COUNTER_EXHAUSTED: { status: 409, title: "Counter exhausted" },
+  TURNO_ERR_PAYLOAD_TOO_LARGE: { status: 413, title: "Request body too large" },
+  TURNO_ERR_URI_TOO_LONG: { status: 414, title: "URI too long" },
+  TURNO_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
+  TURNO_ERR_STORE_UNAVAILABLE: { status: 503, title: "Counter store unavailable" },
+  TURNO_ERR_STORE_TIMEOUT: { status: 503, title: "Counter store too slow" },
+  TURNO_ERR_OVERLOADED: { status: 503, title: "Too many requests waiting" },
+  TURNO_ERR_SHUTTING_DOWN: { status: 503, title: "Server is shutting down" },
+  TURNO_ERR_STORE_ROLLBACK: { status: 503, title: "Counter store went backwards" },
+  TURNO_ERR_CLIENT_CLOSED_REQUEST: { status: 499, title: "Client closed the request" },
+  TURNO_ERR_INTERNAL: { status: 500, title: "Internal error" },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Base class of every error the service answers with; `retryAfterSeconds` marks it retryable. */
+export class TurnoError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(code: ErrorCode, message: string, retryAfterSeconds?: number) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+export class InvalidIdError extends TurnoError {
+  constructor() {
+    super("TURNO_ERR_INVALID_ID", "The id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-' after percent-decoding.");
+  }
+}
+
+export class CounterExhaustedError extends TurnoError {
+  constructor(id: string) {
+    super(
+      "TURNO_ERR_COUNTER_EXHAUSTED",
+      `Counter '${id}' reached ${Number.MAX_SAFE_INTEGER} (Number.MAX_SAFE_INTEGER) and issues no more turns; an operator may reset it with DELETE /admin/turno/${id}.`,
+    );
+  }
+}
+
+export class StoreUnavailableError extends TurnoError {
+  constructor(detail: string) {
+    super("TURNO_ERR_STORE_UNAVAILABLE", `The counter store is unavailable: ${detail}. Retry later.`, 1);
+  }
+}
+
+export class StoreTimeoutError extends TurnoError {
+  constructor(deadlineMs: number) {
+    super(
+      "TURNO_ERR_STORE_TIMEOUT",
+      `The counter store did not answer within the ${deadlineMs} ms deadline (option --deadline-ms). Retry later.`,
+      1,
+    );
+  }
+}
+
+export class OverloadedError extends TurnoError {
+  constructor(limitName: string, limit: number) {
+    super("TURNO_ERR_OVERLOADED", `Too many requests are waiting (${limitName} is ${limit}). Retry later.`, 1);
+  }
+}
+
+export class ShuttingDownError extends TurnoError {
+  constructor() {
+    super("TURNO_ERR_SHUTTING_DOWN", "This server is draining for shutdown; retry on another instance.", 1);
+  }
+}
+
+export class StoreRollbackError extends TurnoError {
+  constructor(id: string, issued: number, offered: number) {
+    super(
+      "TURNO_ERR_STORE_ROLLBACK",
+      `The store offered turn ${offered} for '${id}' but this process already issued ${issued}; the counter was fenced forward. Retry.`,
+      1,
+    );
+  }
+}
+
+/** The client went away before its number was ready; nobody reads this answer (nginx's 499). */
+export class ClientClosedError extends TurnoError {
+  constructor() {
+    super("TURNO_ERR_CLIENT_CLOSED_REQUEST", "The client closed the connection before its turn was issued.");
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * The request handler, independent of the server it runs in: `handle(request)` answers every
+ * route of the API. Bun.serve (server.ts) calls it; tests may too.
+ */
+import type { Coalescer } from "../allocation/coalescer.ts";
+import type { CounterStore } from "../domain/counter-store.ts";
+import { StoreTimeoutError } from "../domain/errors.ts";
+import { parseId } from "../domain/id.ts";
+import { IDEMPOTENCY_KEY_PATTERN, isCounterValue, MAX_TURNO } from "../domain/limits.ts";
+import { createAdminAuth } from "./admin-auth.ts";
+import { jsonResponse, problem, problemResponse, toTurnoError, turnoResponse } from "./responses.ts";
+import { pathOf, type Route, type RouteName, route } from "./router.ts";
+
+export interface AppOptions {
+  readonly coalescer: Coalescer;
+  readonly store: CounterStore;
+  readonly adminToken: string | undefined;
+  readonly deadlineMs: number;
+  readonly maxUrlLength: number;
+  readonly maxBodyBytes: number;
+  /** Serves the status page at `/`; undefined = 404. */
+  readonly statusPage?: () => Response;
+  /** Called once per response; keep it cheap (metrics, sampled access log). */
+  readonly onResponse?: (route: RouteName, method: string, status: number, startedAt: number) => void;
+  /** Called for errors that are the service's fault (5xx other than store/overload). */
+  readonly onInternalError?: (error: unknown) => void;
+}
+
+export interface App {
+  handle(request: Request): Response | Promise<Response>;
+  /** Makes /readyz fail (graceful shutdown); turns are still served until the listener closes. */
+  startDraining(): void;
+  readonly draining: boolean;
+}
+
+const TURN_ALLOW = { allow: "GET, POST, OPTIONS" };
+const READ_ALLOW = { allow: "GET, OPTIONS" };
+const ADMIN_ALLOW = { allow: "PUT, DELETE" };
+
+export function createApp(options: AppOptions): App {
+  const { coalescer, store, deadlineMs } = options;
+  const isAdmin = options.adminToken === undefined ? undefined : createAdminAuth(options.adminToken);
+  let draining = false;
+
+  async function turn(request: Request, where: Route): Promise<Response> {
+    const id = parseId(where.rawId);
+    const key = request.headers.get("idempotency-key");
+    if (key !== null && !IDEMPOTENCY_KEY_PATTERN.test(key)) {
+      return problem("TURNO_ERR_INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-128 visible ASCII characters.", where.path);
+    }
+    const turno = await coalescer.next(id, { signal: request.signal, idempotencyKey: key ?? undefined });
+    return turnoResponse(id, turno);
+  }
+
+  async function actual(where: Route): Promise<Response> {
+    const id = parseId(where.rawId);
+    const snapshot = await withDeadline(store.peek(id), deadlineMs);
+    return turnoResponse(id, snapshot.value);
+  }
+
+  async function admin(request: Request, where: Route): Promise<Response> {
+    if (isAdmin === undefined)
+      return problem("TURNO_ERR_NOT_FOUND", "The admin API is disabled (set TURNOMATIC_ADMIN_TOKEN).", where.path);
+    if (!isAdmin(request.headers.get("authorization"))) {
+      return problem("TURNO_ERR_UNAUTHORIZED", "Send Authorization: Bearer <TURNOMATIC_ADMIN_TOKEN>.", where.path, {
+        "www-authenticate": 'Bearer realm="turnomatic-admin"',
+      });
+    }
+    const method = request.method;
+    if (method !== "PUT" && method !== "DELETE") {
+      return problem("TURNO_ERR_METHOD_NOT_ALLOWED", "Use PUT to set a counter or DELETE to reset it.", where.path, ADMIN_ALLOW);
+    }
+    const id = parseId(where.rawId);
+    const value = method === "DELETE" ? 0 : await readSetBody(request, options.maxBodyBytes, where.path);
+    if (value instanceof Response) return value;
+    const snapshot = await withDeadline(store.set(id, value), deadlineMs);
+    coalescer.forget(id, snapshot.epoch);
+    return turnoResponse(id, snapshot.value);
+  }
+
+  async function ready(): Promise<Response> {
+    if (draining) return jsonResponse({ status: "draining", store: store.kind }, 503);
+    try {
+      await withDeadline(store.ping(), Math.min(deadlineMs, 1000));
+      return jsonResponse({ status: "ready", store: store.kind });
+    } catch (error) {
+      return jsonResponse({ status: "store-unavailable", store: store.kind, detail: toTurnoError(error).message }, 503);
+    }
+  }
+
+  function dispatch(request: Request, where: Route): Response | Promise<Response> {
+    const method = request.method;
+    switch (where.name) {
+      case "turno":
+        // While draining, turns are still served: only /readyz fails, so load balancers move away
+        // before the listener closes and no request is refused.
+        return method === "GET" || method === "POST" ? turn(request, where) : notAllowed(method, where, TURN_ALLOW);
+      case "actual":
+        return method === "GET" ? actual(where) : notAllowed(method, where, READ_ALLOW);
+      case "admin":
+        return admin(request, where);
+      case "healthz":
+        return jsonResponse({ status: "ok" });
+      case "readyz":
+        return ready();
+      case "status":
+        if (options.statusPage !== undefined && method === "GET") return options.statusPage();
+        return problem("TURNO_ERR_NOT_FOUND", "Nothing here; see /turno/:id.", where.path);
+      default:
+        return problem("TURNO_ERR_NOT_FOUND", "Unknown path; the API is /turno/:id and /turno/:id/actual.", where.path);
+    }
+  }
+
+  async function settle(pending: Promise<Response>, where: Route): Promise<Response> {
+    try {
+      return await pending;
+    } catch (error) {
+      const turnoError = toTurnoError(error);
+      if (turnoError.status === 500) options.onInternalError?.(error);
+      return problemResponse(turnoError, where.path);
+    }
+  }
+
+  function handle(request: Request): Response | Promise<Response> {
+    const startedAt = performance.now();
+    const url = request.url;
+    const path = pathOf(url);
+    const where = route(path);
+    let response: Response | Promise<Response>;
+    if (url.length > options.maxUrlLength) {
+      response = problem("TURNO_ERR_URI_TOO_LONG", `The request target is longer than ${options.maxUrlLength} characters.`, "/");
+    } else {
+      try {
+        const result = dispatch(request, where);
+        response = result instanceof Promise ? settle(result, where) : result;
+      } catch (error) {
+        response = settle(Promise.reject(error), where);
+      }
+    }
+    const onResponse = options.onResponse;
+    if (onResponse === undefined) return response;
+    if (response instanceof Promise) {
+      return response.then((done) => {
+        onResponse(where.name, request.method, done.status, startedAt);
+        return done;
+      });
+    }
+    onResponse(where.name, request.method, response.status, startedAt);
+    return response;
+  }
+
+  return {
+    handle,
+    startDraining: () => {
+      draining = true;
+    },
+    get draining() {
+      return draining;
+    },
+  };
+}
+
+function notAllowed(method: string, where: Route, allow: Record<string, string>): Response {
+  // OPTIONS is answered, not refused (RFC 9110 §9.3.7); nothing here ever increments.
+  if (method === "OPTIONS") return new Response(null, { status: 204, headers: { ...allow, "cache-control": "no-store" } });
+  return problem("TURNO_ERR_METHOD_NOT_ALLOWED", `${method} is not allowed here; use ${allow.allow}.`, where.path, allow);
+}
+
+/** Parses the admin PUT body `{"turno": n}`; answers a problem Response when it is not usable. */
+async function readSetBody(request: Request, maxBodyBytes: number, path: string): Promise<number | Response> {
+  const contentType = request.headers.get("content-type") ?? "";
+  if (!contentType.toLowerCase().startsWith("application/json")) {
+    return problem("TURNO_ERR_UNSUPPORTED_MEDIA_TYPE", 'Send the body as application/json: {"turno": n}.', path);
+  }
+  const text = await request.text();
+  if (text.length > maxBodyBytes) return problem("TURNO_ERR_PAYLOAD_TOO_LARGE", `The body is over ${maxBodyBytes} bytes.`, path);
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return problem("TURNO_ERR_INVALID_BODY", 'The body is not valid JSON; send {"turno": n}.', path);
+  }
+  const value = (body as { turno?: unknown } | null)?.turno;
+  if (typeof body !== "object" || body === null || !isCounterValue(value)) {
+    return problem("TURNO_ERR_INVALID_BODY", `Send {"turno": n} with n a whole number from 0 to ${MAX_TURNO}.`, path);
+  }
+  return value;
+}
+
+/** Rejects with StoreTimeoutError when `promise` has not settled within `ms`. */
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreTimeoutError(ms)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

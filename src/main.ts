@@ -1,0 +1,111 @@
+/**
+ * Composition root: read the configuration, build the store, the coalescer and the HTTP server,
+ * and shut down gracefully on SIGTERM/SIGINT.
+ */
+import { Coalescer } from "./allocation/coalescer.ts";
+import { ConfigError, type Config, helpText, loadConfig, redactConfig } from "./config.ts";
+import { createApp } from "./http/app.ts";
+import { startServer } from "./http/server.ts";
+import { createLogger, type Logger } from "./observability/logger.ts";
+import { createStore } from "./stores/create-store.ts";
+
+export async function runService(config: Config, logger: Logger): Promise<void> {
+  const store = createStore({
+    url: config.store,
+    redisKeyPrefix: config.redisKeyPrefix,
+    commandTimeoutMs: config.deadlineMs,
+    redisWaitReplicas: config.redisWaitReplicas,
+    redisWaitTimeoutMs: config.redisWaitTimeoutMs,
+  });
+  for (const warning of await store.durabilityWarnings()) logger.warn(warning, { event: "store.durability" });
+  const coalescer = new Coalescer(
+    store,
+    {
+      deadlineMs: config.deadlineMs,
+      maxBatch: config.maxBatch,
+      maxWaitingPerId: config.maxWaitingPerId,
+      maxWaiting: config.maxWaiting,
+      fencing: config.fencing,
+    },
+    {
+      onFence: (id, floor) =>
+        logger.error("store went backwards; counter fenced forward", { event: "store.rollback_fenced", id, floor }),
+    },
+    config.idempotencyTtlSeconds,
+  );
+  const app = createApp({
+    coalescer,
+    store,
+    adminToken: config.adminToken,
+    deadlineMs: config.deadlineMs,
+    maxUrlLength: config.maxUrlLength,
+    maxBodyBytes: config.maxBodyBytes,
+    onInternalError: (error) => logger.error("internal error", { event: "http.internal_error", error }),
+  });
+  const server = startServer(app, {
+    port: config.port,
+    host: config.host,
+    reusePort: config.workers > 1,
+    idleTimeoutSeconds: config.idleTimeoutSeconds,
+    maxBodyBytes: config.maxBodyBytes,
+  });
+  logger.info("turnomatic listening", {
+    event: "start",
+    url: `http://${config.host}:${server.port}`,
+    store: store.kind,
+    config: redactConfig(config),
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("draining", { event: "shutdown.start", signal, drainDelayMs: config.drainDelayMs });
+    app.startDraining();
+    const hardStop = setTimeout(() => {
+      logger.error("graceful shutdown timed out; exiting", { event: "shutdown.timeout", waiting: coalescer.waiting });
+      process.exit(1);
+    }, config.drainDelayMs + config.shutdownTimeoutMs);
+    if (config.drainDelayMs > 0) await Bun.sleep(config.drainDelayMs);
+    await server.stop(false);
+    await coalescer.close();
+    await store.close();
+    clearTimeout(hardStop);
+    logger.info("stopped", {
+      event: "shutdown.done",
+      issued: coalescer.stats.numbersIssued,
+      abandoned: coalescer.stats.abandoned,
+    });
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(`${helpText()}\n`);
+    return;
+  }
+  let config: Config;
+  try {
+    config = loadConfig(argv, process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`turnomatic: invalid configuration: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel, { service: "turnomatic", pid: process.pid });
+  try {
+    await runService(config, logger);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    logger.error(`failed to start: ${message}`, { event: "start.failed", error });
+    process.exit(error instanceof ConfigError ? 2 : 1);
+  }
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,179 @@
+/**
+ * Redis store (redis:// or rediss://, local or remote) through ioredis. One Lua script call per
+ * reservation; ioredis's auto-pipelining packs the calls of many ids into one write.
+ *
+ * `autoResendUnfulfilledCommands` is off: a reservation that was sent when the connection dropped may
+ * have run, and resending it would burn a second batch of numbers. Such a reservation fails instead
+ * (its numbers are "in doubt" and counted). `commandTimeout` bounds every call.
+ */
+import Redis, { type RedisOptions } from "ioredis";
+import type { CounterSnapshot, CounterStore, Fence, IdempotentReservation, Reservation } from "../domain/counter-store.ts";
+import { MAX_TURNO } from "../domain/limits.ts";
+import { RESERVE_IDEMPOTENT_SCRIPT, RESERVE_SCRIPT, SET_SCRIPT } from "./redis-scripts.ts";
+
+export interface RedisStoreOptions {
+  /** redis:// or rediss:// URL (user, password and database number as in the URL). */
+  readonly url: string;
+  /** Prefix of every key; lets several deployments share one Redis. Default "turnomatic:". */
+  readonly keyPrefix: string;
+  /** Longest wait for one Redis command (ms); usually the request deadline. */
+  readonly commandTimeoutMs: number;
+}
+
+/** Script replies: decimal strings (see redis-scripts.ts for why not integers). */
+type Reply = [string, string, string, string, string?];
+
+/** The scripted commands ioredis adds to a client by defineCommand. */
+interface TurnoCommands {
+  turnoReserve(counterKey: string, n: number, max: number, floor: string, epoch: number): Promise<Reply>;
+  turnoReserveIdempotent(
+    counterKey: string,
+    idemKey: string,
+    n: number,
+    max: number,
+    floor: string,
+    epoch: number,
+    ttlMs: number,
+  ): Promise<Reply>;
+  turnoSet(counterKey: string, value: string): Promise<[string, string]>;
+}
+
+/** A client of either kind (single Redis or Cluster) with our scripts defined. */
+export type ScriptedClient = Pick<Redis, "hmget" | "ping" | "config" | "quit" | "disconnect" | "info"> & TurnoCommands;
+
+/** ioredis options shared by every Redis-based store; see the header for why each is set. */
+export function baseRedisOptions(commandTimeoutMs: number): RedisOptions {
+  return {
+    enableAutoPipelining: true,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: Math.max(1000, commandTimeoutMs),
+    maxRetriesPerRequest: 1,
+    retryStrategy: (attempt: number) => Math.min(50 * attempt, 1000),
+  };
+}
+
+/** Adds the reservation scripts to a client (single or cluster). */
+export function defineScripts(client: Redis | import("ioredis").Cluster): void {
+  client.defineCommand("turnoReserve", { numberOfKeys: 1, lua: RESERVE_SCRIPT });
+  client.defineCommand("turnoReserveIdempotent", { numberOfKeys: 2, lua: RESERVE_IDEMPOTENT_SCRIPT });
+  client.defineCommand("turnoSet", { numberOfKeys: 1, lua: SET_SCRIPT });
+}
+
+/**
+ * The store logic on top of any scripted client, so the single-node, Sentinel and Cluster stores
+ * share it and differ only in how they connect.
+ */
+export class RedisCounterStore implements CounterStore {
+  readonly kind: string;
+  protected readonly client: ScriptedClient;
+  readonly #prefix: string;
+  #closed = false;
+
+  constructor(kind: string, client: ScriptedClient, keyPrefix: string) {
+    this.kind = kind;
+    this.client = client;
+    this.#prefix = keyPrefix;
+  }
+
+  counterKey(id: string): string {
+    return `${this.#prefix}{${id}}`;
+  }
+
+  async reserve(id: string, n: number, fence?: Fence): Promise<Reservation> {
+    const [first, count, epoch, fenced] = await this.client.turnoReserve(
+      this.counterKey(id),
+      n,
+      MAX_TURNO,
+      fence === undefined ? "" : String(fence.floor),
+      fence?.epoch ?? 0,
+    );
+    return { first: Number(first), count: Number(count), epoch: Number(epoch), fenced: fenced === "1" };
+  }
+
+  async reserveIdempotent(id: string, key: string, ttlSeconds: number, fence?: Fence): Promise<IdempotentReservation> {
+    const counterKey = this.counterKey(id);
+    const [first, count, epoch, fenced, replayed] = await this.client.turnoReserveIdempotent(
+      counterKey,
+      `${counterKey}:idem:${key}`,
+      1,
+      MAX_TURNO,
+      fence === undefined ? "" : String(fence.floor),
+      fence?.epoch ?? 0,
+      Math.max(1, Math.round(ttlSeconds * 1000)),
+    );
+    return {
+      first: Number(first),
+      count: Number(count),
+      epoch: Number(epoch),
+      fenced: fenced === "1",
+      replayed: replayed === "1",
+    };
+  }
+
+  async peek(id: string): Promise<CounterSnapshot> {
+    const [value, epoch] = await this.client.hmget(this.counterKey(id), "v", "e");
+    return { value: Number(value ?? 0), epoch: Number(epoch ?? 0) };
+  }
+
+  async set(id: string, value: number): Promise<CounterSnapshot> {
+    const [stored, epoch] = await this.client.turnoSet(this.counterKey(id), String(value));
+    return { value: Number(stored), epoch: Number(epoch) };
+  }
+
+  async ping(): Promise<void> {
+    await this.client.ping();
+  }
+
+  /** Reads the server's persistence settings (CONFIG GET may be disabled on managed Redis). */
+  async durabilityWarnings(): Promise<string[]> {
+    try {
+      const settings = new Map<string, string>();
+      for (const name of ["appendonly", "appendfsync", "save"]) {
+        const reply = (await this.client.config("GET", name)) as string[];
+        if (reply.length >= 2) settings.set(name, String(reply[1]));
+      }
+      return describePersistence(this.kind, settings);
+    } catch (error) {
+      return [
+        `${this.kind} store: could not read the persistence settings (${(error as Error).message}); make sure the server uses appendonly yes with appendfsync always, or acknowledged numbers may be lost on a Redis restart`,
+      ];
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.client.quit();
+    } catch {
+      this.client.disconnect();
+    }
+  }
+}
+
+/** Turns CONFIG GET results into warnings about what a Redis restart could lose. */
+export function describePersistence(kind: string, settings: Map<string, string>): string[] {
+  if (settings.get("appendonly") !== "yes") {
+    const rdb = settings.get("save") ? ` (RDB snapshots "${settings.get("save")}" lose everything since the last one)` : "";
+    return [
+      `${kind} store: appendonly is off${rdb}; a Redis restart can roll counters back. Rollback fencing keeps each process from re-issuing numbers it issued, but a restarted service cannot: set appendonly yes and appendfsync always`,
+    ];
+  }
+  if (settings.get("appendfsync") !== "always") {
+    return [
+      `${kind} store: appendfsync is ${settings.get("appendfsync")}; a Redis crash can lose up to a second of acknowledged numbers. Set appendfsync always for numbers that survive a crash`,
+    ];
+  }
+  return [];
+}
+
+/** Connects to one Redis server (redis:// or rediss:// URL). */
+export function createRedisStore(options: RedisStoreOptions): RedisCounterStore {
+  const client = new Redis(options.url, baseRedisOptions(options.commandTimeoutMs));
+  defineScripts(client);
+  client.on("error", () => {
+    // Connection errors surface as failed commands (503s) and in /readyz; ioredis reconnects by itself.
+  });
+  return new RedisCounterStore("redis", client as unknown as ScriptedClient, options.keyPrefix);
+}

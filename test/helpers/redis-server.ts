@@ -1,0 +1,82 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { requireBinary } from "./binaries.ts";
+import { freePort, waitFor } from "./ports.ts";
+
+export interface RedisProcess {
+  readonly port: number;
+  readonly url: string;
+  readonly dir: string;
+  /** redis-cli against this server; returns its stdout. */
+  cli(...args: string[]): Promise<string>;
+  /** SIGKILL, as a crash would. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and directory (after kill or stop). */
+  restart(): Promise<void>;
+  /** Stops it and removes its directory. */
+  stop(): Promise<void>;
+}
+
+export interface RedisStartOptions {
+  /** Extra redis-server arguments, e.g. ["--appendonly", "yes", "--appendfsync", "always"]. */
+  readonly args?: readonly string[];
+  readonly host?: string;
+}
+
+/** Starts a real redis-server on a free port with its data in a fresh temporary directory. */
+export async function startRedis(options: RedisStartOptions = {}): Promise<RedisProcess> {
+  const binary = requireBinary("redis-server", "apt-get install redis-server");
+  const cliBinary = requireBinary("redis-cli", "apt-get install redis-tools");
+  const host = options.host ?? "127.0.0.1";
+  const port = await freePort(host);
+  const dir = mkdtempSync(join(tmpdir(), "turnomatic-redis-"));
+  let child: Subprocess | undefined;
+
+  const cli = async (...args: string[]) => {
+    const result = Bun.spawn([cliBinary, "-h", host, "-p", String(port), ...args], { stdout: "pipe", stderr: "pipe" });
+    const out = await new Response(result.stdout).text();
+    await result.exited;
+    return out.trim();
+  };
+  const launch = async () => {
+    child = Bun.spawn(
+      [
+        binary,
+        "--port",
+        String(port),
+        "--bind",
+        host,
+        "--dir",
+        dir,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        ...(options.args ?? []),
+      ],
+      { stdout: "ignore", stderr: "ignore" },
+    );
+    await waitFor(`redis-server on ${host}:${port}`, async () => (await cli("PING")) === "PONG");
+  };
+  const kill = async () => {
+    child?.kill("SIGKILL");
+    await child?.exited;
+  };
+  await launch();
+  return {
+    port,
+    url: `redis://${host}:${port}`,
+    dir,
+    cli,
+    kill,
+    restart: launch,
+    stop: async () => {
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,158 @@
+import { describe, expect, test } from "bun:test";
+import { Coalescer, type CoalescerOptions } from "../../src/allocation/coalescer.ts";
+import type { CounterStore, Fence, Reservation } from "../../src/domain/counter-store.ts";
+import { MAX_TURNO } from "../../src/domain/limits.ts";
+import { MemoryStore } from "../../src/stores/memory-store.ts";
+
+const OPTIONS: CoalescerOptions = { deadlineMs: 200, maxBatch: 1024, maxWaitingPerId: 1000, maxWaiting: 5000, fencing: true };
+
+/** A real MemoryStore whose reservations wait until the test opens the gate: to control timing. */
+class GatedStore extends MemoryStore {
+  readonly calls: number[] = [];
+  gate: Promise<void> = Promise.resolve();
+  override async reserve(id: string, n: number, fence?: Fence): Promise<Reservation> {
+    this.calls.push(n);
+    await this.gate;
+    return super.reserve(id, n, fence);
+  }
+}
+
+/** Delegates to a MemoryStore that the test can swap for an empty one, as a store restarted empty. */
+class SwappableStore implements CounterStore {
+  readonly kind = "swappable";
+  inner = new MemoryStore();
+  reserve(id: string, n: number, fence?: Fence) {
+    return this.inner.reserve(id, n, fence);
+  }
+  reserveIdempotent(id: string, key: string, ttl: number, fence?: Fence) {
+    return this.inner.reserveIdempotent(id, key, ttl, fence);
+  }
+  peek(id: string) {
+    return this.inner.peek(id);
+  }
+  set(id: string, value: number) {
+    return this.inner.set(id, value);
+  }
+  ping() {
+    return this.inner.ping();
+  }
+  durabilityWarnings() {
+    return this.inner.durabilityWarnings();
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+describe("coalescer", () => {
+  test("one reservation in flight per id; the queue goes out as one batch, in arrival order", async () => {
+    const store = new GatedStore();
+    const first = gate();
+    store.gate = first.promise;
+    const coalescer = new Coalescer(store, OPTIONS);
+    const a = coalescer.next("x");
+    const rest = Array.from({ length: 10 }, () => coalescer.next("x"));
+    expect(store.calls).toEqual([1]);
+    first.open();
+    expect(await a).toBe(1);
+    expect(await Promise.all(rest)).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(store.calls).toEqual([1, 10]);
+    await coalescer.close();
+  });
+
+  test("respects maxBatch", async () => {
+    const store = new GatedStore();
+    const coalescer = new Coalescer(store, { ...OPTIONS, maxBatch: 4 });
+    const all = await Promise.all(Array.from({ length: 10 }, () => coalescer.next("x")));
+    expect(all).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(Math.max(...store.calls)).toBeLessThanOrEqual(4);
+    await coalescer.close();
+  });
+
+  test("a slow store gets a 503 within the deadline, and late numbers are counted abandoned", async () => {
+    const store = new GatedStore();
+    const slow = gate();
+    store.gate = slow.promise;
+    const coalescer = new Coalescer(store, { ...OPTIONS, deadlineMs: 50 });
+    const started = performance.now();
+    const error = await coalescer.next("x").catch((e: unknown) => e);
+    expect((error as { code: string }).code).toBe("TURNO_ERR_STORE_TIMEOUT");
+    expect(performance.now() - started).toBeLessThan(1000);
+    slow.open();
+    await coalescer.idle();
+    await Bun.sleep(10);
+    expect(coalescer.stats.abandoned).toBe(1);
+    await coalescer.close();
+  });
+
+  test("bounded waiting: excess requests are refused as overloaded", async () => {
+    const store = new GatedStore();
+    const hold = gate();
+    store.gate = hold.promise;
+    const coalescer = new Coalescer(store, { ...OPTIONS, maxWaitingPerId: 3 });
+    const accepted = [coalescer.next("x"), coalescer.next("x"), coalescer.next("x"), coalescer.next("x")];
+    const refused = await coalescer.next("x").catch((e: unknown) => e);
+    expect((refused as { code: string }).code).toBe("TURNO_ERR_OVERLOADED");
+    hold.open();
+    expect(await Promise.all(accepted)).toEqual([1, 2, 3, 4]);
+    await coalescer.close();
+  });
+
+  test("a client that went away gets no number, and the number is counted", async () => {
+    const store = new GatedStore();
+    const hold = gate();
+    store.gate = hold.promise;
+    const coalescer = new Coalescer(store, OPTIONS);
+    const controller = new AbortController();
+    const gone = coalescer.next("x", { signal: controller.signal }).catch((e: unknown) => e);
+    controller.abort();
+    hold.open();
+    expect(((await gone) as { code: string }).code).toBe("TURNO_ERR_CLIENT_CLOSED_REQUEST");
+    expect(coalescer.stats.abandoned).toBe(1);
+    expect(await coalescer.next("x")).toBe(2);
+    await coalescer.close();
+  });
+
+  test("near the top, grants only what is left and answers exhausted to the rest", async () => {
+    const store = new MemoryStore();
+    await store.set("x", MAX_TURNO - 2);
+    const coalescer = new Coalescer(store, OPTIONS);
+    const results = await Promise.allSettled(Array.from({ length: 4 }, () => coalescer.next("x")));
+    const values = results.filter((r) => r.status === "fulfilled").map((r) => (r as PromiseFulfilledResult<number>).value);
+    expect(values.sort()).toEqual([MAX_TURNO - 1, MAX_TURNO]);
+    const codes = results.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason.code);
+    expect(codes).toEqual(["TURNO_ERR_COUNTER_EXHAUSTED", "TURNO_ERR_COUNTER_EXHAUSTED"]);
+    expect((await store.peek("x")).value).toBe(MAX_TURNO);
+    await coalescer.close();
+  });
+
+  test("a store that lost its data is fenced forward, never re-issues; an operator reset is honoured", async () => {
+    const store = new SwappableStore();
+    const coalescer = new Coalescer(store, OPTIONS);
+    for (let i = 1; i <= 5; i++) expect(await coalescer.next("z")).toBe(i);
+    store.inner = new MemoryStore(); // the store "restarted empty"
+    expect(await coalescer.next("z")).toBe(6);
+    expect(coalescer.stats.fences).toBe(1);
+    const reset = await store.set("z", 0); // an operator reset raises the epoch
+    coalescer.forget("z", reset.epoch);
+    expect(await coalescer.next("z")).toBe(1);
+    await coalescer.close();
+  });
+
+  test("with fencing off, a store that lost its data re-issues (negative control)", async () => {
+    const store = new SwappableStore();
+    const coalescer = new Coalescer(store, { ...OPTIONS, fencing: false });
+    for (let i = 1; i <= 3; i++) await coalescer.next("z");
+    store.inner = new MemoryStore();
+    expect(await coalescer.next("z")).toBe(1);
+    await coalescer.close();
+  });
+});
