@@ -7,6 +7,7 @@ import { ConfigError, type Config, helpText, loadConfig, redactConfig } from "./
 import { createApp } from "./http/app.ts";
 import { startServer } from "./http/server.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
+import { renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
 import { createStore } from "./stores/create-store.ts";
 
 export async function runService(config: Config, logger: Logger): Promise<void> {
@@ -49,6 +50,8 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     idleTimeoutSeconds: config.idleTimeoutSeconds,
     maxBodyBytes: config.maxBodyBytes,
   });
+  const metricsServer =
+    config.metricsPort === 0 ? undefined : startMetricsServer(config.metricsPort, config.host, renderLocalMetrics);
   logger.info("turnomatic listening", {
     event: "start",
     url: `http://${config.host}:${server.port}`,
@@ -70,6 +73,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     await server.stop(false);
     await coalescer.close();
     await store.close();
+    await metricsServer?.stop(true);
     clearTimeout(hardStop);
     logger.info("stopped", {
       event: "shutdown.done",
