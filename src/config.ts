@@ -32,8 +32,11 @@ export interface Config {
   readonly idempotencyTtlSeconds: number;
   /** Prefix of every Redis key. Default "turnomatic:". */
   readonly redisKeyPrefix: string;
-  /** Replicas that must acknowledge a reservation (Redis with replicas); 0 = no WAIT. Default 0. */
-  readonly redisWaitReplicas: number;
+  /**
+   * Replicas that must acknowledge a reservation (Redis WAIT); 0 = no WAIT. Default "auto": 1 for
+   * redis+sentinel:// (a failover must not lose issued numbers), 0 for every other store.
+   */
+  readonly redisWaitReplicas: number | "auto";
   /** Longest WAIT for replica acknowledgements (ms). Default 500. */
   readonly redisWaitTimeoutMs: number;
   /** Idle keep-alive connections are closed after this many seconds (1-255). Default 10. */
@@ -111,6 +114,11 @@ function storeUrl(raw: string, name: string): string {
     );
   }
   return raw;
+}
+
+function waitReplicas(raw: string, name: string): number | "auto" {
+  if (raw.trim() === "auto") return "auto";
+  return integer(0, 16)(raw, name);
 }
 
 function workers(raw: string, name: string): number {
@@ -224,9 +232,9 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "redisWaitReplicas",
     flag: "redis-wait-replicas",
     env: "TURNOMATIC_REDIS_WAIT_REPLICAS",
-    fallback: "0",
-    help: "replicas that must acknowledge each reservation (WAIT); 0 = don't wait",
-    parse: integer(0, 16),
+    fallback: "auto",
+    help: "replicas that must acknowledge each reservation (WAIT); 0 = don't wait; auto = 1 for redis+sentinel://, else 0",
+    parse: waitReplicas,
   },
   {
     key: "redisWaitTimeoutMs",

@@ -8,6 +8,7 @@ import { createApp } from "./http/app.ts";
 import { startServer } from "./http/server.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
+import { recordDurability } from "./observability/store-metrics.ts";
 import { createStore } from "./stores/create-store.ts";
 
 export async function runService(config: Config, logger: Logger): Promise<void> {
@@ -18,7 +19,9 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     redisWaitReplicas: config.redisWaitReplicas,
     redisWaitTimeoutMs: config.redisWaitTimeoutMs,
   });
-  for (const warning of await store.durabilityWarnings()) logger.warn(warning, { event: "store.durability" });
+  const durabilityWarnings = await store.durabilityWarnings();
+  for (const warning of durabilityWarnings) logger.warn(warning, { event: "store.durability" });
+  recordDurability(store.kind, durabilityWarnings);
   const coalescer = new Coalescer(
     store,
     {

@@ -1,6 +1,8 @@
 import type { CounterStore } from "../domain/counter-store.ts";
 import { ConfigError } from "../config.ts";
 import { MemoryStore } from "./memory-store.ts";
+import { createRedisClusterStore } from "./redis-cluster-store.ts";
+import { createRedisSentinelStore } from "./redis-sentinel-store.ts";
 import { createRedisStore } from "./redis-store.ts";
 import { SqliteStore } from "./sqlite-store.ts";
 
@@ -9,7 +11,8 @@ export interface StoreSettings {
   readonly url: string;
   readonly redisKeyPrefix: string;
   readonly commandTimeoutMs: number;
-  readonly redisWaitReplicas: number;
+  /** "auto" = 1 for redis+sentinel://, 0 otherwise. */
+  readonly redisWaitReplicas: number | "auto";
   readonly redisWaitTimeoutMs: number;
 }
 
@@ -22,8 +25,21 @@ export function createStore(settings: StoreSettings): CounterStore {
     if (path === "") throw new ConfigError("TURNOMATIC_STORE sqlite: needs a path, e.g. sqlite:./data/turnomatic.db");
     return new SqliteStore({ path, busyTimeoutMs: settings.commandTimeoutMs });
   }
-  if (url.startsWith("redis://") || url.startsWith("rediss://")) {
-    return createRedisStore({ url, keyPrefix: settings.redisKeyPrefix, commandTimeoutMs: settings.commandTimeoutMs });
+  const common = { url, keyPrefix: settings.redisKeyPrefix, commandTimeoutMs: settings.commandTimeoutMs };
+  const sentinel = url.startsWith("redis+sentinel://") || url.startsWith("rediss+sentinel://");
+  const waitReplicas = settings.redisWaitReplicas === "auto" ? (sentinel ? 1 : 0) : settings.redisWaitReplicas;
+  const wait = { waitReplicas, waitTimeoutMs: settings.redisWaitTimeoutMs };
+  if (url.startsWith("redis://") || url.startsWith("rediss://")) return createRedisStore({ ...common, ...wait });
+  if (sentinel) return createRedisSentinelStore({ ...common, ...wait });
+  if (url.startsWith("redis+cluster://") || url.startsWith("rediss+cluster://")) {
+    if (waitReplicas > 0) {
+      throw new ConfigError(
+        "--redis-wait-replicas is not supported with redis+cluster:// (a WAIT must follow each write on its primary's connection); set it to 0 or auto. Rollback fencing still guards each process.",
+      );
+    }
+    return createRedisClusterStore(common);
   }
-  throw new ConfigError(`TURNOMATIC_STORE '${url}' is not supported by this build; use sqlite:, memory:, redis:// or rediss://.`);
+  throw new ConfigError(
+    `TURNOMATIC_STORE '${url.replace(/\/\/([^@/]*)@/, "//<redacted>@")}' is not supported; use sqlite:, memory:, redis://, rediss://, redis+cluster:// or redis+sentinel://.`,
+  );
 }

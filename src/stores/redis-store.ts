@@ -10,6 +10,7 @@ import Redis, { type RedisOptions } from "ioredis";
 import type { CounterSnapshot, CounterStore, Fence, IdempotentReservation, Reservation } from "../domain/counter-store.ts";
 import { MAX_TURNO } from "../domain/limits.ts";
 import { RESERVE_IDEMPOTENT_SCRIPT, RESERVE_SCRIPT, SET_SCRIPT } from "./redis-scripts.ts";
+import { ReplicaAck } from "./replica-ack.ts";
 
 export interface RedisStoreOptions {
   /** redis:// or rediss:// URL (user, password and database number as in the URL). */
@@ -18,6 +19,10 @@ export interface RedisStoreOptions {
   readonly keyPrefix: string;
   /** Longest wait for one Redis command (ms); usually the request deadline. */
   readonly commandTimeoutMs: number;
+  /** Replicas that must acknowledge each reservation (WAIT, see replica-ack.ts). Default 0 = none. */
+  readonly waitReplicas?: number;
+  /** Longest WAIT (ms). Default 500. */
+  readonly waitTimeoutMs?: number;
 }
 
 /** Script replies: decimal strings (see redis-scripts.ts for why not integers). */
@@ -40,6 +45,16 @@ interface TurnoCommands {
 
 /** A client of either kind (single Redis or Cluster) with our scripts defined. */
 export type ScriptedClient = Pick<Redis, "hmget" | "ping" | "config" | "quit" | "disconnect" | "info"> & TurnoCommands;
+
+/** Reads one server's persistence settings (CONFIG GET appendonly, appendfsync, save). */
+export async function readPersistence(client: Pick<Redis, "config">): Promise<Map<string, string>> {
+  const settings = new Map<string, string>();
+  for (const name of ["appendonly", "appendfsync", "save"]) {
+    const reply = (await client.config("GET", name)) as string[];
+    if (reply.length >= 2) settings.set(name, String(reply[1]));
+  }
+  return settings;
+}
 
 /** ioredis options shared by every Redis-based store; see the header for why each is set. */
 export function baseRedisOptions(commandTimeoutMs: number): RedisOptions {
@@ -68,12 +83,15 @@ export class RedisCounterStore implements CounterStore {
   readonly kind: string;
   protected readonly client: ScriptedClient;
   readonly #prefix: string;
+  readonly #ack: ReplicaAck | undefined;
   #closed = false;
 
-  constructor(kind: string, client: ScriptedClient, keyPrefix: string) {
+  /** `ack`, when given, makes every write wait for replica acknowledgements (see replica-ack.ts). */
+  constructor(kind: string, client: ScriptedClient, keyPrefix: string, ack?: ReplicaAck) {
     this.kind = kind;
     this.client = client;
     this.#prefix = keyPrefix;
+    this.#ack = ack;
   }
 
   counterKey(id: string): string {
@@ -88,6 +106,7 @@ export class RedisCounterStore implements CounterStore {
       fence === undefined ? "" : String(fence.floor),
       fence?.epoch ?? 0,
     );
+    await this.#ack?.afterWrite();
     return { first: Number(first), count: Number(count), epoch: Number(epoch), fenced: fenced === "1" };
   }
 
@@ -102,6 +121,7 @@ export class RedisCounterStore implements CounterStore {
       fence?.epoch ?? 0,
       Math.max(1, Math.round(ttlSeconds * 1000)),
     );
+    await this.#ack?.afterWrite();
     return {
       first: Number(first),
       count: Number(count),
@@ -118,6 +138,7 @@ export class RedisCounterStore implements CounterStore {
 
   async set(id: string, value: number): Promise<CounterSnapshot> {
     const [stored, epoch] = await this.client.turnoSet(this.counterKey(id), String(value));
+    await this.#ack?.afterWrite();
     return { value: Number(stored), epoch: Number(epoch) };
   }
 
@@ -128,12 +149,7 @@ export class RedisCounterStore implements CounterStore {
   /** Reads the server's persistence settings (CONFIG GET may be disabled on managed Redis). */
   async durabilityWarnings(): Promise<string[]> {
     try {
-      const settings = new Map<string, string>();
-      for (const name of ["appendonly", "appendfsync", "save"]) {
-        const reply = (await this.client.config("GET", name)) as string[];
-        if (reply.length >= 2) settings.set(name, String(reply[1]));
-      }
-      return describePersistence(this.kind, settings);
+      return describePersistence(this.kind, await readPersistence(this.client));
     } catch (error) {
       return [
         `${this.kind} store: could not read the persistence settings (${(error as Error).message}); make sure the server uses appendonly yes with appendfsync always, or acknowledged numbers may be lost on a Redis restart`,
@@ -147,8 +163,10 @@ export class RedisCounterStore implements CounterStore {
     try {
       await this.client.quit();
     } catch {
-      this.client.disconnect();
+      // Closed already or unreachable: disconnect below drops it anyway.
     }
+    // quit() leaves Sentinel's failover-detector connections open; disconnect() closes them too.
+    this.client.disconnect();
   }
 }
 
@@ -175,5 +193,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisCounterStore 
   client.on("error", () => {
     // Connection errors surface as failed commands (503s) and in /readyz; ioredis reconnects by itself.
   });
-  return new RedisCounterStore("redis", client as unknown as ScriptedClient, options.keyPrefix);
+  const replicas = options.waitReplicas ?? 0;
+  const ack = replicas > 0 ? new ReplicaAck(client, { replicas, timeoutMs: options.waitTimeoutMs ?? 500 }) : undefined;
+  return new RedisCounterStore("redis", client as unknown as ScriptedClient, options.keyPrefix, ack);
 }

@@ -1,0 +1,120 @@
+/**
+ * Redis Cluster store (redis+cluster://h1:p1,h2:p2, rediss+cluster:// for TLS) through ioredis's
+ * Cluster client. Each counter is one hash whose key carries the `{id}` hash tag, so a counter and its
+ * idempotency keys live in one slot and one script call stays atomic on one primary; ids spread over
+ * all primaries.
+ *
+ * Retries, and why some are off: a MOVED, ASK, TRYAGAIN or CLUSTERDOWN reply means the script did not
+ * run, so ioredis may resend it. A connection that closed with the script on the wire is different:
+ * the script may have run, and resending would burn a second batch of numbers while the first one is
+ * counted nowhere. `retryDelayOnFailover: 0` turns that resend off: the reservation fails (503), and
+ * its numbers are "in doubt", a counted gap, never a duplicate.
+ *
+ * Cluster replication is asynchronous: a failover can lose the last writes a primary acknowledged.
+ * Rollback fencing (every reservation carries this process's high-water mark) keeps a running process
+ * from re-issuing those numbers; docs/redis.md explains what it cannot cover.
+ */
+import { Cluster, type ClusterOptions } from "ioredis";
+import { ConfigError } from "../config.ts";
+import {
+  baseRedisOptions,
+  defineScripts,
+  describePersistence,
+  RedisCounterStore,
+  readPersistence,
+  type ScriptedClient,
+} from "./redis-store.ts";
+import { parseMultiHostUrl } from "./redis-url.ts";
+
+export interface RedisClusterStoreOptions {
+  /** redis+cluster://[user:password@]h1:p1,h2:p2 (rediss+cluster:// or ?tls=true for TLS). */
+  readonly url: string;
+  /** Prefix of every key. Default "turnomatic:". */
+  readonly keyPrefix: string;
+  /** Longest wait for one Redis command (ms); usually the request deadline. */
+  readonly commandTimeoutMs: number;
+}
+
+/** ioredis Cluster options; see the header for the retry choices. */
+export function clusterOptions(commandTimeoutMs: number, url: ReturnType<typeof parseMultiHostUrl>): ClusterOptions {
+  const { retryStrategy: _perNodeRetry, ...redisOptions } = baseRedisOptions(commandTimeoutMs);
+  return {
+    scaleReads: "master",
+    enableAutoPipelining: true,
+    retryDelayOnFailover: 0,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    // A failover moves slots; refresh the map often so requests stop going to a dead primary.
+    slotsRefreshInterval: 1000,
+    slotsRefreshTimeout: Math.max(1000, commandTimeoutMs),
+    clusterRetryStrategy: (attempt: number) => Math.min(100 * attempt, 2000),
+    redisOptions: {
+      ...redisOptions,
+      username: url.username,
+      password: url.password,
+      tls: url.tls ? {} : undefined,
+    },
+  };
+}
+
+class RedisClusterCounterStore extends RedisCounterStore {
+  readonly #cluster: Cluster;
+
+  constructor(cluster: Cluster, keyPrefix: string) {
+    super("redis-cluster", cluster as unknown as ScriptedClient, keyPrefix);
+    this.#cluster = cluster;
+  }
+
+  /** Every primary must persist: one that loses data on restart rolls back the ids in its slots. */
+  override async durabilityWarnings(): Promise<string[]> {
+    const warnings = new Set<string>();
+    if (this.#cluster.status !== "ready") await this.#ready();
+    const nodes = this.#cluster.nodes("master");
+    if (nodes.length === 0) {
+      return [
+        "redis-cluster store: no primary reachable yet, persistence settings unknown; use appendonly yes with appendfsync always on every node",
+      ];
+    }
+    for (const node of nodes) {
+      const where = `${node.options.host}:${node.options.port}`;
+      try {
+        for (const warning of describePersistence(`redis-cluster (node ${where})`, await readPersistence(node)))
+          warnings.add(warning);
+      } catch (error) {
+        warnings.add(
+          `redis-cluster node ${where}: could not read the persistence settings (${(error as Error).message}); make sure every node uses appendonly yes with appendfsync always`,
+        );
+      }
+    }
+    return [...warnings];
+  }
+
+  /** Waits (bounded) for the first slot map, so the primaries are known. */
+  #ready(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#cluster.off("ready", done);
+        resolve();
+      };
+      const timer = setTimeout(done, 5000);
+      this.#cluster.once("ready", done);
+    });
+  }
+}
+
+/** Connects to a Redis Cluster through any of the listed nodes (the rest are discovered). */
+export function createRedisClusterStore(options: RedisClusterStoreOptions): RedisCounterStore {
+  const url = parseMultiHostUrl(options.url, 6379);
+  if (url.path !== "") {
+    throw new ConfigError(
+      `TURNOMATIC_STORE: a redis+cluster:// URL has no path or database ('/${url.path}'); Redis Cluster has only database 0.`,
+    );
+  }
+  const cluster = new Cluster([...url.hosts], clusterOptions(options.commandTimeoutMs, url));
+  defineScripts(cluster);
+  cluster.on("error", () => {
+    // Node errors surface as failed commands (503s) and in /readyz; the client refreshes the slot map itself.
+  });
+  return new RedisClusterCounterStore(cluster, options.keyPrefix);
+}

@@ -1,0 +1,93 @@
+/**
+ * A TCP proxy between the service and Redis that chaos tests can break, as a network would:
+ *
+ * - `blackhole()`: a partition. Bytes stop flowing both ways and are held, as TCP holds unacknowledged
+ *   segments; `heal()` delivers them late, in order (what a real link coming back does). New
+ *   connections are accepted but their bytes are held too.
+ * - `reset()`: every open connection is cut (RST-like: both sides destroyed).
+ *
+ * Loopback only: it listens on 127.0.0.1 and connects to the target given by the test.
+ */
+import { createServer, type Server, type Socket, connect } from "node:net";
+
+export interface FaultProxy {
+  readonly port: number;
+  /** redis:// URL of the proxy. */
+  readonly url: string;
+  blackhole(): void;
+  heal(): void;
+  reset(): void;
+  /** Connections opened through the proxy so far. */
+  readonly connections: number;
+  close(): Promise<void>;
+}
+
+interface Link {
+  readonly client: Socket;
+  readonly upstream: Socket;
+  /** Bytes held while blackholed, per direction, in order. */
+  readonly toUpstream: Buffer[];
+  readonly toClient: Buffer[];
+}
+
+export async function startFaultProxy(targetHost: string, targetPort: number): Promise<FaultProxy> {
+  const links = new Set<Link>();
+  let blackholed = false;
+  let opened = 0;
+  const flush = (link: Link) => {
+    for (const chunk of link.toUpstream.splice(0)) link.upstream.write(chunk);
+    for (const chunk of link.toClient.splice(0)) link.client.write(chunk);
+  };
+  const server: Server = createServer((client) => {
+    opened++;
+    const upstream = connect(targetPort, targetHost);
+    const link: Link = { client, upstream, toUpstream: [], toClient: [] };
+    links.add(link);
+    client.on("data", (chunk: Buffer) => (blackholed ? link.toUpstream.push(chunk) : upstream.write(chunk)));
+    upstream.on("data", (chunk: Buffer) => (blackholed ? link.toClient.push(chunk) : client.write(chunk)));
+    const drop = () => {
+      links.delete(link);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("close", drop);
+    upstream.on("close", drop);
+    client.on("error", drop);
+    upstream.on("error", drop);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : 0;
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get connections() {
+      return opened;
+    },
+    blackhole: () => {
+      blackholed = true;
+    },
+    heal: () => {
+      blackholed = false;
+      for (const link of links) flush(link);
+    },
+    reset: () => {
+      for (const link of [...links]) {
+        links.delete(link);
+        link.client.destroy();
+        link.upstream.destroy();
+      }
+    },
+    close: async () => {
+      for (const link of [...links]) {
+        link.client.destroy();
+        link.upstream.destroy();
+      }
+      links.clear();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
