@@ -1,0 +1,119 @@
+/**
+ * The frame of every chaos scenario: closed-loop load against a running service while a fault script
+ * runs, the full history judged by the history checker, and the figures docs/redis.md reports.
+ *
+ * Figures (all times from the test process's monotonic clock):
+ * - duplicates, gaps, failed: the checker's totals (gaps must stay <= failed requests).
+ * - recoveryMs: from the fault (or, for a partition, from the heal) to the completion of the first
+ *   successful request sent after the last failed one; 0 when nothing failed.
+ * - slowestFailureMs: the longest time a failed request waited for its answer (a 503 must come
+ *   within the deadline, not hang).
+ */
+import { checkHistory, formatVerdict, type HistoryEntry, type Verdict } from "../helpers/history-checker.ts";
+import { readCounters, requestTurn } from "../helpers/turn-load.ts";
+
+/** Long variants run with TURNOMATIC_FULL=1; the default (CI) run keeps each scenario short. */
+export const FULL = process.env.TURNOMATIC_FULL === "1";
+
+export interface ChaosOptions {
+  readonly url: string;
+  readonly ids: readonly string[];
+  readonly clients: number;
+  /** Per-request client timeout (ms); above the service deadline so 503s are seen, not timeouts. */
+  readonly timeoutMs?: number;
+  /** Load before the fault script starts (ms). */
+  readonly warmupMs: number;
+  /** Load after the fault script ended (ms). */
+  readonly tailMs: number;
+  /** Hard bound on the whole run (ms). */
+  readonly maxMs?: number;
+  /** The faults; `mark` records when something happened (e.g. "fault", "heal"). */
+  readonly faults: (mark: (label: string) => void) => Promise<void>;
+}
+
+export interface ChaosResult {
+  readonly history: HistoryEntry[];
+  readonly marks: Map<string, number>;
+  readonly verdict: Verdict;
+}
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  const history: HistoryEntry[] = [];
+  const marks = new Map<string, number>();
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const hardStop = performance.now() + (options.maxMs ?? 180_000);
+  let stopped = false;
+  const client = async (index: number) => {
+    let k = index;
+    while (!stopped && performance.now() < hardStop) {
+      const id = options.ids[k++ % options.ids.length] as string;
+      history.push(await requestTurn(options.url, id, timeoutMs));
+    }
+  };
+  const load = Promise.all(Array.from({ length: options.clients }, (_, i) => client(i)));
+  try {
+    await Bun.sleep(options.warmupMs);
+    await options.faults((label) => marks.set(label, performance.now()));
+    await Bun.sleep(options.tailMs);
+  } finally {
+    stopped = true;
+    await load;
+  }
+  const after = await readCounters(options.url, options.ids);
+  return { history, marks, verdict: checkHistory(history, { faults: true, after }) };
+}
+
+export interface ChaosFigures {
+  readonly scenario: string;
+  readonly requests: number;
+  readonly issued: number;
+  readonly failed: number;
+  readonly duplicates: number;
+  readonly gaps: number;
+  readonly orderViolations: number;
+  readonly recoveryMs: number;
+  readonly slowestFailureMs: number;
+  readonly noAnswer: number;
+}
+
+/** The figures of one run; `from` is the mark recovery is measured from. */
+export function figures(scenario: string, result: ChaosResult, from: string): ChaosFigures {
+  const { history, verdict } = result;
+  const start = result.marks.get(from);
+  if (start === undefined) throw new Error(`the fault script never marked '${from}'`);
+  const failures = history.filter((e) => e.turno === undefined);
+  let recoveryMs = 0;
+  const lastFailure = failures.reduce((latest, e) => Math.max(latest, e.sentAt), Number.NEGATIVE_INFINITY);
+  if (failures.length > 0) {
+    const firstSuccess = history
+      .filter((e) => e.turno !== undefined && e.sentAt > lastFailure)
+      .reduce((earliest, e) => Math.min(earliest, e.doneAt), Number.POSITIVE_INFINITY);
+    recoveryMs = Math.max(0, firstSuccess - start);
+  }
+  const t = verdict.totals;
+  const result_: ChaosFigures = {
+    scenario,
+    requests: t.requests,
+    issued: t.issued,
+    failed: t.failed,
+    duplicates: t.duplicates,
+    gaps: t.gaps,
+    orderViolations: t.orderViolations,
+    recoveryMs: Math.round(recoveryMs),
+    slowestFailureMs: Math.round(failures.reduce((slowest, e) => Math.max(slowest, e.doneAt - e.sentAt), 0)),
+    noAnswer: failures.filter((e) => e.status === 0).length,
+  };
+  // One line per scenario, grep-able from the test output ("CHAOS {...}") for docs/redis.md.
+  console.log(`CHAOS ${JSON.stringify(result_)}`);
+  return result_;
+}
+
+/** Throws with the checker's report unless the run kept I1-I4 (gaps <= failed requests). */
+export function expectVerdictOk(result: ChaosResult): void {
+  if (!result.verdict.ok) throw new Error(formatVerdict(result.verdict));
+}
+
+/** How many times the service logged a rollback fence. */
+export function countFences(logs: string): number {
+  return logs.split("\n").filter((line) => line.includes('"store.rollback_fenced"')).length;
+}

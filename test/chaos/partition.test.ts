@@ -1,0 +1,92 @@
+/**
+ * Chaos: the network between the service and Redis fails (a fault proxy in between).
+ * - Blackhole (packets held, as in a partition): every request waiting meanwhile gets a 503 within
+ *   the deadline, none hangs; after the heal the held commands arrive late (their numbers are
+ *   skipped, counted) and service resumes; zero duplicates.
+ * - Reset (connections cut): reservations on the wire fail (503 within the deadline), the client
+ *   reconnects at once; zero duplicates.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { type FaultProxy, startFaultProxy } from "../helpers/fault-proxy.ts";
+import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
+import { type ServiceProcess, startService } from "../helpers/service.ts";
+import { expectVerdictOk, FULL, figures, runChaos } from "./chaos-run.ts";
+
+const IDS = ["p0", "p1", "p2", "p3", "p4"];
+const DEADLINE_MS = 1000;
+const PARTITION_MS = FULL ? 10_000 : 3000;
+
+let redis: RedisProcess | undefined;
+let proxy: FaultProxy | undefined;
+let service: ServiceProcess | undefined;
+afterEach(async () => {
+  await service?.stop("SIGKILL");
+  await proxy?.close();
+  await redis?.stop();
+  service = undefined;
+  proxy = undefined;
+  redis = undefined;
+});
+
+async function setUp(): Promise<{ proxy: FaultProxy; service: ServiceProcess }> {
+  redis = await startRedis({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
+  proxy = await startFaultProxy("127.0.0.1", redis.port);
+  service = await startService({ store: proxy.url, env: { TURNOMATIC_DEADLINE_MS: String(DEADLINE_MS) } });
+  return { proxy, service };
+}
+
+describe("chaos: partition between the service and Redis", () => {
+  test("blackhole: 503s within the deadline, recovery after heal, zero duplicates", async () => {
+    const { proxy, service } = await setUp();
+    const result = await runChaos({
+      url: service.url,
+      ids: IDS,
+      clients: 40,
+      timeoutMs: 5 * DEADLINE_MS,
+      warmupMs: 1000,
+      tailMs: FULL ? 5000 : 2000,
+      faults: async (mark) => {
+        mark("fault");
+        proxy.blackhole();
+        await Bun.sleep(PARTITION_MS);
+        mark("heal");
+        proxy.heal();
+      },
+    });
+    const f = figures("partition-blackhole", result, "heal");
+    expectVerdictOk(result);
+    expect(f.duplicates).toBe(0);
+    expect(f.failed).toBeGreaterThan(0);
+    // Every failure is an answer (503), not a client timeout, and came within the deadline plus the sweep's slack.
+    expect(f.noAnswer).toBe(0);
+    const failures = result.history.filter((e) => e.turno === undefined);
+    expect(failures.every((e) => e.status === 503)).toBe(true);
+    expect(f.slowestFailureMs).toBeLessThan(DEADLINE_MS + 500);
+    expect(f.recoveryMs).toBeLessThan(5000);
+  });
+
+  test("connections reset: 503s within the deadline, reconnect, zero duplicates", async () => {
+    const { proxy, service } = await setUp();
+    const result = await runChaos({
+      url: service.url,
+      ids: IDS,
+      clients: 40,
+      timeoutMs: 5 * DEADLINE_MS,
+      warmupMs: 1000,
+      tailMs: 2000,
+      faults: async (mark) => {
+        mark("fault");
+        for (let i = 0; i < (FULL ? 20 : 5); i++) {
+          proxy.reset();
+          await Bun.sleep(200);
+        }
+      },
+    });
+    const f = figures("partition-reset", result, "fault");
+    expectVerdictOk(result);
+    expect(f.duplicates).toBe(0);
+    expect(f.noAnswer).toBe(0);
+    expect(f.slowestFailureMs).toBeLessThan(DEADLINE_MS + 500);
+    expect(f.recoveryMs).toBeLessThan(5000);
+  });
+});
