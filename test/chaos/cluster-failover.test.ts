@@ -3,6 +3,11 @@
  * timeout and the client follows the new slot map. Cluster replication is asynchronous, so the
  * promoted replica may miss the last acknowledged writes: rollback fencing in the service must keep
  * that from ever showing as a duplicate. Zero duplicates, gaps <= failed, recovery measured.
+ *
+ * On loopback a replica is rarely behind, so the failover alone seldom needs a fence. The second
+ * scenario forces the rollback: a whole shard (primary and replica, no persistence) dies and its
+ * primary comes back empty, still owning its slots. Fencing on: zero duplicates; fencing off: the
+ * same run must show duplicates (negative control).
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { waitFor } from "../helpers/ports.ts";
@@ -23,6 +28,46 @@ afterEach(async () => {
 });
 
 describe("chaos: Redis Cluster failover", () => {
+  for (const fencing of [true, false]) {
+    test(`a shard restarted empty under load, fencing ${fencing ? "on: zero duplicates" : "off: duplicates (negative control)"}`, async () => {
+      cluster = await startRedisCluster();
+      const nodes = cluster;
+      service = await startService({ store: nodes.url, env: { TURNOMATIC_FENCING: String(fencing) } });
+      const result = await runChaos({
+        url: service.url,
+        ids: IDS,
+        clients: 48,
+        warmupMs: FULL ? 5000 : 1500,
+        tailMs: FULL ? 5000 : 2000,
+        maxMs: 150_000,
+        faults: async (mark) => {
+          const [shard] = await nodes.shards();
+          if (shard === undefined) throw new Error("no shard");
+          mark("fault");
+          for (const replica of shard.replicas) await replica.kill();
+          await shard.primary.kill();
+          await Bun.sleep(FULL ? 3000 : 1000);
+          // Same node id and slots (nodes.conf survives), no data: the shard went back to zero.
+          await shard.primary.restart();
+          for (const replica of shard.replicas) await replica.restart();
+          await nodes.waitHealthy(30_000);
+        },
+      });
+      const f = figures(`cluster-shard-empty-restart-fencing-${fencing ? "on" : "off"}`, result, "fault");
+      const fences = countFences(service.logs());
+      if (fencing) {
+        expectVerdictOk(result);
+        expect(f.duplicates).toBe(0);
+        expect(fences).toBeGreaterThan(0);
+        expect(f.recoveryMs).toBeLessThan(30_000);
+      } else {
+        expect(result.verdict.ok).toBe(false);
+        expect(f.duplicates).toBeGreaterThan(0);
+        expect(fences).toBe(0);
+      }
+    });
+  }
+
   test("kill -9 a primary under load, replica promoted: zero duplicates", async () => {
     cluster = await startRedisCluster({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
     const nodes = cluster;

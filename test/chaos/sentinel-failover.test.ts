@@ -38,7 +38,12 @@ describe("chaos: Sentinel failover", () => {
           const old = await sentinels.currentPrimary();
           if (round === 0) mark("fault");
           await old.kill();
-          await waitFor("the sentinels to promote a replica", async () => (await sentinels.currentPrimary()) !== old, 30_000, 100);
+          await waitFor(
+            "the sentinels to promote a replica",
+            async () => (await sentinels.currentPrimary()) !== old,
+            30_000,
+            100,
+          );
           if (round === 0) mark("promoted");
           // The old primary comes back as a replica of the new one, ready for the next round.
           await old.restart();

@@ -13,6 +13,8 @@ export interface RedisClusterProcess {
   readonly nodes: readonly RedisProcess[];
   /** The nodes that are primaries right now (from CLUSTER NODES), with the slots count they serve. */
   primaries(): Promise<RedisProcess[]>;
+  /** Each primary with its replicas, from CLUSTER NODES as a live node sees it. */
+  shards(): Promise<Array<{ primary: RedisProcess; replicas: RedisProcess[] }>>;
   /** Waits until every live node reports cluster_state:ok and every slot is served. */
   waitHealthy(timeoutMs?: number): Promise<void>;
   /** Empties every primary (FLUSHALL), for a fresh test. */
@@ -95,7 +97,27 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     await stop();
     throw error;
   }
+  const shards = async () => {
+    const [observer] = await live();
+    if (observer === undefined) throw new Error("no live cluster node");
+    const lines = (await observer.cli("CLUSTER", "NODES")).split("\n").map((line) => line.split(" "));
+    const byId = new Map(lines.map((f) => [f[0] as string, f]));
+    const node = (fields: string[]) => {
+      const port = Number((fields[1] ?? "").split(":")[1]?.split("@")[0]);
+      const found = nodes.find((n) => n.port === port);
+      if (found === undefined) throw new Error(`CLUSTER NODES names an unknown port ${port}`);
+      return found;
+    };
+    const result: Array<{ primary: RedisProcess; replicas: RedisProcess[] }> = [];
+    for (const fields of lines) {
+      if (!(fields[2] ?? "").includes("master") || (fields[2] ?? "").includes("fail")) continue;
+      const replicas = lines.filter((f) => f[3] === fields[0] && byId.has(f[0] as string)).map(node);
+      result.push({ primary: node(fields), replicas });
+    }
+    return result;
+  };
   return {
+    shards,
     url: `redis+cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(",")}`,
     nodes,
     primaries,
