@@ -105,6 +105,7 @@ const STORE_SCHEMES = [
   "redis+cluster://",
   "rediss+cluster://",
   "redis+sentinel://",
+  "rediss+sentinel://",
 ];
 
 function storeUrl(raw: string, name: string): string {

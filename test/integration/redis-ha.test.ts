@@ -1,0 +1,92 @@
+/**
+ * Replica acknowledgement (WAIT) and the durability gauge, against real redis-server processes.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import Redis from "ioredis";
+import { StoreUnavailableError } from "../../src/domain/errors.ts";
+import { createRedisStore } from "../../src/stores/redis-store.ts";
+import { ReplicaAck } from "../../src/stores/replica-ack.ts";
+import { waitFor } from "../helpers/ports.ts";
+import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
+import { startService } from "../helpers/service.ts";
+
+const started: RedisProcess[] = [];
+afterAll(async () => {
+  for (const server of started) await server.stop();
+});
+async function redis(args: string[] = []): Promise<RedisProcess> {
+  const server = await startRedis({ args });
+  started.push(server);
+  return server;
+}
+
+describe("WAIT after each reservation", () => {
+  test("a reservation no replica acknowledged fails, and its numbers are skipped, never re-issued", async () => {
+    const lonely = await redis();
+    const store = createRedisStore({
+      url: lonely.url,
+      keyPrefix: "w:",
+      commandTimeoutMs: 1000,
+      waitReplicas: 1,
+      waitTimeoutMs: 50,
+    });
+    try {
+      const failure = await store.reserve("a", 3).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(StoreUnavailableError);
+      expect((failure as Error).message).toContain("--redis-wait-replicas");
+      // The primary applied the script: the next grant starts after the numbers in doubt.
+      expect((await store.peek("a")).value).toBe(3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("one WAIT covers every reservation whose reply came before it; all are on the replica", async () => {
+    const primary = await redis(["--repl-diskless-sync-delay", "0"]);
+    const replica = await redis(["--replicaof", "127.0.0.1", String(primary.port)]);
+    await waitFor("replica in sync", async () => (await replica.cli("INFO", "replication")).includes("master_link_status:up"));
+    const client = new Redis(primary.url, { enableAutoPipelining: true });
+    const ack = new ReplicaAck(client, { replicas: 1, timeoutMs: 1000 });
+    try {
+      await Promise.all(
+        Array.from({ length: 500 }, async (_, i) => {
+          await client.incr(`k${i % 10}`);
+          await ack.afterWrite();
+        }),
+      );
+      expect(ack.stats.short).toBe(0);
+      expect(ack.stats.waits).toBeGreaterThan(0);
+      expect(ack.stats.waits).toBeLessThan(100);
+      // Acknowledged means on the replica: read it there, without waiting.
+      let total = 0;
+      for (let i = 0; i < 10; i++) total += Number(await replica.cli("GET", `k${i}`));
+      expect(total).toBe(500);
+    } finally {
+      client.disconnect();
+    }
+  });
+});
+
+describe("durability gauge", () => {
+  const gaugeOf = async (metricsPort: number) => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    return /turnomatic_store_durability_warning\{store="redis"\} (\d)/.exec(text)?.[1];
+  };
+
+  test("1 when a Redis restart could lose acknowledged numbers, 0 with AOF always", async () => {
+    for (const [args, expected] of [
+      [[], "1"],
+      [["--appendonly", "yes", "--appendfsync", "everysec"], "1"],
+      [["--appendonly", "yes", "--appendfsync", "always"], "0"],
+    ] as const) {
+      const server = await redis([...args]);
+      const service = await startService({ store: server.url });
+      try {
+        expect(await gaugeOf(service.metricsPort)).toBe(expected);
+        if (expected === "1") expect(service.logs()).toContain('"store.durability"');
+      } finally {
+        await service.stop();
+      }
+    }
+  });
+});
