@@ -5,7 +5,8 @@
  * Figures (all times from the test process's monotonic clock):
  * - duplicates, gaps, failed: the checker's totals (gaps must stay <= failed requests).
  * - recoveryMs: from the fault (or, for a partition, from the heal) to the completion of the first
- *   successful request sent after the last failed one; 0 when nothing failed.
+ *   successful request sent after the last failed one; 0 when nothing failed; with several fault
+ *   cycles, the longest.
  * - slowestFailureMs: the longest time a failed request waited for its answer (a 503 must come
  *   within the deadline, not hang).
  */
@@ -76,22 +77,23 @@ export interface ChaosFigures {
   readonly noAnswer: number;
 }
 
-/** The figures of one run; `from` is the mark recovery is measured from. */
+/**
+ * The figures of one run. Recovery is measured from each mark named `from` or `from:<n>` (one per
+ * fault cycle) and the longest is reported.
+ */
 export function figures(scenario: string, result: ChaosResult, from: string): ChaosFigures {
   const { history, verdict } = result;
-  const start = result.marks.get(from);
-  if (start === undefined) throw new Error(`the fault script never marked '${from}'`);
+  const starts = [...result.marks]
+    .filter(([label]) => label === from || label.startsWith(`${from}:`))
+    .map(([, at]) => at)
+    .sort((a, b) => a - b);
+  if (starts.length === 0) throw new Error(`the fault script never marked '${from}'`);
   const failures = history.filter((e) => e.turno === undefined);
-  let recoveryMs = 0;
-  const lastFailure = failures.reduce((latest, e) => Math.max(latest, e.sentAt), Number.NEGATIVE_INFINITY);
-  if (failures.length > 0) {
-    const firstSuccess = history
-      .filter((e) => e.turno !== undefined && e.sentAt > lastFailure)
-      .reduce((earliest, e) => Math.min(earliest, e.doneAt), Number.POSITIVE_INFINITY);
-    recoveryMs = Math.max(0, firstSuccess - start);
-  }
+  const recoveryMs = Math.max(
+    ...starts.map((start, i) => recoveryAfter(history, start, starts[i + 1] ?? Number.POSITIVE_INFINITY)),
+  );
   const t = verdict.totals;
-  const result_: ChaosFigures = {
+  const line: ChaosFigures = {
     scenario,
     requests: t.requests,
     issued: t.issued,
@@ -104,8 +106,24 @@ export function figures(scenario: string, result: ChaosResult, from: string): Ch
     noAnswer: failures.filter((e) => e.status === 0).length,
   };
   // One line per scenario, grep-able from the test output ("CHAOS {...}") for docs/redis.md.
-  console.log(`CHAOS ${JSON.stringify(result_)}`);
-  return result_;
+  console.log(`CHAOS ${JSON.stringify(line)}`);
+  return line;
+}
+
+/**
+ * From `start` to the first success sent after the last failure of this cycle (failures that ended
+ * after `start` and were sent before the next cycle); 0 when the cycle caused no failure, infinite
+ * when service never came back.
+ */
+function recoveryAfter(history: readonly HistoryEntry[], start: number, end: number): number {
+  let lastFailureSent = Number.NEGATIVE_INFINITY;
+  for (const e of history)
+    if (e.turno === undefined && e.doneAt >= start && e.sentAt < end) lastFailureSent = Math.max(lastFailureSent, e.sentAt);
+  if (lastFailureSent === Number.NEGATIVE_INFINITY) return 0;
+  let firstSuccess = Number.POSITIVE_INFINITY;
+  for (const e of history)
+    if (e.turno !== undefined && e.sentAt > lastFailureSent) firstSuccess = Math.min(firstSuccess, e.doneAt);
+  return firstSuccess - start;
 }
 
 /** Throws with the checker's report unless the run kept I1-I4 (gaps <= failed requests). */

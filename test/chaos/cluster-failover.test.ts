@@ -84,7 +84,7 @@ describe("chaos: Redis Cluster failover", () => {
           const primaries = await nodes.primaries();
           const victim = primaries[round % primaries.length];
           if (victim === undefined) throw new Error("no primary to kill");
-          if (round === 0) mark("fault");
+          mark(round === 0 ? "fault" : `fault:${round}`);
           await victim.kill();
           await nodes.waitHealthy(30_000);
           if (round === 0) mark("promoted");

@@ -32,7 +32,7 @@ async function killAndRestartUnderLoad(server: RedisProcess, url: string) {
     tailMs: FULL ? 3000 : 1500,
     faults: async (mark) => {
       for (let cycle = 0; cycle < CYCLES; cycle++) {
-        if (cycle === 0) mark("fault");
+        mark(cycle === 0 ? "fault" : `fault:${cycle}`);
         await server.kill();
         await Bun.sleep(DOWN_MS);
         await server.restart();

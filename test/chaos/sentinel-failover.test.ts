@@ -36,7 +36,7 @@ describe("chaos: Sentinel failover", () => {
       faults: async (mark) => {
         for (let round = 0; round < (FULL ? 2 : 1); round++) {
           const old = await sentinels.currentPrimary();
-          if (round === 0) mark("fault");
+          mark(round === 0 ? "fault" : `fault:${round}`);
           await old.kill();
           await waitFor(
             "the sentinels to promote a replica",
