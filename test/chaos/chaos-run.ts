@@ -79,9 +79,9 @@ export interface ChaosFigures {
 
 /**
  * The figures of one run. Recovery is measured from each mark named `from` or `from:<n>` (one per
- * fault cycle) and the longest is reported.
+ * fault cycle) and the longest is reported; with `healedAt`, from that mark instead (one cycle).
  */
-export function figures(scenario: string, result: ChaosResult, from: string): ChaosFigures {
+export function figures(scenario: string, result: ChaosResult, from: string, healedAt?: string): ChaosFigures {
   const { history, verdict } = result;
   const starts = [...result.marks]
     .filter(([label]) => label === from || label.startsWith(`${from}:`))
@@ -89,9 +89,11 @@ export function figures(scenario: string, result: ChaosResult, from: string): Ch
     .sort((a, b) => a - b);
   if (starts.length === 0) throw new Error(`the fault script never marked '${from}'`);
   const failures = history.filter((e) => e.turno === undefined);
-  const recoveryMs = Math.max(
-    ...starts.map((start, i) => recoveryAfter(history, start, starts[i + 1] ?? Number.POSITIVE_INFINITY)),
-  );
+  // For a fault that lasts (a partition), recovery counts from its end, not its start.
+  const healedAfter = healedAt === undefined ? 0 : (result.marks.get(healedAt) ?? 0) - (starts[0] as number);
+  const recoveryMs =
+    -healedAfter +
+    Math.max(...starts.map((start, i) => recoveryAfter(history, start, starts[i + 1] ?? Number.POSITIVE_INFINITY)));
   const t = verdict.totals;
   const line: ChaosFigures = {
     scenario,
@@ -112,13 +114,13 @@ export function figures(scenario: string, result: ChaosResult, from: string): Ch
 
 /**
  * From `start` to the first success sent after the last failure of this cycle (failures that ended
- * after `start` and were sent before the next cycle); 0 when the cycle caused no failure, infinite
- * when service never came back.
+ * between `start` and the next cycle's start: a request cut by the next fault belongs to that one);
+ * 0 when the cycle caused no failure, infinite when service never came back.
  */
 function recoveryAfter(history: readonly HistoryEntry[], start: number, end: number): number {
   let lastFailureSent = Number.NEGATIVE_INFINITY;
   for (const e of history)
-    if (e.turno === undefined && e.doneAt >= start && e.sentAt < end) lastFailureSent = Math.max(lastFailureSent, e.sentAt);
+    if (e.turno === undefined && e.doneAt >= start && e.doneAt < end) lastFailureSent = Math.max(lastFailureSent, e.sentAt);
   if (lastFailureSent === Number.NEGATIVE_INFINITY) return 0;
   let firstSuccess = Number.POSITIVE_INFINITY;
   for (const e of history)

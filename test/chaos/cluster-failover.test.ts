@@ -97,6 +97,8 @@ describe("chaos: Redis Cluster failover", () => {
             200,
           );
           await nodes.waitHealthy(30_000);
+          // Steady load between rounds, so each round's recovery is measured on its own.
+          await Bun.sleep(FULL ? 3000 : 0);
         }
       },
     });

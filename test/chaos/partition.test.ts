@@ -53,7 +53,7 @@ describe("chaos: partition between the service and Redis", () => {
         proxy.heal();
       },
     });
-    const f = figures("partition-blackhole", result, "heal");
+    const f = figures("partition-blackhole", result, "fault", "heal");
     expectVerdictOk(result);
     expect(f.duplicates).toBe(0);
     expect(f.failed).toBeGreaterThan(0);
@@ -75,10 +75,11 @@ describe("chaos: partition between the service and Redis", () => {
       warmupMs: 1000,
       tailMs: 2000,
       faults: async (mark) => {
-        mark("fault");
-        for (let i = 0; i < (FULL ? 20 : 5); i++) {
+        // Spaced so the client reconnects in between: each reset is one fault cycle.
+        for (let i = 0; i < (FULL ? 10 : 3); i++) {
+          mark(i === 0 ? "fault" : `fault:${i}`);
           proxy.reset();
-          await Bun.sleep(200);
+          await Bun.sleep(1500);
         }
       },
     });
