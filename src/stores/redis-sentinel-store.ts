@@ -53,6 +53,9 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
     tls: url.tls ? {} : undefined,
     enableTLSForSentinelMode: url.tls,
     failoverDetector: true,
+    // A primary demoted to replica answers writes with READONLY: reconnect, which asks the
+    // sentinels for the current primary (the failed write did not run; it is not resent).
+    reconnectOnError: (error: Error) => (error.message.startsWith("READONLY") ? 1 : false),
     sentinelCommandTimeout: Math.max(500, Math.min(options.commandTimeoutMs, 2000)),
     sentinelRetryStrategy: (attempt: number) => Math.min(100 * attempt, 1000),
   });
@@ -64,5 +67,9 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
     options.waitReplicas > 0
       ? new ReplicaAck(client, { replicas: options.waitReplicas, timeoutMs: options.waitTimeoutMs })
       : undefined;
-  return new RedisCounterStore("redis-sentinel", client as unknown as ScriptedClient, options.keyPrefix, ack);
+  // One primary holds every key, so the reservations of many ids can share one script call.
+  return new RedisCounterStore("redis-sentinel", client as unknown as ScriptedClient, options.keyPrefix, {
+    batchAcrossIds: true,
+    ack,
+  });
 }
