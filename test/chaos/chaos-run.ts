@@ -11,7 +11,7 @@
  *   within the deadline, not hang).
  */
 import { checkHistory, formatVerdict, type HistoryEntry, type Verdict } from "../helpers/history-checker.ts";
-import { readCounters, requestTurn } from "../helpers/turn-load.ts";
+import { readCounters } from "../helpers/turn-load.ts";
 
 /** Long variants run with TURNOMATIC_FULL=1; the default (CI) run keeps each scenario short. */
 export const FULL = process.env.TURNOMATIC_FULL === "1";
@@ -34,12 +34,15 @@ export interface ChaosOptions {
 
 export interface ChaosResult {
   readonly history: HistoryEntry[];
+  /** Failed requests by problem code ("no answer" for network errors), with the first detail seen. */
+  readonly failures: Map<string, { count: number; detail: string }>;
   readonly marks: Map<string, number>;
   readonly verdict: Verdict;
 }
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const history: HistoryEntry[] = [];
+  const failures = new Map<string, { count: number; detail: string }>();
   const marks = new Map<string, number>();
   const timeoutMs = options.timeoutMs ?? 5000;
   const hardStop = performance.now() + (options.maxMs ?? 180_000);
@@ -48,7 +51,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     let k = index;
     while (!stopped && performance.now() < hardStop) {
       const id = options.ids[k++ % options.ids.length] as string;
-      history.push(await requestTurn(options.url, id, timeoutMs));
+      history.push(await requestTurn(options.url, id, timeoutMs, failures));
     }
   };
   const load = Promise.all(Array.from({ length: options.clients }, (_, i) => client(i)));
@@ -61,7 +64,39 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     await load;
   }
   const after = await readCounters(options.url, options.ids);
-  return { history, marks, verdict: checkHistory(history, { faults: true, after }) };
+  return { history, failures, marks, verdict: checkHistory(history, { faults: true, after }) };
+}
+
+/** One turn request, recorded like turn-load.ts does, plus why it failed (problem code and detail). */
+async function requestTurn(
+  url: string,
+  id: string,
+  timeoutMs: number,
+  failures: Map<string, { count: number; detail: string }>,
+): Promise<HistoryEntry> {
+  const sentAt = performance.now();
+  const fail = (code: string, detail: string) => {
+    const seen = failures.get(code);
+    if (seen === undefined) failures.set(code, { count: 1, detail });
+    else seen.count++;
+  };
+  let status = 0;
+  try {
+    const response = await fetch(`${url}/turno/${id}`, { signal: AbortSignal.timeout(timeoutMs) });
+    status = response.status;
+    const body = (await response.json()) as { id?: string; turno?: number; code?: string; detail?: string };
+    const doneAt = performance.now();
+    if (status === 200) {
+      if (body.id !== id) throw new Error(`response for ${id} names id ${body.id}`);
+      return { id, sentAt, doneAt, status, turno: body.turno as number };
+    }
+    fail(body.code ?? `HTTP ${status}`, body.detail ?? "");
+    return { id, sentAt, doneAt, status };
+  } catch (error) {
+    if (error instanceof Error && error.message.startsWith("response for")) throw error;
+    fail(status === 0 ? "no answer" : `HTTP ${status}`, String(error));
+    return { id, sentAt, doneAt: performance.now(), status };
+  }
 }
 
 export interface ChaosFigures {
@@ -75,6 +110,8 @@ export interface ChaosFigures {
   readonly recoveryMs: number;
   readonly slowestFailureMs: number;
   readonly noAnswer: number;
+  /** Failed requests by problem code. */
+  readonly failuresByCode: Record<string, number>;
 }
 
 /**
@@ -106,6 +143,7 @@ export function figures(scenario: string, result: ChaosResult, from: string, hea
     recoveryMs: Math.round(recoveryMs),
     slowestFailureMs: Math.round(failures.reduce((slowest, e) => Math.max(slowest, e.doneAt - e.sentAt), 0)),
     noAnswer: failures.filter((e) => e.status === 0).length,
+    failuresByCode: Object.fromEntries([...result.failures].map(([code, { count }]) => [code, count])),
   };
   // One line per scenario, grep-able from the test output ("CHAOS {...}") for docs/redis.md.
   console.log(`CHAOS ${JSON.stringify(line)}`);
@@ -130,7 +168,12 @@ function recoveryAfter(history: readonly HistoryEntry[], start: number, end: num
 
 /** Throws with the checker's report unless the run kept I1-I4 (gaps <= failed requests). */
 export function expectVerdictOk(result: ChaosResult): void {
-  if (!result.verdict.ok) throw new Error(formatVerdict(result.verdict));
+  if (!result.verdict.ok) throw new Error(`${formatVerdict(result.verdict)}\n${describeFailures(result)}`);
+}
+
+/** The failure codes with one detail each, for test failure messages. */
+export function describeFailures(result: ChaosResult): string {
+  return [...result.failures].map(([code, { count, detail }]) => `${count} x ${code}: ${detail}`).join("\n");
 }
 
 /** How many times the service logged a rollback fence. */
