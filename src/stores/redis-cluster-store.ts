@@ -40,6 +40,9 @@ export function clusterOptions(commandTimeoutMs: number, url: ReturnType<typeof 
   const { retryStrategy: _perNodeRetry, ...redisOptions } = baseRedisOptions(commandTimeoutMs);
   return {
     scaleReads: "master",
+    // A cluster sends one script call per id (no RESERVE_MANY across slots); auto-pipelining packs
+    // them per node. Measured on a 3+3 loopback cluster, 200 reservers on 50 ids: 1.04-1.17x the
+    // throughput with it off (two runs, within the noise of a shared machine), so it stays on.
     enableAutoPipelining: true,
     retryDelayOnFailover: 0,
     retryDelayOnClusterDown: 100,

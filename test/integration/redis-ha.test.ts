@@ -4,9 +4,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
 import { StoreUnavailableError } from "../../src/domain/errors.ts";
+import { createRedisClusterStore } from "../../src/stores/redis-cluster-store.ts";
 import { createRedisStore } from "../../src/stores/redis-store.ts";
 import { ReplicaAck } from "../../src/stores/replica-ack.ts";
 import { waitFor } from "../helpers/ports.ts";
+import { startRedisCluster } from "../helpers/redis-cluster.ts";
 import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
 import { startService } from "../helpers/service.ts";
 
@@ -63,6 +65,26 @@ describe("WAIT after each reservation", () => {
       expect(total).toBe(500);
     } finally {
       client.disconnect();
+    }
+  });
+});
+
+describe("durability check on a cluster", () => {
+  test("reads every primary and names the one that could lose numbers", async () => {
+    const cluster = await startRedisCluster({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
+    const store = createRedisClusterStore({ url: cluster.url, keyPrefix: "d:", commandTimeoutMs: 1000 });
+    try {
+      expect(await store.durabilityWarnings()).toEqual([]);
+      const [weak] = await cluster.primaries();
+      if (weak === undefined) throw new Error("no primary");
+      await weak.cli("CONFIG", "SET", "appendfsync", "everysec");
+      const warnings = await store.durabilityWarnings();
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain(`127.0.0.1:${weak.port}`);
+      expect(warnings[0]).toContain("appendfsync is everysec");
+    } finally {
+      await store.close();
+      await cluster.stop();
     }
   });
 });
