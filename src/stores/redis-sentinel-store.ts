@@ -14,7 +14,15 @@
  */
 import Redis from "ioredis";
 import { ConfigError } from "../config.ts";
-import { baseRedisOptions, defineScripts, RedisCounterStore, type ScriptedClient } from "./redis-store.ts";
+import {
+  baseRedisOptions,
+  defineScripts,
+  describePersistence,
+  RedisCounterStore,
+  type RedisCounterStoreOptions,
+  readPersistence,
+  type ScriptedClient,
+} from "./redis-store.ts";
 import { parseMultiHostUrl } from "./redis-url.ts";
 import { ReplicaAck } from "./replica-ack.ts";
 
@@ -29,6 +37,61 @@ export interface RedisSentinelStoreOptions {
   readonly waitReplicas: number;
   /** Longest WAIT (ms). */
   readonly waitTimeoutMs: number;
+}
+
+/**
+ * Any replica may become the primary, so the durability check reads the replicas too (the primary
+ * lists them in INFO replication); a replica without persistence that gets promoted and restarts
+ * loses everything.
+ */
+class RedisSentinelCounterStore extends RedisCounterStore {
+  readonly #redis: Redis;
+
+  constructor(redis: Redis, keyPrefix: string, options: RedisCounterStoreOptions) {
+    super("redis-sentinel", redis as unknown as ScriptedClient, keyPrefix, options);
+    this.#redis = redis;
+  }
+
+  override async durabilityWarnings(): Promise<string[]> {
+    const warnings = await super.durabilityWarnings();
+    let replicas: Array<{ host: string; port: number }>;
+    try {
+      const info = await this.#redis.info("replication");
+      replicas = [...info.matchAll(/^slave\d+:ip=([^,]+),port=(\d+)/gm)].map((m) => ({
+        host: m[1] as string,
+        port: Number(m[2]),
+      }));
+    } catch {
+      return warnings;
+    }
+    const { username, password, tls } = this.#redis.options;
+    for (const replica of replicas) {
+      const kind = `redis-sentinel (replica ${replica.host}:${replica.port})`;
+      const probe = new Redis({
+        ...replica,
+        username,
+        password,
+        tls,
+        lazyConnect: true,
+        connectTimeout: 1000,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
+      probe.on("error", () => {
+        // Reported below as "could not read".
+      });
+      try {
+        warnings.push(...describePersistence(kind, await readPersistence(probe)));
+      } catch (error) {
+        warnings.push(
+          `${kind}: could not read the persistence settings (${(error as Error).message}); give every replica appendonly yes with appendfsync always`,
+        );
+      } finally {
+        probe.disconnect();
+      }
+    }
+    return warnings;
+  }
 }
 
 export function createRedisSentinelStore(options: RedisSentinelStoreOptions): RedisCounterStore {
@@ -68,8 +131,5 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
       ? new ReplicaAck(client, { replicas: options.waitReplicas, timeoutMs: options.waitTimeoutMs })
       : undefined;
   // One primary holds every key, so the reservations of many ids can share one script call.
-  return new RedisCounterStore("redis-sentinel", client as unknown as ScriptedClient, options.keyPrefix, {
-    batchAcrossIds: true,
-    ack,
-  });
+  return new RedisSentinelCounterStore(client, options.keyPrefix, { batchAcrossIds: true, ack });
 }

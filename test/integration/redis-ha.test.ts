@@ -5,10 +5,12 @@ import { afterAll, describe, expect, test } from "bun:test";
 import Redis from "ioredis";
 import { StoreUnavailableError } from "../../src/domain/errors.ts";
 import { createRedisClusterStore } from "../../src/stores/redis-cluster-store.ts";
+import { createRedisSentinelStore } from "../../src/stores/redis-sentinel-store.ts";
 import { createRedisStore } from "../../src/stores/redis-store.ts";
 import { ReplicaAck } from "../../src/stores/replica-ack.ts";
 import { waitFor } from "../helpers/ports.ts";
 import { startRedisCluster } from "../helpers/redis-cluster.ts";
+import { startRedisSentinel } from "../helpers/redis-sentinel.ts";
 import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
 import { startService } from "../helpers/service.ts";
 
@@ -85,6 +87,31 @@ describe("durability check on a cluster", () => {
     } finally {
       await store.close();
       await cluster.stop();
+    }
+  });
+});
+
+describe("durability check with Sentinel", () => {
+  test("reads the replicas too: any of them may become the primary", async () => {
+    const deployment = await startRedisSentinel({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
+    const store = createRedisSentinelStore({
+      url: deployment.url,
+      keyPrefix: "d:",
+      commandTimeoutMs: 1000,
+      waitReplicas: 1,
+      waitTimeoutMs: 500,
+    });
+    try {
+      expect(await store.durabilityWarnings()).toEqual([]);
+      const replica = deployment.servers[2];
+      if (replica === undefined) throw new Error("no replica");
+      await replica.cli("CONFIG", "SET", "appendonly", "no");
+      const warnings = await store.durabilityWarnings();
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain(`replica 127.0.0.1:${replica.port}`);
+    } finally {
+      await store.close();
+      await deployment.stop();
     }
   });
 });
