@@ -18,8 +18,10 @@ export interface AppOptions {
   readonly deadlineMs: number;
   readonly maxUrlLength: number;
   readonly maxBodyBytes: number;
-  /** Serves the status page at `/`; undefined = 404. */
-  readonly statusPage?: () => Response;
+  /** Serves the status page at `/` and its data at `/status.json` (given the path); undefined = 404. */
+  readonly statusPage?: (path: string) => Response | Promise<Response>;
+  /** Wraps each turn request (tracing); undefined costs nothing on the hot path. */
+  readonly traceTurn?: (id: string, next: () => Promise<number>) => Promise<number>;
   /** Called once per response; keep it cheap (metrics, sampled access log). */
   readonly onResponse?: (route: RouteName, method: string, status: number, startedAt: number) => void;
   /** Called for errors that are the service's fault (5xx other than store/overload). */
@@ -48,7 +50,11 @@ export function createApp(options: AppOptions): App {
     if (key !== null && !IDEMPOTENCY_KEY_PATTERN.test(key)) {
       return problem("TURNO_ERR_INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-128 visible ASCII characters.", where.path);
     }
-    const turno = await coalescer.next(id, { signal: request.signal, idempotencyKey: key ?? undefined });
+    const turnRequest = { signal: request.signal, idempotencyKey: key ?? undefined };
+    const trace = options.traceTurn;
+    const turno = await (trace === undefined
+      ? coalescer.next(id, turnRequest)
+      : trace(id, () => coalescer.next(id, turnRequest)));
     return turnoResponse(id, turno);
   }
 
@@ -104,7 +110,7 @@ export function createApp(options: AppOptions): App {
       case "readyz":
         return ready();
       case "status":
-        if (options.statusPage !== undefined && method === "GET") return options.statusPage();
+        if (options.statusPage !== undefined && method === "GET") return options.statusPage(where.path);
         return problem("TURNO_ERR_NOT_FOUND", "Nothing here; see /turno/:id.", where.path);
       default:
         return problem("TURNO_ERR_NOT_FOUND", "Unknown path; the API is /turno/:id and /turno/:id/actual.", where.path);
