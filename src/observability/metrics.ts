@@ -29,7 +29,7 @@ const KNOWN_METHODS = new Set(["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD"
 export interface MetricsSources {
   /** Requests waiting for a number in this process (Coalescer.waiting). */
   readonly waiting: () => number;
-  /** Resolves when the store answers; rejections and a 1 s timeout make turnomatic_store_up 0. */
+  /** Resolves when the store answers; rejections and a 0.5 s timeout make turnomatic_store_up 0. */
   readonly ping: () => Promise<unknown>;
   /** Package version for turnomatic_build_info. */
   readonly version: string;
@@ -125,10 +125,10 @@ export function createMetrics(sources: MetricsSources): TurnMetrics {
   });
   new Gauge({
     name: "turnomatic_store_up",
-    help: "1 when the store answered a ping within 1 s at scrape time, else 0 (min over workers).",
+    help: "1 when the store answered a ping within 0.5 s at scrape time, else 0 (min over workers).",
     aggregator: "min",
     async collect() {
-      this.set((await pingWithin(current.ping, 1000)) ? 1 : 0);
+      this.set((await pingWithin(current.ping, 500)) ? 1 : 0);
     },
   });
   new Gauge({

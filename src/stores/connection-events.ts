@@ -1,7 +1,8 @@
 /**
  * Reports a network store's connection state changes (ioredis: connect, ready, close, reconnecting,
- * end, error) to one callback, for the logs. ioredis emits `error` on every failed reconnect attempt,
- * so repeats of one state or one error message are reported once, not once per retry.
+ * end, error) to one callback, for the logs. While the store is down ioredis cycles close ->
+ * reconnecting -> error on every retry, so after the first loss of connection nothing but a new error
+ * message is reported until it is ready again: one outage is a handful of lines, not one per retry.
  */
 export type ConnectionState = "connect" | "ready" | "close" | "reconnecting" | "end" | "error";
 
@@ -13,18 +14,35 @@ interface Emitter {
 }
 
 export function watchConnection(client: Emitter, listener: ConnectionStateListener): void {
-  let last: ConnectionState | undefined;
+  let down = false;
+  let reportedReconnect = false;
   let lastError: string | undefined;
   const report = (state: ConnectionState, detail?: { error?: string; delayMs?: number }) => {
-    if (state === "error") {
-      if (detail?.error === lastError) return;
-      lastError = detail?.error;
-      listener(state, detail);
-      return;
+    switch (state) {
+      case "error":
+        if (detail?.error === lastError) return;
+        lastError = detail?.error;
+        break;
+      case "ready":
+        down = false;
+        reportedReconnect = false;
+        lastError = undefined;
+        break;
+      case "close":
+        if (down) return;
+        down = true;
+        break;
+      case "reconnecting":
+        if (reportedReconnect) return;
+        reportedReconnect = true;
+        break;
+      case "connect":
+        // A connect that does not reach ready (e.g. refused AUTH) shows up as the next error.
+        if (down) return;
+        break;
+      case "end":
+        break;
     }
-    if (state === last) return;
-    last = state;
-    if (state === "ready") lastError = undefined;
     listener(state, detail);
   };
   for (const state of ["connect", "ready", "close", "end"] as const) client.on(state, () => report(state));
