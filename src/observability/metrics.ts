@@ -4,17 +4,18 @@
  * worker once. Every metric states how it merges (`aggregator`): counters and histograms sum,
  * "highest value seen" gauges take the max, "is it up" gauges the min. docs/metrics.md lists them.
  *
- * Hot path: the app calls `onResponse` once per response. It does one Map lookup for a labelled
- * child that is created on first use (labels are bounded: route x method x status), one counter
- * increment and one histogram observation. The coalescer hooks run once per store round trip, not per
+ * Hot path: the app calls `onResponse` once per response. It does two small Map lookups (route, then
+ * status x method as one number; cells are created on first use, labels are bounded) and a few
+ * number increments; see lean-metrics.ts for why not prom-client's labelled children. The coalescer hooks run once per store round trip, not per
  * request. Nothing ever uses the id as a label; the busiest ids are kept apart (see BusyIds) for the
  * status page only.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, register } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, register } from "prom-client";
 import type { CoalescerObserver } from "../allocation/coalescer.ts";
 import { MAX_TURNO } from "../domain/limits.ts";
 import type { RouteName } from "../http/router.ts";
 import { BusyIds } from "./busy-ids.ts";
+import { type CounterCell, type HistogramSeries, LeanCounter, LeanHistogram } from "./lean-metrics.ts";
 
 /** Sub-millisecond to one second: a coalesced turn is usually well under a millisecond. */
 export const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1] as const;
@@ -24,7 +25,16 @@ const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024] as const;
 /** Counters above this fraction of MAX_SAFE_INTEGER count as near exhaustion (the alert's threshold). */
 export const NEAR_EXHAUSTION = 0.9;
 
-const KNOWN_METHODS = new Set(["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH"]);
+/** Methods with their own label value; anything else is "other", so clients cannot grow the label set. */
+const METHODS = ["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH", "other"] as const;
+const METHOD_INDEX = new Map<string, number>(METHODS.map((method, i) => [method, i]));
+const OTHER_METHOD = METHODS.length - 1;
+
+interface RouteCells {
+  readonly duration: HistogramSeries;
+  /** By status * 16 + method index. */
+  readonly responses: Map<number, CounterCell>;
+}
 
 export interface MetricsSources {
   /** Requests waiting for a number in this process (Coalescer.waiting). */
@@ -56,32 +66,22 @@ export function createMetrics(sources: MetricsSources): TurnMetrics {
   current = sources;
   if (created !== undefined) return created;
   collectDefaultMetrics();
-  const requests = new Counter({
-    name: "turnomatic_http_requests_total",
-    help: "HTTP responses by route, method and status code.",
-    labelNames: ["route", "method", "status"] as const,
-    aggregator: "sum",
-  });
-  const duration = new Histogram({
-    name: "turnomatic_http_request_duration_seconds",
-    help: "Time from request arrival to response, by route.",
-    labelNames: ["route"] as const,
-    buckets: [...LATENCY_BUCKETS],
-    aggregator: "sum",
-  });
-  const batchSize = new Histogram({
-    name: "turnomatic_batch_size",
-    help: "Numbers reserved per store round trip (requests coalesced into one reservation).",
-    buckets: [...BATCH_BUCKETS],
-    aggregator: "sum",
-  });
-  const storeSeconds = new Histogram({
-    name: "turnomatic_store_round_trip_seconds",
-    help: "Duration of one reservation against the store, by outcome (ok, error).",
-    labelNames: ["outcome"] as const,
-    buckets: [...STORE_BUCKETS],
-    aggregator: "sum",
-  });
+  const requests = new LeanCounter("turnomatic_http_requests_total", "HTTP responses by route, method and status code.");
+  const duration = new LeanHistogram(
+    "turnomatic_http_request_duration_seconds",
+    "Time from request arrival to response, by route.",
+    LATENCY_BUCKETS,
+  );
+  const batchSize = new LeanHistogram(
+    "turnomatic_batch_size",
+    "Numbers reserved per store round trip (requests coalesced into one reservation).",
+    BATCH_BUCKETS,
+  ).series();
+  const storeSeconds = new LeanHistogram(
+    "turnomatic_store_round_trip_seconds",
+    "Duration of one reservation against the store, by outcome (ok, error).",
+    STORE_BUCKETS,
+  );
   const counter = (name: string, help: string) => new Counter({ name, help, aggregator: "sum" });
   const storeErrors = counter("turnomatic_store_errors_total", "Reservations that failed (store down, timeout, script error).");
   const overloads = counter("turnomatic_overload_rejections_total", "Requests refused with 503 because too many were waiting.");
@@ -145,28 +145,28 @@ export function createMetrics(sources: MetricsSources): TurnMetrics {
     .labels(sources.version, `bun ${Bun.version}`)
     .set(1);
 
-  const requestChildren = new Map<string, Counter.Internal>();
-  const durationChildren = new Map<string, Histogram.Internal<"route">>();
+  const routes = new Map<RouteName, RouteCells>();
   const onResponse = (route: RouteName, method: string, status: number, startedAt: number) => {
     const seconds = (performance.now() - startedAt) / 1000;
-    const key = `${route} ${method} ${status}`;
-    let child = requestChildren.get(key);
-    if (child === undefined) {
-      // Unknown methods share one label value so a client cannot grow the label set at will.
-      child = requests.labels(route, KNOWN_METHODS.has(method) ? method : "other", String(status));
-      requestChildren.set(key, child);
+    let cells = routes.get(route);
+    if (cells === undefined) {
+      cells = { duration: duration.series({ route }), responses: new Map() };
+      routes.set(route, cells);
     }
-    child.inc();
-    let timer = durationChildren.get(route);
-    if (timer === undefined) {
-      timer = duration.labels(route);
-      durationChildren.set(route, timer);
+    cells.duration.observe(seconds);
+    // A numeric key (status x method) avoids building a string per request.
+    const methodIndex = METHOD_INDEX.get(method) ?? OTHER_METHOD;
+    const key = status * 16 + methodIndex;
+    let cell = cells.responses.get(key);
+    if (cell === undefined) {
+      cell = requests.cell({ route, method: METHODS[methodIndex] as string, status: String(status) });
+      cells.responses.set(key, cell);
     }
-    timer.observe(seconds);
+    cell.value++;
   };
 
-  const storeOk = storeSeconds.labels("ok");
-  const storeError = storeSeconds.labels("error");
+  const storeOk = storeSeconds.series({ outcome: "ok" });
+  const storeError = storeSeconds.series({ outcome: "error" });
   const observer: CoalescerObserver = {
     onReservation(size, seconds, outcome) {
       batchSize.observe(size);

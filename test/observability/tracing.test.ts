@@ -14,7 +14,7 @@ import {
   ATTR_TURNO,
   SPAN_TURN,
 } from "../../src/observability/span-attributes.ts";
-import { tracingWanted } from "../../src/observability/tracing.ts";
+import { samplingRatio, tracingWanted } from "../../src/observability/tracing.ts";
 import { adminHeaders, startService } from "../helpers/service.ts";
 
 interface OtlpValue {
@@ -80,6 +80,14 @@ describe("tracing", () => {
     expect(tracingWanted({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://x", OTEL_SDK_DISABLED: "true" })).toBe(false);
   });
 
+  test("head sampling ratio follows OTEL_TRACES_SAMPLER and its argument", () => {
+    expect(samplingRatio({})).toBe(1);
+    expect(samplingRatio({ OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.01" })).toBe(0.01);
+    expect(samplingRatio({ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.5" })).toBe(0.5);
+    expect(samplingRatio({ OTEL_TRACES_SAMPLER: "always_off" })).toBe(0);
+    expect(samplingRatio({ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "2" })).toBe(1);
+  });
+
   test("one span per turn request reaches an OTLP receiver with id, turno, batch size, store time, outcome", async () => {
     const service = await startService({
       store: "memory:",
@@ -129,7 +137,7 @@ describe("tracing", () => {
     }
   }, 60_000);
 
-  test("head sampling: ratio 0 exports no turn spans", async () => {
+  test("head sampling: ratio 0 exports no turn spans, ratio 0.5 about half", async () => {
     const before = receiver.spans.length;
     const service = await startService({
       store: "memory:",
@@ -146,6 +154,25 @@ describe("tracing", () => {
       expect(receiver.spans.length).toBe(before);
     } finally {
       await service.stop("SIGKILL");
+    }
+    const half = await startService({
+      store: "memory:",
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG: "0.5",
+        OTEL_BSP_SCHEDULE_DELAY: "100",
+      },
+    });
+    try {
+      for (let i = 0; i < 200; i++) expect((await fetch(`${half.url}/turno/half`, { method: "POST" })).status).toBe(200);
+      expect(await half.stop("SIGTERM")).toBe(0);
+      const sampled = receiver.spans.length - before;
+      // Binomial(200, 0.5): outside 60..140 has probability below 1e-8.
+      expect(sampled).toBeGreaterThan(60);
+      expect(sampled).toBeLessThan(140);
+    } finally {
+      await half.stop("SIGKILL");
     }
   }, 60_000);
 });
