@@ -6,8 +6,12 @@
  *   metrics    the default: prom-client metrics + onResponse hook
  *   trace-1%   metrics + OpenTelemetry, parentbased_traceidratio 0.01, exporting to a local receiver
  *   trace-100% metrics + every request traced
+ * Then a micro run in this process: nanoseconds per onResponse hook call and per traceTurn wrapper at
+ * 1% sampling, next to a plain await, which is steadier than wrk on a shared machine.
  * Usage: bun bench/observability-overhead.ts [seconds-per-run=5] [rounds=3]
  */
+import { createMetrics } from "../src/observability/metrics.ts";
+import { createTracing } from "../src/observability/tracing.ts";
 import { requireBinary } from "../test/helpers/binaries.ts";
 import { type ServiceProcess, startService } from "../test/helpers/service.ts";
 
@@ -48,7 +52,9 @@ try {
     services.push(await startService({ store: "memory:", env: { TURNOMATIC_LOG_LEVEL: "warn", ...env } }));
   const results = new Map<string, number[]>(variants.map(([name]) => [name, []]));
   for (let round = 0; round < rounds; round++) {
-    for (let i = 0; i < variants.length; i++) {
+    // The order rotates every round so no variant always runs right after the heaviest one.
+    for (let k = 0; k < variants.length; k++) {
+      const i = (k + round) % variants.length;
       const name = variants[i]?.[0] as string;
       results.get(name)?.push(await load((services[i] as ServiceProcess).url));
     }
@@ -64,7 +70,38 @@ try {
     );
   }
   console.log(`spans received by the local OTLP receiver: ${spans}`);
+  await micro();
 } finally {
   for (const service of services) await service.stop("SIGKILL");
   receiver.stop(true);
+}
+
+/** Median of 5 timed loops of `body`, in nanoseconds per call. */
+async function nsPerCall(count: number, body: () => unknown): Promise<number> {
+  const runs: number[] = [];
+  for (let run = 0; run < 5; run++) {
+    const start = performance.now();
+    for (let i = 0; i < count; i++) await body();
+    runs.push(((performance.now() - start) * 1e6) / count);
+  }
+  return runs.sort((a, b) => a - b)[2] as number;
+}
+
+async function micro(): Promise<void> {
+  const metrics = createMetrics({ waiting: () => 0, ping: async () => undefined, version: "bench" });
+  const startedAt = performance.now();
+  const hook = await nsPerCall(500_000, () => metrics.onResponse("turno", "POST", 200, startedAt));
+  const tracing = createTracing(
+    { ...otlp, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.01" },
+    "memory",
+    "bench",
+  );
+  const one = () => Promise.resolve(1);
+  const plain = await nsPerCall(200_000, one);
+  const traced = await nsPerCall(200_000, () => tracing?.traceTurn("bench", one));
+  await tracing?.shutdown();
+  console.log(`micro: onResponse hook ${hook.toFixed(0)} ns/request`);
+  console.log(
+    `micro: traceTurn at 1% ${traced.toFixed(0)} ns vs plain await ${plain.toFixed(0)} ns (+${(traced - plain).toFixed(0)} ns/request)`,
+  );
 }

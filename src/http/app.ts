@@ -117,14 +117,18 @@ export function createApp(options: AppOptions): App {
     }
   }
 
-  async function settle(pending: Promise<Response>, where: Route): Promise<Response> {
+  /** Awaits an async route's answer, maps errors, and reports the response (no extra promise per request). */
+  async function settle(pending: Promise<Response>, where: Route, method: string, startedAt: number): Promise<Response> {
+    let response: Response;
     try {
-      return await pending;
+      response = await pending;
     } catch (error) {
       const turnoError = toTurnoError(error);
       if (turnoError.status === 500) options.onInternalError?.(error);
-      return problemResponse(turnoError, where.path);
+      response = problemResponse(turnoError, where.path);
     }
+    options.onResponse?.(where.name, method, response.status, startedAt);
+    return response;
   }
 
   function handle(request: Request): Response | Promise<Response> {
@@ -132,26 +136,19 @@ export function createApp(options: AppOptions): App {
     const url = request.url;
     const path = pathOf(url);
     const where = route(path);
-    let response: Response | Promise<Response>;
+    let response: Response;
     if (url.length > options.maxUrlLength) {
       response = problem("TURNO_ERR_URI_TOO_LONG", `The request target is longer than ${options.maxUrlLength} characters.`, "/");
     } else {
       try {
         const result = dispatch(request, where);
-        response = result instanceof Promise ? settle(result, where) : result;
+        if (result instanceof Promise) return settle(result, where, request.method, startedAt);
+        response = result;
       } catch (error) {
-        response = settle(Promise.reject(error), where);
+        return settle(Promise.reject(error), where, request.method, startedAt);
       }
     }
-    const onResponse = options.onResponse;
-    if (onResponse === undefined) return response;
-    if (response instanceof Promise) {
-      return response.then((done) => {
-        onResponse(where.name, request.method, done.status, startedAt);
-        return done;
-      });
-    }
-    onResponse(where.name, request.method, response.status, startedAt);
+    options.onResponse?.(where.name, request.method, response.status, startedAt);
     return response;
   }
 

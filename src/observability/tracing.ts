@@ -6,7 +6,7 @@
  *   OTEL_SERVICE_NAME            default "turnomatic"
  *   OTEL_TRACES_SAMPLER(_ARG)    e.g. parentbased_traceidratio + 0.01 (head sampling)
  *   OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none turn it off again.
- * The exporter reads its variables itself. Head sampling is decided here, from the same
+ * Endpoint and headers are read from the same variables (exporterConfig). Head sampling is decided here, from the same
  * OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG: a turn span is always a root (incoming traceparent
  * headers are not read), so parentbased_traceidratio and traceidratio both mean "keep this fraction",
  * and deciding with one Math.random() before touching the SDK makes an unsampled request cost ~nothing
@@ -57,6 +57,23 @@ export function tracingWanted(env: Record<string, string | undefined>): boolean 
 }
 
 /**
+ * The exporter's URL and headers from `env` (the exporter would read process.env itself; passing
+ * them keeps `env` the one source, which tests and benches rely on).
+ */
+function exporterConfig(env: Record<string, string | undefined>): { url?: string; headers?: Record<string, string> } {
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.replace(/\/+$/, "");
+  const url = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (base === undefined || base === "" ? undefined : `${base}/v1/traces`);
+  const headers: Record<string, string> = {};
+  // W3C Baggage-like list: key=value pairs, comma-separated, values percent-encoded.
+  for (const pair of (env.OTEL_EXPORTER_OTLP_HEADERS ?? "").split(",")) {
+    const at = pair.indexOf("=");
+    if (at <= 0) continue;
+    headers[decodeURIComponent(pair.slice(0, at).trim())] = decodeURIComponent(pair.slice(at + 1).trim());
+  }
+  return { ...(url === undefined ? {} : { url }), ...(Object.keys(headers).length === 0 ? {} : { headers }) };
+}
+
+/**
  * The fraction of turn requests to trace, from OTEL_TRACES_SAMPLER(_ARG) as the OpenTelemetry
  * specification defines them for root spans. Unknown samplers fall back to always_on, as the SDK does.
  */
@@ -80,7 +97,7 @@ export function createTracing(env: Record<string, string | undefined>, storeKind
   const provider = new BasicTracerProvider({
     resource,
     sampler: new AlwaysOnSampler(),
-    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
+    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter(exporterConfig(env)))],
   });
   const tracer = provider.getTracer("turnomatic", version);
   const open = new Map<string, OpenId>();
