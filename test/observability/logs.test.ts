@@ -38,7 +38,7 @@ test("start is logged with secrets redacted; a store outage is a handful of line
     expect(start?.level).toBe("info");
     expect(JSON.stringify(start)).not.toContain(PASSWORD);
     expect(JSON.stringify(start)).not.toContain(ADMIN_TOKEN);
-    expect((start?.config as { adminToken?: string }).adminToken).toBe("<redacted>");
+    expect((start?.config as { adminToken?: string } | undefined)?.adminToken).toBe("<redacted>");
 
     await redis.kill();
     // Keep the client reconnecting for a few seconds (many retries) while requests fail.
