@@ -12,6 +12,7 @@
  *    process_cpu_seconds_total rise. The test copy lowers the threshold from 0.8 to 0.25 of a core:
  *    two cores shared with other jobs cannot promise 0.8 to one process, and the 0.8 threshold
  *    itself is covered by the promtool unit tests. The alert must arrive, and resolve once wrk stops.
+ * 3. Turnomatic is killed: the instance-down alert must arrive.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
@@ -119,3 +120,11 @@ test("CPU load on Turnomatic: the process CPU alert fires and resolves", async (
   const resolved = await webhook.wait("TurnomaticProcessCpuHigh", "resolved", stoppedAt, ALERT_TIMEOUT_MS);
   console.log(`[alerts-e2e] wrk stopped -> CPU alert resolved ${seconds(resolved.at - stoppedAt)}`);
 }, 120_000);
+
+test("Turnomatic killed: the instance-down alert fires", async () => {
+  const killedAt = performance.now();
+  await service.stop("SIGKILL");
+  const down = await webhook.wait("TurnomaticInstanceDown", "firing", killedAt, ALERT_TIMEOUT_MS);
+  console.log(`[alerts-e2e] turnomatic killed -> instance-down alert ${seconds(down.at - killedAt)}`);
+  expect(down.labels.instance).toBe(`127.0.0.1:${service.metricsPort}`);
+}, 60_000);
