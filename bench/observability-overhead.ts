@@ -98,7 +98,7 @@ async function micro(): Promise<void> {
   );
   const one = () => Promise.resolve(1);
   const plain = await nsPerCall(200_000, one);
-  const traced = await nsPerCall(200_000, () => tracing?.traceTurn("bench", one));
+  const traced = await nsPerCall(200_000, () => tracing?.traceTurn("bench", one, null));
   await tracing?.shutdown();
   console.log(`micro: onResponse hook ${hook.toFixed(0)} ns/request`);
   console.log(

@@ -21,7 +21,7 @@ export interface AppOptions {
   /** Serves the status page at `/` and its data at `/status.json` (given the path); undefined = 404. */
   readonly statusPage?: (path: string) => Response | Promise<Response>;
   /** Wraps each turn request (tracing); undefined costs nothing on the hot path. */
-  readonly traceTurn?: (id: string, next: () => Promise<number>) => Promise<number>;
+  readonly traceTurn?: (id: string, next: () => Promise<number>, traceparent: string | null) => Promise<number>;
   /** Called once per response; keep it cheap (metrics, sampled access log). */
   readonly onResponse?: (route: RouteName, method: string, status: number, startedAt: number) => void;
   /** Called for errors that are the service's fault (5xx other than store/overload). */
@@ -54,7 +54,7 @@ export function createApp(options: AppOptions): App {
     const trace = options.traceTurn;
     const turno = await (trace === undefined
       ? coalescer.next(id, turnRequest)
-      : trace(id, () => coalescer.next(id, turnRequest)));
+      : trace(id, () => coalescer.next(id, turnRequest), request.headers.get("traceparent")));
     return turnoResponse(id, turno);
   }
 

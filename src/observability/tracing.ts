@@ -6,17 +6,18 @@
  *   OTEL_SERVICE_NAME            default "turnomatic"
  *   OTEL_TRACES_SAMPLER(_ARG)    e.g. parentbased_traceidratio + 0.01 (head sampling)
  *   OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none turn it off again.
- * Endpoint and headers are read from the same variables (exporterConfig). Head sampling is decided here, from the same
- * OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG: a turn span is always a root (incoming traceparent
- * headers are not read), so parentbased_traceidratio and traceidratio both mean "keep this fraction",
- * and deciding with one Math.random() before touching the SDK makes an unsampled request cost ~nothing
- * (the SDK's own path, a non-recording span with fresh random ids, measured ~3 µs per request on Bun).
+ * Endpoint and headers are read from the `env` given (exporterConfig). Head sampling is decided here
+ * from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG as the specification defines them: with a
+ * parent-based sampler a request carrying a W3C `traceparent` follows its sampled flag (and its span
+ * joins the caller's trace); any other request is kept with the ratio. Deciding with one
+ * Math.random() before touching the SDK makes an unsampled request cost ~nothing (the SDK's own
+ * path, a non-recording span with fresh random ids, measured ~3 µs per request on Bun).
  *
  * When off, createTracing returns undefined and the app's hot path does not even call into here.
  * When on, the batch size and store time of a request's reservation come from the coalescer's
  * onReservation hook, remembered only for ids that have a sampled span open (bounded memory).
  */
-import { type Span, SpanKind, SpanStatusCode } from "@opentelemetry/api";
+import { type Context, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, TraceFlags, trace } from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
 import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
@@ -35,7 +36,7 @@ import {
 
 export interface Tracing {
   /** Pass to createApp's traceTurn. */
-  readonly traceTurn: (id: string, next: () => Promise<number>) => Promise<number>;
+  readonly traceTurn: (id: string, next: () => Promise<number>, traceparent: string | null) => Promise<number>;
   /** Combine with the other coalescer observers. */
   readonly observer: CoalescerObserver;
   /** Exports what is buffered and stops (call on shutdown). */
@@ -54,6 +55,20 @@ export function tracingWanted(env: Record<string, string | undefined>): boolean 
   const exporter = env.OTEL_TRACES_EXPORTER?.toLowerCase();
   if (exporter === "none") return false;
   return exporter === "otlp" || !!env.OTEL_EXPORTER_OTLP_ENDPOINT || !!env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+}
+
+/**
+ * W3C trace context of the caller (`traceparent: 00-<trace id>-<parent span id>-<flags>`), so a turn
+ * span joins the client's trace. Malformed headers are ignored (the request is then a root), as
+ * https://www.w3.org/TR/trace-context/#traceparent-header asks.
+ */
+export function parseTraceparent(header: string): { traceId: string; spanId: string; sampled: boolean } | undefined {
+  const match = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/.exec(header.trim());
+  if (match === null) return undefined;
+  const [, version, traceId, spanId, flags, rest] = match as unknown as [string, string, string, string, string, string?];
+  if (version === "ff" || (version === "00" && rest !== undefined)) return undefined;
+  if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) return undefined;
+  return { traceId, spanId, sampled: (Number.parseInt(flags, 16) & 1) === 1 };
 }
 
 /**
@@ -78,11 +93,22 @@ function exporterConfig(env: Record<string, string | undefined>): { url?: string
  * specification defines them for root spans. Unknown samplers fall back to always_on, as the SDK does.
  */
 export function samplingRatio(env: Record<string, string | undefined>): number {
+  return samplingPolicy(env).ratio;
+}
+
+/** The ratio for requests without a (valid) parent, and whether a parent's sampled flag decides instead. */
+function samplingPolicy(env: Record<string, string | undefined>): { ratio: number; parentBased: boolean } {
   const sampler = (env.OTEL_TRACES_SAMPLER ?? "parentbased_always_on").trim().toLowerCase();
+  const known = ["always_on", "always_off", "traceidratio"];
+  const parentBased = sampler.startsWith("parentbased_") || !known.includes(sampler);
+  return { ratio: rootRatio(sampler, env.OTEL_TRACES_SAMPLER_ARG), parentBased };
+}
+
+function rootRatio(sampler: string, arg: string | undefined): number {
   if (sampler === "always_off" || sampler === "parentbased_always_off") return 0;
   if (sampler === "traceidratio" || sampler === "parentbased_traceidratio") {
-    const arg = Number(env.OTEL_TRACES_SAMPLER_ARG ?? "1");
-    return Number.isFinite(arg) && arg >= 0 && arg <= 1 ? arg : 1;
+    const ratio = Number(arg ?? "1");
+    return Number.isFinite(ratio) && ratio >= 0 && ratio <= 1 ? ratio : 1;
   }
   return 1;
 }
@@ -93,7 +119,7 @@ export function createTracing(env: Record<string, string | undefined>, storeKind
     .merge(resourceFromAttributes({ "service.name": "turnomatic", "service.version": version }))
     // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over our defaults.
     .merge(detectResources({ detectors: [envDetector] }));
-  const ratio = samplingRatio(env);
+  const { ratio, parentBased } = samplingPolicy(env);
   const provider = new BasicTracerProvider({
     resource,
     sampler: new AlwaysOnSampler(),
@@ -120,8 +146,8 @@ export function createTracing(env: Record<string, string | undefined>, storeKind
     if (--entry.open === 0) open.delete(id);
   };
 
-  const traced = async (id: string, next: () => Promise<number>): Promise<number> => {
-    const span = tracer.startSpan(SPAN_TURN, { kind: SpanKind.SERVER });
+  const traced = async (id: string, next: () => Promise<number>, parent: Context): Promise<number> => {
+    const span = tracer.startSpan(SPAN_TURN, { kind: SpanKind.SERVER }, parent);
     span.setAttribute(ATTR_ID, id);
     span.setAttribute(ATTR_STORE_KIND, storeKind);
     let entry = open.get(id);
@@ -146,8 +172,22 @@ export function createTracing(env: Record<string, string | undefined>, storeKind
     }
   };
 
-  const traceTurn = (id: string, next: () => Promise<number>): Promise<number> =>
-    ratio >= 1 || Math.random() < ratio ? traced(id, next) : next();
+  const traceTurn = (id: string, next: () => Promise<number>, traceparent: string | null): Promise<number> => {
+    if (parentBased && traceparent !== null) {
+      const parent = parseTraceparent(traceparent);
+      if (parent !== undefined) {
+        if (!parent.sampled) return next();
+        const context = trace.setSpanContext(ROOT_CONTEXT, {
+          traceId: parent.traceId,
+          spanId: parent.spanId,
+          traceFlags: TraceFlags.SAMPLED,
+          isRemote: true,
+        });
+        return traced(id, next, context);
+      }
+    }
+    return ratio >= 1 || Math.random() < ratio ? traced(id, next, ROOT_CONTEXT) : next();
+  };
 
   return {
     traceTurn,

@@ -14,7 +14,7 @@ import {
   ATTR_TURNO,
   SPAN_TURN,
 } from "../../src/observability/span-attributes.ts";
-import { samplingRatio, tracingWanted } from "../../src/observability/tracing.ts";
+import { parseTraceparent, samplingRatio, tracingWanted } from "../../src/observability/tracing.ts";
 import { adminHeaders, startService } from "../helpers/service.ts";
 
 interface OtlpValue {
@@ -25,6 +25,8 @@ interface OtlpValue {
 }
 interface ReceivedSpan {
   name: string;
+  traceId: string;
+  parentSpanId: string | undefined;
   attributes: Record<string, string | number | boolean | undefined>;
   serviceName: string | undefined;
 }
@@ -47,7 +49,14 @@ function startReceiver() {
       const body = (await request.json()) as {
         resourceSpans: Array<{
           resource: { attributes: Array<{ key: string; value: OtlpValue }> };
-          scopeSpans: Array<{ spans: Array<{ name: string; attributes: Array<{ key: string; value: OtlpValue }> }> }>;
+          scopeSpans: Array<{
+            spans: Array<{
+              name: string;
+              traceId: string;
+              parentSpanId?: string;
+              attributes: Array<{ key: string; value: OtlpValue }>;
+            }>;
+          }>;
         }>;
       };
       for (const resourceSpans of body.resourceSpans) {
@@ -56,6 +65,8 @@ function startReceiver() {
           for (const span of scope.spans) {
             spans.push({
               name: span.name,
+              traceId: span.traceId,
+              parentSpanId: span.parentSpanId === "" ? undefined : span.parentSpanId,
               serviceName,
               attributes: Object.fromEntries(span.attributes.map((a) => [a.key, plain(a.value)])),
             });
@@ -86,6 +97,16 @@ describe("tracing", () => {
     expect(samplingRatio({ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.5" })).toBe(0.5);
     expect(samplingRatio({ OTEL_TRACES_SAMPLER: "always_off" })).toBe(0);
     expect(samplingRatio({ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "2" })).toBe(1);
+  });
+
+  test("traceparent parsing follows W3C trace context", () => {
+    const id = "0af7651916cd43dd8448eb211c80319c";
+    expect(parseTraceparent(`00-${id}-b7ad6b7169203331-01`)).toEqual({ traceId: id, spanId: "b7ad6b7169203331", sampled: true });
+    expect(parseTraceparent(`00-${id}-b7ad6b7169203331-00`)?.sampled).toBe(false);
+    expect(parseTraceparent(`00-${"0".repeat(32)}-b7ad6b7169203331-01`)).toBeUndefined();
+    expect(parseTraceparent(`ff-${id}-b7ad6b7169203331-01`)).toBeUndefined();
+    expect(parseTraceparent(`00-${id}-b7ad6b7169203331-01-extra`)).toBeUndefined();
+    expect(parseTraceparent("garbage")).toBeUndefined();
   });
 
   test("one span per turn request reaches an OTLP receiver with id, turno, batch size, store time, outcome", async () => {
@@ -137,7 +158,7 @@ describe("tracing", () => {
     }
   }, 60_000);
 
-  test("head sampling: ratio 0 exports no turn spans, ratio 0.5 about half", async () => {
+  test("head sampling: ratio 0 exports only spans whose caller sampled, ratio 0.5 about half", async () => {
     const before = receiver.spans.length;
     const service = await startService({
       store: "memory:",
@@ -150,11 +171,23 @@ describe("tracing", () => {
     });
     try {
       for (let i = 0; i < 20; i++) expect((await fetch(`${service.url}/turno/unsampled`, { method: "POST" })).status).toBe(200);
+      // parentbased: a caller that sampled its trace gets the turn span in it despite ratio 0; one
+      // that did not sample gets none.
+      const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+      const sampled = { traceparent: `00-${traceId}-00f067aa0ba902b7-01` };
+      const unsampled = { traceparent: `00-${traceId}-00f067aa0ba902b8-00` };
+      expect((await fetch(`${service.url}/turno/child`, { method: "POST", headers: sampled })).status).toBe(200);
+      expect((await fetch(`${service.url}/turno/child`, { method: "POST", headers: unsampled })).status).toBe(200);
       expect(await service.stop("SIGTERM")).toBe(0);
-      expect(receiver.spans.length).toBe(before);
+      const exported = receiver.spans.slice(before);
+      expect(exported.length).toBe(1);
+      expect(exported[0]?.traceId).toBe(traceId);
+      expect(exported[0]?.parentSpanId).toBe("00f067aa0ba902b7");
+      expect(exported[0]?.attributes[ATTR_ID]).toBe("child");
     } finally {
       await service.stop("SIGKILL");
     }
+    const beforeHalf = receiver.spans.length;
     const half = await startService({
       store: "memory:",
       env: {
@@ -167,10 +200,10 @@ describe("tracing", () => {
     try {
       for (let i = 0; i < 200; i++) expect((await fetch(`${half.url}/turno/half`, { method: "POST" })).status).toBe(200);
       expect(await half.stop("SIGTERM")).toBe(0);
-      const sampled = receiver.spans.length - before;
+      const kept = receiver.spans.length - beforeHalf;
       // Binomial(200, 0.5): outside 60..140 has probability below 1e-8.
-      expect(sampled).toBeGreaterThan(60);
-      expect(sampled).toBeLessThan(140);
+      expect(kept).toBeGreaterThan(60);
+      expect(kept).toBeLessThan(140);
     } finally {
       await half.stop("SIGKILL");
     }
