@@ -6,6 +6,7 @@ import { Coalescer } from "./allocation/coalescer.ts";
 import { ConfigError, type Config, helpText, loadConfig, redactConfig } from "./config.ts";
 import { createApp } from "./http/app.ts";
 import { startServer } from "./http/server.ts";
+import { createInstruments, storeStateLogger } from "./observability/instrument.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
 import { createStore } from "./stores/create-store.ts";
@@ -17,8 +18,18 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     commandTimeoutMs: config.deadlineMs,
     redisWaitReplicas: config.redisWaitReplicas,
     redisWaitTimeoutMs: config.redisWaitTimeoutMs,
+    onStateChange: storeStateLogger(logger, config.store),
   });
   for (const warning of await store.durabilityWarnings()) logger.warn(warning, { event: "store.durability" });
+  const instruments = createInstruments({
+    logger,
+    metrics: config.metricsPort !== 0,
+    env: process.env,
+    accessLogSampleRatio: config.accessLogSampleRatio,
+    storeKind: store.kind,
+    waiting: () => coalescer.waiting,
+    ping: () => store.ping(),
+  });
   const coalescer = new Coalescer(
     store,
     {
@@ -28,10 +39,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
       maxWaiting: config.maxWaiting,
       fencing: config.fencing,
     },
-    {
-      onFence: (id, floor) =>
-        logger.error("store went backwards; counter fenced forward", { event: "store.rollback_fenced", id, floor }),
-    },
+    instruments.observer,
     config.idempotencyTtlSeconds,
   );
   const app = createApp({
@@ -42,6 +50,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     maxUrlLength: config.maxUrlLength,
     maxBodyBytes: config.maxBodyBytes,
     onInternalError: (error) => logger.error("internal error", { event: "http.internal_error", error }),
+    ...instruments.appHooks,
   });
   const server = startServer(app, {
     port: config.port,
@@ -51,7 +60,9 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     maxBodyBytes: config.maxBodyBytes,
   });
   const metricsServer =
-    config.metricsPort === 0 ? undefined : startMetricsServer(config.metricsPort, config.host, renderLocalMetrics);
+    config.metricsPort === 0
+      ? undefined
+      : startMetricsServer(config.metricsPort, config.host, renderLocalMetrics, instruments.statusHandler);
   logger.info("turnomatic listening", {
     event: "start",
     url: `http://${config.host}:${server.port}`,
@@ -73,6 +84,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     await server.stop(false);
     await coalescer.close();
     await store.close();
+    await instruments.close();
     await metricsServer?.stop(true);
     clearTimeout(hardStop);
     logger.info("stopped", {

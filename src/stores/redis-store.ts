@@ -12,6 +12,7 @@
 import Redis, { type RedisOptions } from "ioredis";
 import type { CounterSnapshot, CounterStore, Fence, IdempotentReservation, Reservation } from "../domain/counter-store.ts";
 import { MAX_TURNO } from "../domain/limits.ts";
+import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
 import { RESERVE_IDEMPOTENT_SCRIPT, RESERVE_MANY_SCRIPT, RESERVE_SCRIPT, SET_SCRIPT } from "./redis-scripts.ts";
 
 export interface RedisStoreOptions {
@@ -21,6 +22,8 @@ export interface RedisStoreOptions {
   readonly keyPrefix: string;
   /** Longest wait for one Redis command (ms); usually the request deadline. */
   readonly commandTimeoutMs: number;
+  /** Told about connection state changes (for the logs). Default: none. */
+  readonly onStateChange?: ConnectionStateListener;
 }
 
 /** Script replies: decimal strings (see redis-scripts.ts for why not integers). */
@@ -239,5 +242,6 @@ export function createRedisStore(options: RedisStoreOptions): RedisCounterStore 
   client.on("error", () => {
     // Connection errors surface as failed commands (503s) and in /readyz; ioredis reconnects by itself.
   });
+  if (options.onStateChange !== undefined) watchConnection(client, options.onStateChange);
   return new RedisCounterStore("redis", client as unknown as ScriptedClient, options.keyPrefix, true);
 }
