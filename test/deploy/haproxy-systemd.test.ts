@@ -36,7 +36,7 @@ export function checkHaproxyRules(config: string): string[] {
   const lines = config.split("\n").map((line) => line.replace(/#.*$/, "").trim());
   const retryOn = lines.filter((line) => line.startsWith("retry-on "));
   if (retryOn.length === 0)
-    problems.push("retry-on conn-failure must be set (the default would also retry other failures in some versions)");
+    problems.push("retry-on conn-failure must be stated explicitly, so no L7 condition is added by accident");
   for (const line of retryOn) {
     const unsafe = line
       .split(/\s+/)
