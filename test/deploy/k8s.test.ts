@@ -10,6 +10,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parse } from "yaml";
 import { requireBinary } from "../helpers/binaries.ts";
+import { startRedis } from "../helpers/redis-server.ts";
 import { type ManifestObject, parseManifests, validateKubernetesObjects } from "./kubernetes-validator.ts";
 import { checkServiceEnvironment } from "./service-environment.ts";
 
@@ -162,6 +163,21 @@ describe("Kubernetes manifests", () => {
     expect(at(ingress, "metadata", "annotations", "nginx.ingress.kubernetes.io/proxy-next-upstream")).toBe("off");
     const paths = (at(ingress, "spec", "rules", 0, "http", "paths") as Json[]).map((path) => path.path);
     expect(paths).toEqual(["/turno/"]);
+  });
+
+  test("a real redis-server accepts the StatefulSet's arguments and runs with them", async () => {
+    const redis = find(kustomize("base"), "StatefulSet", "turnomatic-redis");
+    const args = [...(at(redis, "spec", "template", "spec", "containers", 0, "args") as string[])];
+    expect(args.shift()).toBe("redis-server");
+    args.splice(args.indexOf("--dir"), 2); // the test's own directory instead of the volume
+    const server = await startRedis({ args });
+    try {
+      expect(await server.cli("config", "get", "appendfsync")).toBe("appendfsync\nalways");
+      expect(await server.cli("config", "get", "appendonly")).toBe("appendonly\nyes");
+      expect(await server.cli("config", "get", "maxmemory-policy")).toBe("maxmemory-policy\nnoeviction");
+    } finally {
+      await server.stop();
+    }
   });
 
   test("every YAML file under deploy/k8s parses", () => {
