@@ -116,7 +116,7 @@ describe("systemd unit", () => {
 
   test("a misspelled key or a bad value is reported", () => {
     const unit = readFileSync(UNIT, "utf8");
-    expect(verify(unit.replace("KillMode=control-group", "KillModee=control-group")).output).toContain("Unknown key");
+    expect(verify(unit.replace("KillMode=mixed", "KillModee=mixed")).output).toContain("Unknown key");
     expect(verify(unit.replace("TimeoutStopSec=30", "TimeoutStopSec=half-a-minute")).output).toContain("Failed to parse");
   });
 });
