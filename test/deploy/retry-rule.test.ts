@@ -10,7 +10,9 @@
  * - A keep-alive client: when the server side dies on a request that is not the first of the client's
  *   connection, HAProxy closes the client connection without an answer (documented HAProxy behaviour:
  *   the client may replay, as if it had talked to the server directly), and HTTP clients replay it
- *   (Bun's fetch does, as do curl and browsers): again a silent gap, caused by the client.
+ *   (Bun's fetch does for GET, as do curl and browsers): again a silent gap, caused by the client.
+ * - The same client with POST: Bun's fetch does not replay a non-idempotent method (RFC 9110
+ *   section 9.2.2), so each lost response is a counted failure.
  * - The same keep-alive client with an Idempotency-Key: the replay carries the key and gets the
  *   number the first attempt was given; no gap, no failure. This is what docs/operations.md asks of
  *   clients.
@@ -43,7 +45,7 @@ async function startResponseDroppingProxy(targetPort: number): Promise<{ port: n
       upstream.destroy();
     };
     client.on("data", (chunk) => {
-      isTurn ??= chunk.toString("latin1").startsWith("GET /turno/");
+      isTurn ??= /^(GET|POST) \/turno\//.test(chunk.toString("latin1"));
       upstream.write(chunk);
     });
     upstream.on("data", (chunk) => {
@@ -87,6 +89,7 @@ interface ClientStyle {
   /** "close": one connection per request; "keep-alive": the client's pool (replays on a dead reused connection). */
   readonly connection: "close" | "keep-alive";
   readonly idempotencyKeys: boolean;
+  readonly method: "GET" | "POST";
 }
 
 async function runThroughHaproxy(retryOn: string, client: ClientStyle) {
@@ -111,14 +114,14 @@ async function runThroughHaproxy(retryOn: string, client: ClientStyle) {
     const headers: Record<string, string> = {};
     if (client.connection === "close") headers.Connection = "close";
     if (client.idempotencyKeys) headers["Idempotency-Key"] = `request-${i}`;
-    history.push(await requestTurn(url, "retry", 5000, "GET", headers));
+    history.push(await requestTurn(url, "retry", 5000, client.method, headers));
   }
   const after = await readCounters(`http://127.0.0.1:${service.port}`, ["retry"]);
   return { history, dropped: proxy.dropped(), verdict: checkHistory(history, { after, faults: true }) };
 }
 
-const FRESH: ClientStyle = { connection: "close", idempotencyKeys: false };
-const KEEP_ALIVE: ClientStyle = { connection: "keep-alive", idempotencyKeys: false };
+const FRESH: ClientStyle = { connection: "close", idempotencyKeys: false, method: "GET" };
+const KEEP_ALIVE: ClientStyle = { connection: "keep-alive", idempotencyKeys: false, method: "GET" };
 
 describe("lost responses behind HAProxy and I2", () => {
   test("the compose HAProxy rules turn a lost response into a counted failure (502), never a silent gap", async () => {
@@ -146,8 +149,15 @@ describe("lost responses behind HAProxy and I2", () => {
     expect(verdict.totals.duplicates).toBe(0);
   }, 60_000);
 
+  test("the same keep-alive client does not replay a POST: every lost response is a counted failure", async () => {
+    const { history, dropped, verdict } = await runThroughHaproxy("conn-failure", { ...KEEP_ALIVE, method: "POST" });
+    expect(dropped).toBeGreaterThanOrEqual(2);
+    expect(history.filter((entry) => entry.status !== 200).length).toBe(dropped);
+    expect({ ok: verdict.ok, gaps: verdict.totals.gaps }).toEqual({ ok: true, gaps: dropped });
+  }, 60_000);
+
   test("with an Idempotency-Key the client's replay gets the same number: every gap is a counted failure", async () => {
-    const client: ClientStyle = { connection: "keep-alive", idempotencyKeys: true };
+    const client: ClientStyle = { connection: "keep-alive", idempotencyKeys: true, method: "GET" };
     const { history, dropped, verdict } = await runThroughHaproxy("conn-failure", client);
     const failed = history.filter((entry) => entry.status !== 200).length;
     expect(dropped).toBeGreaterThanOrEqual(2);
