@@ -13,7 +13,9 @@ export interface FuzzCase {
   readonly body: string;
 }
 
-export type Effect = { readonly kind: "turn"; readonly id: string } | { readonly kind: "none"; readonly watch: readonly string[] };
+export type Effect =
+  | { readonly kind: "turn"; readonly id: string }
+  | { readonly kind: "none"; readonly watch: readonly string[] };
 
 /** The turn route's id segment of a target, or undefined if the target is another route. */
 function turnSegment(target: string): string | undefined {

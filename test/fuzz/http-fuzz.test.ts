@@ -12,7 +12,7 @@ import { expectedEffect, type FuzzCase, serialize } from "./fuzz-model.ts";
 import { rawExchange } from "./raw-http.ts";
 
 const FULL = process.env.TURNOMATIC_FULL === "1";
-const RUNS = FULL ? 2600 : 150;
+const RUNS = FULL ? 3000 : 150;
 const MAX_BODY = 1024;
 const SENTINEL = "fz-sentinel";
 const SENTINEL_VALUE = 3;
@@ -66,7 +66,8 @@ async function check(build: (base: string) => FuzzCase): Promise<void> {
     const expected = (before[0] as number) + 1;
     if (answer.status !== 200) throw new Error(`a valid turn request was not served: ${what}`);
     const body = answer.raw.slice(answer.raw.indexOf("\r\n\r\n") + 4);
-    if (body !== `{"id":"${effect.id}","turno":${expected}}`) throw new Error(`wrong body (expected turno ${expected}) for ${what}`);
+    if (body !== `{"id":"${effect.id}","turno":${expected}}`)
+      throw new Error(`wrong body (expected turno ${expected}) for ${what}`);
     if (after[0] !== expected) throw new Error(`counter of ${effect.id} is ${after[0]}, not ${expected}, after ${what}`);
   } else {
     watched.forEach((id, i) => {
@@ -78,7 +79,16 @@ async function check(build: (base: string) => FuzzCase): Promise<void> {
 
 // Pieces of ids: valid characters, characters that must be refused, and their percent-encodings.
 const validChar = fc.constantFrom(..."ABCXYZabcxyz0189_-".split(""));
-const hostileChar = fc.constantFrom(..."!$&'()*+,;=:@.~%\"<>[]\\^`{|}".split(""), "\u00f1", "\u20ac", "\u0000", "\u007f", " ", "\t", "/");
+const hostileChar = fc.constantFrom(
+  ..."!$&'()*+,;=:@.~%\"<>[]\\^`{|}".split(""),
+  "\u00f1",
+  "\u20ac",
+  "\u0000",
+  "\u007f",
+  " ",
+  "\t",
+  "/",
+);
 const encode = (ch: string, lower: boolean) => {
   const hex = [...Buffer.from(ch, "utf8")].map((b) => `%${b.toString(16).padStart(2, "0")}`).join("");
   return lower ? hex : hex.toUpperCase();
@@ -87,30 +97,65 @@ const encode = (ch: string, lower: boolean) => {
 const piece = fc.oneof(
   validChar,
   fc.tuple(fc.oneof(validChar, hostileChar), fc.boolean()).map(([ch, lower]) => encode(ch, lower)),
-  fc.constantFrom("%", "%2", "%G0", "%zz", "%%", "%C3", "%E2%82", "!", "~", ".", ":", "@", "'", "*", "(", ")", "$", "+", ",", ";", "="),
+  fc.constantFrom(
+    "%",
+    "%2",
+    "%G0",
+    "%zz",
+    "%%",
+    "%C3",
+    "%E2%82",
+    "!",
+    "~",
+    ".",
+    ":",
+    "@",
+    "'",
+    "*",
+    "(",
+    ")",
+    "$",
+    "+",
+    ",",
+    ";",
+    "=",
+  ),
 );
 
 const tokenMethod = fc.oneof(
   fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "get", "Post", "PROPFIND", "M-SEARCH"),
   fc.stringMatching(/^[A-Z]{1,12}$/),
 );
-const headerName = fc.stringMatching(/^[A-Za-z][A-Za-z0-9-]{0,30}$/).filter((n) => !/^(host|connection|content-length|transfer-encoding|expect|upgrade|te|trailer)$/i.test(n));
+const headerName = fc
+  .stringMatching(/^[A-Za-z][A-Za-z0-9-]{0,30}$/)
+  .filter((n) => !/^(host|connection|content-length|transfer-encoding|expect|upgrade|te|trailer)$/i.test(n));
 const headerValue = fc.stringMatching(/^[\x21-\x7e]([\x20-\x7e]{0,60}[\x21-\x7e])?$/);
 const header = fc.oneof(
   fc.tuple(headerName, headerValue),
-  fc.tuple(fc.constant("Idempotency-Key"), fc.oneof(headerValue, fc.string({ minLength: 129, maxLength: 200 }).map((s) => s.replace(/[^\x21-\x7e]/g, "k")))),
+  fc.tuple(
+    fc.constant("Idempotency-Key"),
+    fc.oneof(
+      headerValue,
+      fc.string({ minLength: 129, maxLength: 200 }).map((s) => s.replace(/[^\x21-\x7e]/g, "k")),
+    ),
+  ),
 );
 
 describe("fuzzing the HTTP API", () => {
   test("ids and percent-encodings: a turn of exactly the decoded id, or nothing", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(piece, { minLength: 0, maxLength: 12 }), fc.boolean(), fc.nat(3), async (pieces, suffix, where) => {
-        await check((base) => {
-          const junk = pieces.join("");
-          const segment = where === 0 ? junk : suffix ? `${base}${junk}` : `${junk}${base}`;
-          return { method: "GET", target: `/turno/${segment}`, headers: [], body: "" };
-        });
-      }),
+      fc.asyncProperty(
+        fc.array(piece, { minLength: 0, maxLength: 12 }),
+        fc.boolean(),
+        fc.nat(3),
+        async (pieces, suffix, where) => {
+          await check((base) => {
+            const junk = pieces.join("");
+            const segment = where === 0 ? junk : suffix ? `${base}${junk}` : `${junk}${base}`;
+            return { method: "GET", target: `/turno/${segment}`, headers: [], body: "" };
+          });
+        },
+      ),
       { numRuns: RUNS },
     );
   }, 600_000);
@@ -143,7 +188,11 @@ describe("fuzzing the HTTP API", () => {
       fc.asyncProperty(
         fc.constantFrom("GET", "POST"),
         fc.array(header, { maxLength: 8 }),
-        fc.oneof(fc.constant(""), fc.string({ maxLength: 200 }), fc.integer({ min: 900, max: 3000 }).map((n) => "b".repeat(n))),
+        fc.oneof(
+          fc.constant(""),
+          fc.string({ maxLength: 200 }),
+          fc.integer({ min: 900, max: 3000 }).map((n) => "b".repeat(n)),
+        ),
         async (method, headers, body) => {
           await check((base) => ({ method, target: `/turno/${base}`, headers, body }));
         },

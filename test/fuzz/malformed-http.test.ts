@@ -19,7 +19,12 @@ const observed: string[] = [];
 beforeAll(async () => {
   service = await startService({
     store: "memory:",
-    env: { TURNOMATIC_ADMIN_TOKEN: "", TURNOMATIC_MAX_BODY_BYTES: "1024", TURNOMATIC_IDLE_TIMEOUT: "2", TURNOMATIC_LOG_LEVEL: "error" },
+    env: {
+      TURNOMATIC_ADMIN_TOKEN: "",
+      TURNOMATIC_MAX_BODY_BYTES: "1024",
+      TURNOMATIC_IDLE_TIMEOUT: "2",
+      TURNOMATIC_LOG_LEVEL: "error",
+    },
   });
   for (let i = 0; i < 3; i++) await fetch(`${service.url}/turno/${SENTINEL}`);
 });
@@ -78,9 +83,20 @@ describe("headers", () => {
     ["NUL in a header value", (id) => request("GET", `/turno/${id}`, ["X-A: a\0b"])],
     ["space in a header name", (id) => request("GET", `/turno/${id}`, ["X A: b"])],
     ["header line without a colon", (id) => request("GET", `/turno/${id}`, ["NoColon"])],
-    ["header flood (2000 headers)", (id) => request("GET", `/turno/${id}`, Array.from({ length: 2000 }, (_, i) => `X-H${i}: v`))],
+    [
+      "header flood (2000 headers)",
+      (id) =>
+        request(
+          "GET",
+          `/turno/${id}`,
+          Array.from({ length: 2000 }, (_, i) => `X-H${i}: v`),
+        ),
+    ],
     ["one huge header (70 kB)", (id) => request("GET", `/turno/${id}`, [`X-Big: ${"a".repeat(70_000)}`])],
-    ["Content-Length and Transfer-Encoding together", (id) => request("POST", `/turno/${id}`, ["Transfer-Encoding: chunked", "Content-Length: 3"], "0\r\n\r\n")],
+    [
+      "Content-Length and Transfer-Encoding together",
+      (id) => request("POST", `/turno/${id}`, ["Transfer-Encoding: chunked", "Content-Length: 3"], "0\r\n\r\n"),
+    ],
     ["negative Content-Length", (id) => request("POST", `/turno/${id}`, ["Content-Length: -1"])],
     ["Content-Length past 2^64", (id) => request("POST", `/turno/${id}`, ["Content-Length: 99999999999999999999"])],
     ["two different Content-Lengths", (id) => request("POST", `/turno/${id}`, ["Content-Length: 1", "Content-Length: 2"], "ab")],
@@ -92,15 +108,24 @@ describe("headers", () => {
 describe("bodies", () => {
   const cases: [string, Build][] = [
     ["bad chunk size", (id) => request("POST", `/turno/${id}`, ["Transfer-Encoding: chunked"], "zz\r\nabc\r\n0\r\n\r\n")],
-    ["chunk longer than announced", (id) => request("POST", `/turno/${id}`, ["Transfer-Encoding: chunked"], "3\r\nabcdef\r\n0\r\n\r\n")],
-    ["chunk shorter than announced", (id) => request("POST", `/turno/${id}`, ["Transfer-Encoding: chunked"], "5\r\nabc\r\n0\r\n\r\n")],
+    [
+      "chunk longer than announced",
+      (id) => request("POST", `/turno/${id}`, ["Transfer-Encoding: chunked"], "3\r\nabcdef\r\n0\r\n\r\n"),
+    ],
+    [
+      "chunk shorter than announced",
+      (id) => request("POST", `/turno/${id}`, ["Transfer-Encoding: chunked"], "5\r\nabc\r\n0\r\n\r\n"),
+    ],
     ["body over max-body-bytes on POST", (id) => request("POST", `/turno/${id}`, ["Content-Length: 2000"], "b".repeat(2000))],
     ["body over max-body-bytes on GET", (id) => request("GET", `/turno/${id}`, ["Content-Length: 1025"], "b".repeat(1025))],
   ];
   for (const [name, build] of cases) test(name, async () => void (await refused(name, build)));
 
   test("a well-formed small body on POST is served", async () => {
-    const answer = await rawExchange(service.port, request("POST", "/turno/mf-body-ok", ["Transfer-Encoding: chunked"], "3\r\nabc\r\n0\r\n\r\n"));
+    const answer = await rawExchange(
+      service.port,
+      request("POST", "/turno/mf-body-ok", ["Transfer-Encoding: chunked"], "3\r\nabc\r\n0\r\n\r\n"),
+    );
     expect(answer.status).toBe(200);
     expect(await actual("mf-body-ok")).toBe(1);
   });
@@ -138,7 +163,9 @@ describe("slow and idle clients", () => {
       expect(answer.closedByServer).toBe(true);
       expect(answer.ms).toBeLessThan(20_000);
     }
-    observed.push(`slowloris: 20 tricklers cut after ${Math.round(Math.max(...answers.map((a) => a.ms)))} ms; ${latencies.length} normal requests meanwhile, slowest ${Math.round(Math.max(...latencies))} ms`);
+    observed.push(
+      `slowloris: 20 tricklers cut after ${Math.round(Math.max(...answers.map((a) => a.ms)))} ms; ${latencies.length} normal requests meanwhile, slowest ${Math.round(Math.max(...latencies))} ms`,
+    );
     expect(latencies.length).toBeGreaterThan(20);
     expect(Math.max(...latencies)).toBeLessThan(1000);
     expect(await actual("mf-slow")).toBe(0);
@@ -150,7 +177,9 @@ describe("slow and idle clients", () => {
     const latencies = await normalTraffic(idle);
     const answers = await idle;
     for (const answer of answers) expect(answer.closedByServer).toBe(true);
-    observed.push(`idle flood: 200 idle connections closed after ${Math.round(Math.max(...answers.map((a) => a.ms)))} ms; slowest normal request ${Math.round(Math.max(...latencies))} ms`);
+    observed.push(
+      `idle flood: 200 idle connections closed after ${Math.round(Math.max(...answers.map((a) => a.ms)))} ms; slowest normal request ${Math.round(Math.max(...latencies))} ms`,
+    );
     expect(Math.max(...latencies)).toBeLessThan(1000);
     await stillHealthy();
   }, 60_000);

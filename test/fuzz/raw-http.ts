@@ -47,7 +47,13 @@ export function rawExchange(port: number, bytes: string | Uint8Array, options: R
       clearTimeout(timer);
       socket.destroy();
       const match = /^HTTP\/1\.[01] (\d{3})/.exec(raw);
-      resolve({ status: match === null ? null : Number(match[1]), raw, closedByServer, timedOut, ms: performance.now() - started });
+      resolve({
+        status: match === null ? null : Number(match[1]),
+        raw,
+        closedByServer,
+        timedOut,
+        ms: performance.now() - started,
+      });
     };
     const timer = setTimeout(() => {
       timedOut = true;
