@@ -56,7 +56,7 @@ export async function runAb(options: LoadOptions): Promise<ToolOutcome> {
     let verification: ToolOutcome["verification"];
     if (options.verify) {
       const after = (await readCounters(options.target, [id])).get(id) ?? 0;
-      verification = verifyCounterDelta(id, complete - non2xx - failed, failed + non2xx, before, after);
+      verification = verifyCounterDelta(id, complete - non2xx - failed, failed + non2xx, before, after, options.connections);
     }
     return {
       requests: complete,
