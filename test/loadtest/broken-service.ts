@@ -14,14 +14,14 @@ export interface BrokenService {
   stop(): void;
 }
 
-export function startBrokenService(breakage: Breakage, every = 50): BrokenService {
+export function startBrokenService(breakage: Breakage, every = 50, port = 0): BrokenService {
   const counters = new Map<string, { last: number; turns: number; held: number[] }>();
   const body = (id: string, turno: number) =>
     new Response(`{"id":"${id}","turno":${turno}}`, {
       headers: { "content-type": "application/json", "cache-control": "no-store" },
     });
   const server: Server<undefined> = Bun.serve({
-    port: 0,
+    port,
     hostname: "127.0.0.1",
     fetch(request) {
       const path = new URL(request.url).pathname;
