@@ -35,8 +35,15 @@ async function storeUrl(store: string, cleanups: (() => Promise<unknown>)[]): Pr
 }
 
 let failures = 0;
+let cleanups: (() => Promise<unknown>)[] = [];
+// Interrupted: stop the service and redis-server this run started before leaving.
+for (const signal of ["SIGINT", "SIGTERM"] as const)
+  process.on(signal, async () => {
+    for (const cleanup of cleanups) await cleanup().catch(() => undefined);
+    process.exit(130);
+  });
 for (const store of stores) {
-  const cleanups: (() => Promise<unknown>)[] = [];
+  cleanups = [];
   try {
     const [url, watch] = await storeUrl(store, cleanups);
     const service = await startService({ store: url, env: { TURNOMATIC_LOG_LEVEL: "warn" } });
