@@ -144,6 +144,28 @@ export function chartSpecs(results: AnyResult[]): Record<string, TopLevelSpec> {
   return specs;
 }
 
+/**
+ * CPU time the target spent per request (µs), from a step's CPU% of the target's processes and its
+ * achieved rate: unlike latency, this barely moves when other work on the host steals the cores,
+ * so 1e6 / it estimates what one core of the service could carry.
+ */
+export function targetCpuPerRequestUs(step: MaxResult["steps"][number]): number | undefined {
+  const entry = Object.entries(step.cpu).find(([name]) => name.startsWith("target"));
+  if (entry === undefined || step.achieved <= 0) return undefined;
+  return (entry[1] / 100) * (1e6 / step.achieved);
+}
+
+function capacityEstimate(m: MaxResult): string {
+  const costs = m.steps
+    .filter((s) => s.achieved >= 1000)
+    .map(targetCpuPerRequestUs)
+    .filter((v): v is number => v !== undefined)
+    .sort((a, b) => a - b);
+  const median = costs[Math.floor(costs.length / 2)];
+  if (median === undefined) return "-";
+  return `${Math.round(median)} µs CPU/request -> ~${Math.round(1e6 / median / 100) * 100} req/s per core`;
+}
+
 const fmt = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1));
 
 export function markdown(results: AnyResult[], charts: string[], resultsDir: string, outDir: string): string {
@@ -165,12 +187,12 @@ export function markdown(results: AnyResult[], charts: string[], resultsDir: str
   if (maxes.length > 0) {
     lines.push("## Maximum sustainable rate (`npm run loadtest:max`)", "");
     lines.push(
-      "| setup | max sustainable req/s | knee req/s | SLO | what saturated | I1-I4 over all steps |",
-      "|---|---|---|---|---|---|",
+      "| setup | max sustainable req/s | knee req/s | SLO | what saturated | service CPU cost (steps >= 1000/s) | I1-I4 over all steps |",
+      "|---|---|---|---|---|---|---|",
     );
     for (const m of maxes)
       lines.push(
-        `| ${labelOf(m)} | **${m.maxSustainableRate}** | ${m.knee ?? "not reached"} | p99 <= ${m.settings.sloMs} ms, errors <= ${Number(m.settings.maxErrorRate) * 100}% | ${m.saturated} | ${m.verification.summary} |`,
+        `| ${labelOf(m)} | **${m.maxSustainableRate}** | ${m.knee ?? "not reached"} | p99 <= ${m.settings.sloMs} ms, errors <= ${Number(m.settings.maxErrorRate) * 100}% | ${m.saturated} | ${capacityEstimate(m)} | ${m.verification.summary} |`,
       );
     lines.push("");
     for (const m of maxes) {

@@ -15,12 +15,20 @@ export function describeCpu(cpu: StepCpu): string {
  */
 export function saturation(cpu: StepCpu): string {
   const found: string[] = [];
+  let measured = 0;
   for (const [name, value] of Object.entries(cpu)) {
     if (name === "host" || name === "hostCores") continue;
+    measured += value;
     if (value >= 85) found.push(`${name} at ${value}% of a core`);
   }
   const host = cpu.host ?? 0;
-  if (host >= 90) found.push(`the host's ${cpu.hostCores ?? "?"} cores at ${host}% (generator and service share them)`);
+  const cores = cpu.hostCores ?? 1;
+  // What the host's busy time holds beyond the watched processes and this generator: other work.
+  const others = Math.max(0, Math.round(host * cores - measured));
+  if (host >= 90)
+    found.push(
+      `the host's ${cores} cores at ${host}% (watched processes and generator ${Math.round(measured)}% of a core, other processes ~${others}%)`,
+    );
   if (found.length === 0)
     return `no process near a full core (host ${host}%): latency, not CPU, broke the SLO (${describeCpu(cpu)})`;
   return found.join("; ");
