@@ -1,5 +1,5 @@
 /**
- * `npm run loadtest:full [-- --duration 10 --step-seconds 5 --stores memory,sqlite,redis]`: the
+ * `npm run loadtest:full [-- --duration 10 --step-seconds 5 --stores memory,sqlite,redis --max-only]`: the
  * single-host full run whose results are committed. For each store it starts a service (and a
  * redis-server for the redis store) on free loopback ports, runs every tool with --verify, a
  * turnoload run with 5% hostile requests, and loadtest:max; then stops everything. Afterwards run
@@ -21,6 +21,8 @@ const duration = arg("duration", "10");
 const stepSeconds = arg("step-seconds", "5");
 const stores = arg("stores", "memory,sqlite,redis").split(",");
 const out = arg("out", `${import.meta.dir}/results`);
+/** --max-only: skip the per-tool runs, find only the maximum rate per store. */
+const maxOnly = args.includes("--max-only");
 
 /** The store URL (undefined: startService's fresh SQLite file) and `name:port` entries to watch. */
 async function storeUrl(store: string, cleanups: (() => Promise<unknown>)[]): Promise<[string | undefined, string[]]> {
@@ -72,7 +74,7 @@ for (const store of stores) {
         `${label} hostile=5%`,
       ],
     ];
-    for (const run of runs) {
+    for (const run of maxOnly ? [] : runs) {
       const options: LoadOptions = parseLoadOptions([
         ...["--target", service.url, "--duration", duration, "--verify", "--out", out, "--label", label],
         ...run,

@@ -4,8 +4,8 @@
  *
  * Steps turnoload's open-loop rate up (start, start*factor, ...) until a step breaks the SLO (p99
  * over --slo-ms, measured from intended send times) or the error rate (transport errors and 5xx)
- * exceeds --max-error-rate; then bisects between the last good and the first bad rate --refine
- * times. Reports the maximum sustainable rate, the knee (the first rate that broke the SLO) and
+ * exceeds --max-error-rate (if the very first step breaks, it halves the rate until one holds);
+ * then bisects between the last good and the first bad rate --refine times. Reports the maximum sustainable rate, the knee (the first rate that broke the SLO) and
  * what saturated there (CPU of the target's processes, of watched ports/pids, of this generator
  * and of the host). The whole history of all steps goes through the I1-I4 checker at the end.
  * Bounded: at most max-steps + refine steps of step-seconds each.
@@ -146,6 +146,12 @@ export async function findMaxRate(options: MaxOptions): Promise<MaxResult> {
     }
     good = result.offered;
     rate *= options.factor;
+  }
+  // Broken from the first step: walk down (halving, within the step budget) to a rate that holds.
+  for (let i = 0; good === 0 && bad !== null && i < options.maxSteps && bad / 2 >= 10; i++) {
+    const result = await step(Math.round(bad / 2));
+    if (result.ok) good = result.offered;
+    else bad = result.offered;
   }
   for (let i = 0; i < options.refine && bad !== null && bad - good > Math.max(10, good * 0.05); i++) {
     const mid = Math.round((good + bad) / 2);
