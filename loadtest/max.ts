@@ -1,14 +1,16 @@
 /**
  * `npm run loadtest:max -- --target URL [--slo-ms 10] [--max-error-rate 0.001] [--start 500]
- *   [--factor 1.5] [--step-seconds 10] [--max-steps 10] [--refine 2] [--ports redis:6379] [--pids name:pid]`
+ *   [--factor 1.5] [--step-seconds 10] [--max-steps 10] [--refine 2] [--retries 1] [--ports redis:6379]
+ *   [--pids name:pid]`
  *
  * Steps turnoload's open-loop rate up (start, start*factor, ...) until a step breaks the SLO (p99
  * over --slo-ms, measured from intended send times) or the error rate (transport errors and 5xx)
  * exceeds --max-error-rate (if the very first step breaks, it halves the rate until one holds);
- * then bisects between the last good and the first bad rate --refine times. Reports the maximum sustainable rate, the knee (the first rate that broke the SLO) and
- * what saturated there (CPU of the target's processes, of watched ports/pids, of this generator
+ * then bisects between the last good and the first bad rate --refine times. A broken step is
+ * tried again --retries times (default 1) before it counts as broken. Reports the maximum
+ * sustainable rate, the knee (the first rate that broke the SLO) and what saturated there (CPU of the target's processes, of watched ports/pids, of this generator
  * and of the host). The whole history of all steps goes through the I1-I4 checker at the end.
- * Bounded: at most max-steps + refine steps of step-seconds each.
+ * Bounded: at most (max-steps * 2 + refine) * (retries + 1) steps of step-seconds each.
  */
 import type { HistoryEntry } from "../test/helpers/history-checker.ts";
 import { describeCpu, type StepCpu, saturation } from "./saturation.ts";
@@ -46,7 +48,7 @@ export interface MaxResult {
   readonly machine: ReturnType<typeof machineInfo>;
 }
 
-const EXTRA = ["slo-ms", "max-error-rate", "start", "factor", "step-seconds", "max-steps", "refine", "ports", "pids"];
+const EXTRA = ["slo-ms", "max-error-rate", "start", "factor", "step-seconds", "max-steps", "refine", "retries", "ports", "pids"];
 
 export interface MaxOptions {
   readonly load: LoadOptions;
@@ -57,6 +59,8 @@ export interface MaxOptions {
   readonly stepSeconds: number;
   readonly maxSteps: number;
   readonly refine: number;
+  /** A broken step is run again this many times; the rate holds if any try holds (default 1). */
+  readonly retries: number;
   readonly ports: string[];
   readonly pids: string[];
 }
@@ -83,6 +87,7 @@ export function parseMaxOptions(argv: readonly string[]): MaxOptions {
     stepSeconds: numberOption(raw, "step-seconds", 10, 1, 300),
     maxSteps: Math.floor(numberOption(raw, "max-steps", 10, 1, 40)),
     refine: Math.floor(numberOption(raw, "refine", 2, 0, 6)),
+    retries: Math.floor(numberOption(raw, "retries", 1, 0, 3)),
     ports: list("ports"),
     pids: list("pids"),
   };
@@ -97,7 +102,14 @@ export async function findMaxRate(options: MaxOptions): Promise<MaxResult> {
   progress(`watching CPU of: ${groups.map((g) => `${g.name} [${g.pids.join(",")}]`).join("; ") || "nothing found"}`);
   const history: HistoryEntry[] = [];
   const steps: MaxStep[] = [];
+  // On a shared host one latency spike can break a step that the service sustains: a broken step
+  // is retried, and the rate counts as sustainable if one try holds (every try stays in the result).
   const step = async (rate: number): Promise<MaxStep> => {
+    let result = await tryStep(rate);
+    for (let i = 0; i < options.retries && !result.ok; i++) result = await tryStep(rate);
+    return result;
+  };
+  const tryStep = async (rate: number): Promise<MaxStep> => {
     const stop = startCpuSample(groups);
     const run = await driveOpenLoop(load, ids, rate);
     const cpu = stop().percent;
@@ -181,6 +193,7 @@ export async function findMaxRate(options: MaxOptions): Promise<MaxResult> {
       stepSeconds: options.stepSeconds,
       maxSteps: options.maxSteps,
       refine: options.refine,
+      retries: options.retries,
       netns: load.netns,
     },
     steps,
@@ -200,7 +213,7 @@ async function main(): Promise<number> {
   } catch (error) {
     if (error instanceof UsageError) {
       process.stderr.write(
-        `loadtest:max: ${error.message}\n${USAGE}\n  loadtest:max adds: --slo-ms 10 --max-error-rate 0.001 --start 500 --factor 1.5 --step-seconds 10 --max-steps 10 --refine 2 --ports name:port,... --pids name:pid+pid,...\n`,
+        `loadtest:max: ${error.message}\n${USAGE}\n  loadtest:max adds: --slo-ms 10 --max-error-rate 0.001 --start 500 --factor 1.5 --step-seconds 10 --max-steps 10 --refine 2 --retries 1 --ports name:port,... --pids name:pid+pid,...\n`,
       );
       return 2;
     }
