@@ -12,6 +12,8 @@ import { requireBinary } from "../helpers/binaries.ts";
 import { type ServiceProcess, startService } from "../helpers/service.ts";
 import { runCli } from "./run-cli.ts";
 
+/** TURNOMATIC_FULL=1: 10 s per tool instead of 1 s. */
+const SECONDS = process.env.TURNOMATIC_FULL === "1" ? "10" : "1";
 let service: ServiceProcess;
 beforeAll(async () => {
   service = await startService({ store: "memory:", env: { TURNOMATIC_ADMIN_TOKEN: "" } });
@@ -30,7 +32,7 @@ interface RunResult {
 }
 
 describe("every tool against a real service, verified", () => {
-  const common = ["--duration", "1", "--connections", "4", "--verify", "--label", "smoke"];
+  const common = ["--duration", SECONDS, "--connections", "4", "--verify", "--label", "smoke"];
   const cases: [string, string[], string][] = [
     ["turnoload", ["--ids", "5", "--dist", "zipf", "--rate", "300"], "history"],
     ["wrk", ["--ids", "5", "--dist", "hot"], "turnos"],
