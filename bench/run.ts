@@ -68,7 +68,13 @@ async function startScript(script: string, env: Record<string, string>) {
 }
 
 const TARGETS: Target[] = [
-  { key: "a", label: "baseline Bun.serve, local counter", ids: 1, redis: false, start: () => startScript("baseline-server.ts", {}) },
+  {
+    key: "a",
+    label: "baseline Bun.serve, local counter",
+    ids: 1,
+    redis: false,
+    start: () => startScript("baseline-server.ts", {}),
+  },
   {
     key: "b",
     label: "turnomatic + redis, 1 hot id",
@@ -83,7 +89,13 @@ const TARGETS: Target[] = [
     redis: true,
     start: async (redis) => startService({ store: redis.url, env: { METRICS_PORT: "0" } }),
   },
-  { key: "d", label: "turnomatic + sqlite, 1 hot id", ids: 1, redis: false, start: async () => startService({ env: { METRICS_PORT: "0" } }) },
+  {
+    key: "d",
+    label: "turnomatic + sqlite, 1 hot id",
+    ids: 1,
+    redis: false,
+    start: async () => startService({ env: { METRICS_PORT: "0" } }),
+  },
   {
     key: "e",
     label: "naive: one redis INCR per request",
@@ -193,7 +205,9 @@ async function main(): Promise<void> {
   const file = join(import.meta.dir, "results", `bench-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
   writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine, settings, rows, targets }, null, 2)}\n`);
 
-  console.log(`\nmedian of ${ROUNDS} rounds, wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION}s, ${machine.cores} cores (${machine.cpu})`);
+  console.log(
+    `\nmedian of ${ROUNDS} rounds, wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION}s, ${machine.cores} cores (${machine.cpu})`,
+  );
   console.log("case  req/s      p50 ms  p99 ms  ratio-to-a  redis calls/req  round trips/req  errors  what");
   for (const r of rows) {
     const calls = r.redisCallsPerRequest === undefined ? "-" : r.redisCallsPerRequest.toFixed(3);
@@ -202,7 +216,8 @@ async function main(): Promise<void> {
       `(${r.key})   ${Math.round(r.rps).toString().padEnd(10)} ${r.p50_ms.toFixed(2).padEnd(7)} ${r.p99_ms.toFixed(2).padEnd(7)} ${r.ratioToBaseline.toFixed(2).padEnd(11)} ${calls.padEnd(16)} ${trips.padEnd(16)} ${String(r.errors).padEnd(7)} ${r.label}`,
     );
   }
-  for (const [name, { value, met }] of Object.entries(targets)) console.log(`target ${name}: ${value.toFixed(3)} ${met ? "met" : "NOT met"}`);
+  for (const [name, { value, met }] of Object.entries(targets))
+    console.log(`target ${name}: ${value.toFixed(3)} ${met ? "met" : "NOT met"}`);
   console.log(file);
 }
 

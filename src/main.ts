@@ -6,6 +6,7 @@ import { Coalescer } from "./allocation/coalescer.ts";
 import { ConfigError, type Config, helpText, loadConfig, redactConfig } from "./config.ts";
 import { createApp } from "./http/app.ts";
 import { startServer } from "./http/server.ts";
+import { createInstruments, storeStateLogger } from "./observability/instrument.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
 import { recordDurability } from "./observability/store-metrics.ts";
@@ -18,10 +19,20 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     commandTimeoutMs: config.deadlineMs,
     redisWaitReplicas: config.redisWaitReplicas,
     redisWaitTimeoutMs: config.redisWaitTimeoutMs,
+    onStateChange: storeStateLogger(logger, config.store),
   });
   const durabilityWarnings = await store.durabilityWarnings();
   for (const warning of durabilityWarnings) logger.warn(warning, { event: "store.durability" });
   recordDurability(store.kind, durabilityWarnings);
+  const instruments = createInstruments({
+    logger,
+    metrics: config.metricsPort !== 0,
+    env: process.env,
+    accessLogSampleRatio: config.accessLogSampleRatio,
+    storeKind: store.kind,
+    waiting: () => coalescer.waiting,
+    ping: () => store.ping(),
+  });
   const coalescer = new Coalescer(
     store,
     {
@@ -31,10 +42,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
       maxWaiting: config.maxWaiting,
       fencing: config.fencing,
     },
-    {
-      onFence: (id, floor) =>
-        logger.error("store went backwards; counter fenced forward", { event: "store.rollback_fenced", id, floor }),
-    },
+    instruments.observer,
     config.idempotencyTtlSeconds,
   );
   const app = createApp({
@@ -45,6 +53,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     maxUrlLength: config.maxUrlLength,
     maxBodyBytes: config.maxBodyBytes,
     onInternalError: (error) => logger.error("internal error", { event: "http.internal_error", error }),
+    ...instruments.appHooks,
   });
   const server = startServer(app, {
     port: config.port,
@@ -54,7 +63,9 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     maxBodyBytes: config.maxBodyBytes,
   });
   const metricsServer =
-    config.metricsPort === 0 ? undefined : startMetricsServer(config.metricsPort, config.host, renderLocalMetrics);
+    config.metricsPort === 0
+      ? undefined
+      : startMetricsServer(config.metricsPort, config.host, renderLocalMetrics, instruments.statusHandler);
   logger.info("turnomatic listening", {
     event: "start",
     url: `http://${config.host}:${server.port}`,
@@ -76,6 +87,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     await server.stop(false);
     await coalescer.close();
     await store.close();
+    await instruments.close();
     await metricsServer?.stop(true);
     clearTimeout(hardStop);
     logger.info("stopped", {

@@ -1,5 +1,6 @@
 import type { CounterStore } from "../domain/counter-store.ts";
 import { ConfigError } from "../config.ts";
+import type { ConnectionStateListener } from "./connection-events.ts";
 import { MemoryStore } from "./memory-store.ts";
 import { createRedisClusterStore } from "./redis-cluster-store.ts";
 import { createRedisSentinelStore } from "./redis-sentinel-store.ts";
@@ -14,6 +15,8 @@ export interface StoreSettings {
   /** "auto" = 1 for redis+sentinel://, 0 otherwise. */
   readonly redisWaitReplicas: number | "auto";
   readonly redisWaitTimeoutMs: number;
+  /** Told about a network store's connection state changes (for the logs). Default: none. */
+  readonly onStateChange?: ConnectionStateListener;
 }
 
 /** Builds the store a TURNOMATIC_STORE URL names; throws ConfigError for forms it cannot serve. */
@@ -25,7 +28,12 @@ export function createStore(settings: StoreSettings): CounterStore {
     if (path === "") throw new ConfigError("TURNOMATIC_STORE sqlite: needs a path, e.g. sqlite:./data/turnomatic.db");
     return new SqliteStore({ path, busyTimeoutMs: settings.commandTimeoutMs });
   }
-  const common = { url, keyPrefix: settings.redisKeyPrefix, commandTimeoutMs: settings.commandTimeoutMs };
+  const common = {
+    url,
+    keyPrefix: settings.redisKeyPrefix,
+    commandTimeoutMs: settings.commandTimeoutMs,
+    onStateChange: settings.onStateChange,
+  };
   const sentinel = url.startsWith("redis+sentinel://") || url.startsWith("rediss+sentinel://");
   const waitReplicas = settings.redisWaitReplicas === "auto" ? (sentinel ? 1 : 0) : settings.redisWaitReplicas;
   const wait = { waitReplicas, waitTimeoutMs: settings.redisWaitTimeoutMs };

@@ -16,6 +16,7 @@
  */
 import { Cluster, type ClusterOptions } from "ioredis";
 import { ConfigError } from "../config.ts";
+import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
 import {
   baseRedisOptions,
   defineScripts,
@@ -33,6 +34,8 @@ export interface RedisClusterStoreOptions {
   readonly keyPrefix: string;
   /** Longest wait for one Redis command (ms); usually the request deadline. */
   readonly commandTimeoutMs: number;
+  /** Told about connection state changes (for the logs). Default: none. */
+  readonly onStateChange?: ConnectionStateListener;
 }
 
 /** ioredis Cluster options; see the header for the retry choices. */
@@ -119,5 +122,6 @@ export function createRedisClusterStore(options: RedisClusterStoreOptions): Redi
   cluster.on("error", () => {
     // Node errors surface as failed commands (503s) and in /readyz; the client refreshes the slot map itself.
   });
+  if (options.onStateChange !== undefined) watchConnection(cluster, options.onStateChange);
   return new RedisClusterCounterStore(cluster, options.keyPrefix);
 }

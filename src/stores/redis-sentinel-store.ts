@@ -14,6 +14,7 @@
  */
 import Redis from "ioredis";
 import { ConfigError } from "../config.ts";
+import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
 import {
   baseRedisOptions,
   defineScripts,
@@ -33,6 +34,8 @@ export interface RedisSentinelStoreOptions {
   readonly keyPrefix: string;
   /** Longest wait for one Redis command (ms); usually the request deadline. */
   readonly commandTimeoutMs: number;
+  /** Told about connection state changes (for the logs). Default: none. */
+  readonly onStateChange?: ConnectionStateListener;
   /** Replicas that must acknowledge each reservation; 0 = no WAIT. */
   readonly waitReplicas: number;
   /** Longest WAIT (ms). */
@@ -126,6 +129,7 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
   client.on("error", () => {
     // Connection errors surface as failed commands (503s) and in /readyz; ioredis reconnects by itself.
   });
+  if (options.onStateChange !== undefined) watchConnection(client, options.onStateChange);
   const ack =
     options.waitReplicas > 0
       ? new ReplicaAck(client, { replicas: options.waitReplicas, timeoutMs: options.waitTimeoutMs })

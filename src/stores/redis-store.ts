@@ -12,6 +12,7 @@
 import Redis, { type RedisOptions } from "ioredis";
 import type { CounterSnapshot, CounterStore, Fence, IdempotentReservation, Reservation } from "../domain/counter-store.ts";
 import { MAX_TURNO } from "../domain/limits.ts";
+import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
 import { RESERVE_IDEMPOTENT_SCRIPT, RESERVE_MANY_SCRIPT, RESERVE_SCRIPT, SET_SCRIPT } from "./redis-scripts.ts";
 import { ReplicaAck } from "./replica-ack.ts";
 
@@ -26,6 +27,8 @@ export interface RedisStoreOptions {
   readonly waitReplicas?: number;
   /** Longest WAIT (ms). Default 500. */
   readonly waitTimeoutMs?: number;
+  /** Told about connection state changes (for the logs). Default: none. */
+  readonly onStateChange?: ConnectionStateListener;
 }
 
 /** Script replies: decimal strings (see redis-scripts.ts for why not integers). */
@@ -268,6 +271,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisCounterStore 
   client.on("error", () => {
     // Connection errors surface as failed commands (503s) and in /readyz; ioredis reconnects by itself.
   });
+  if (options.onStateChange !== undefined) watchConnection(client, options.onStateChange);
   const replicas = options.waitReplicas ?? 0;
   const ack = replicas > 0 ? new ReplicaAck(client, { replicas, timeoutMs: options.waitTimeoutMs ?? 500 }) : undefined;
   return new RedisCounterStore("redis", client as unknown as ScriptedClient, options.keyPrefix, { batchAcrossIds: true, ack });
