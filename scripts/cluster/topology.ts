@@ -231,14 +231,34 @@ export function startHost(state: ClusterState, name: string): number {
 /** kill -9 every process of a host (a crash, as far as its peers can tell). */
 export function stopHost(state: ClusterState, name: string): number[] {
   const pids = namespacePids(hostOf(state, name).namespace);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // Already gone.
-    }
+  // One kill(2) per process group first, so the supervisor and its workers die at the same instant
+  // (one by one, a worker would notice its supervisor's death and start draining first).
+  const ownGroup = processGroupOf(process.pid);
+  for (const group of new Set(pids.map(processGroupOf))) {
+    // Hosts run in their own sessions (setsid); never signal the group this tool runs in.
+    if (group !== ownGroup && pids.includes(group)) signal(-group, "SIGKILL");
   }
+  for (const pid of pids) signal(pid, "SIGKILL");
   return pids;
+}
+
+function processGroupOf(pid: number): number {
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ppid pgrp ..."; comm may contain spaces, so split after ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const group = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+    return Number.isInteger(group) && group > 1 ? group : pid;
+  } catch {
+    return pid;
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // Already gone.
+  }
 }
 
 /** Sends SIGTERM to a host's processes and waits until they all exited (false on timeout). */
