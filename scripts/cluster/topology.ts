@@ -8,7 +8,7 @@
  * Every process is started with setsid inside its namespace and outlives the tool; `ip netns pids`
  * finds them again, so `stop`/`down` work from any shell even without the state file.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkWindowMs, renderHaproxyConfig } from "./haproxy-config.ts";
 
@@ -86,9 +86,14 @@ function namespaceOf(cluster: string, host: string): string {
 }
 
 function subnetPrefix(subnet: string): string {
-  const match = /^(10|172|192)\.(\d{1,3})\.(\d{1,3})\.0\/24$/.exec(subnet);
-  if (match === null) throw new ClusterError(`--subnet must be a private /24 such as 10.200.0.0/24; got '${subnet}'.`);
-  return `${match[1]}.${match[2]}.${match[3]}`;
+  const match =
+    /^(10)\.(\d{1,3})\.(\d{1,3})\.0\/24$|^(172)\.(1[6-9]|2\d|3[01])\.(\d{1,3})\.0\/24$|^(192)\.(168)\.(\d{1,3})\.0\/24$/.exec(
+      subnet,
+    );
+  const octets = match?.slice(1).filter((part) => part !== undefined) ?? [];
+  if (match === null || octets.some((octet) => Number(octet) > 255))
+    throw new ClusterError(`--subnet must be a private /24 such as 10.200.0.0/24; got '${subnet}'.`);
+  return octets.join(".");
 }
 
 export function stateDirOf(name: string): string {
@@ -333,6 +338,8 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     throw new ClusterError(`cluster '${name}' is already up (namespaces exist); run: npm run cluster -- down --name ${name}`);
   }
   const stateDir = stateDirOf(name);
+  // Nothing of this cluster runs (checked above): start with fresh logs and no old histories.
+  rmSync(stateDir, { recursive: true, force: true });
   mkdirSync(stateDir, { recursive: true });
   const hosts = planHosts(name, apps, prefix, stateDir);
   const lb = hosts.lb as HostState;

@@ -2,7 +2,7 @@
  * Shared steps of the distributed tests: bring a named cluster up (and always down), run the load
  * client inside the client namespace, and judge its whole history with the history checker.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { type ClusterState, down, spawnIn, up } from "../../scripts/cluster/topology.ts";
@@ -63,7 +63,9 @@ export function startLoad(
         `load client exited with ${code}: ${await new Response(child.stderr as ReadableStream<Uint8Array>).text()}`,
       );
     }
-    return JSON.parse(readFileSync(out, "utf8")) as LoadClientResult;
+    const result = JSON.parse(readFileSync(out, "utf8")) as LoadClientResult;
+    rmSync(out, { force: true });
+    return result;
   })();
   finished.catch(() => {});
   return {
