@@ -22,6 +22,11 @@ export function requireClusterPrerequisites(): void {
   requireBinary("redis-server");
 }
 
+/** For afterAll: removes the cluster (a no-op without root, where the test already failed loudly). */
+export function removeCluster(name: string): void {
+  if (process.getuid?.() === 0) down(name);
+}
+
 export async function startCluster(name: string, apps = 2, workers = 2): Promise<ClusterState> {
   down(name); // leftovers of a crashed earlier run of this same test
   return up({ name, apps, workers });

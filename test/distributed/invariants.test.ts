@@ -3,12 +3,21 @@
  * (>= 100k with TURNOMATIC_FULL=1; a shorter run in CI).
  */
 import { afterAll, expect, test } from "bun:test";
-import { down, lbServerCounter } from "../../scripts/cluster/topology.ts";
+import { lbServerCounter } from "../../scripts/cluster/topology.ts";
 import { formatVerdict } from "../helpers/history-checker.ts";
-import { FULL, judge, requireClusterPrerequisites, startCluster, startLoad, statusCounts, uniqueIds } from "./cluster-harness.ts";
+import {
+  FULL,
+  judge,
+  requireClusterPrerequisites,
+  removeCluster,
+  startCluster,
+  startLoad,
+  statusCounts,
+  uniqueIds,
+} from "./cluster-harness.ts";
 
 const NAME = "dinv";
-afterAll(() => void down(NAME));
+afterAll(() => removeCluster(NAME));
 
 test("2 hosts x 2 workers through HAProxy: every request gets a unique, gap-free, ordered turno", async () => {
   requireClusterPrerequisites();

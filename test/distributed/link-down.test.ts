@@ -4,13 +4,14 @@
  * host), and the host rejoins the rotation once its link is up.
  */
 import { afterAll, expect, test } from "bun:test";
-import { down, lbServerCounter, setLink, waitLbState } from "../../scripts/cluster/topology.ts";
+import { lbServerCounter, setLink, waitLbState } from "../../scripts/cluster/topology.ts";
 import { formatVerdict } from "../helpers/history-checker.ts";
 import {
   FULL,
   failures,
   judge,
   requireClusterPrerequisites,
+  removeCluster,
   startCluster,
   startLoad,
   statusCounts,
@@ -19,7 +20,7 @@ import {
 
 const NAME = "dlink";
 const CLIENTS = 64;
-afterAll(() => void down(NAME));
+afterAll(() => removeCluster(NAME));
 
 test("link of one app host down mid-run and back: no duplicates, bounded failures, recovery", async () => {
   requireClusterPrerequisites();

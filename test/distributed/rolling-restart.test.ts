@@ -8,7 +8,6 @@ import {
   APP_PORT,
   appNames,
   DRAIN_DELAY_MS,
-  down,
   lbServerCounter,
   namespacePids,
   startHost,
@@ -17,10 +16,19 @@ import {
   waitReady,
 } from "../../scripts/cluster/topology.ts";
 import { formatVerdict } from "../helpers/history-checker.ts";
-import { FULL, judge, requireClusterPrerequisites, startCluster, startLoad, statusCounts, uniqueIds } from "./cluster-harness.ts";
+import {
+  FULL,
+  judge,
+  requireClusterPrerequisites,
+  removeCluster,
+  startCluster,
+  startLoad,
+  statusCounts,
+  uniqueIds,
+} from "./cluster-harness.ts";
 
 const NAME = "droll";
-afterAll(() => void down(NAME));
+afterAll(() => removeCluster(NAME));
 
 test("rolling restart of every app host under load: zero failed requests, zero duplicates", async () => {
   requireClusterPrerequisites();
