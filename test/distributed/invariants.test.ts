@@ -3,7 +3,7 @@
  * (>= 100k with TURNOMATIC_FULL=1; a shorter run in CI).
  */
 import { afterAll, expect, test } from "bun:test";
-import { lbServerCounter } from "../../scripts/cluster/topology.ts";
+import { APP_METRICS_PORT, type ClusterState, lbServerCounter, spawnIn, waitReady } from "../../scripts/cluster/topology.ts";
 import { formatVerdict } from "../helpers/history-checker.ts";
 import {
   FULL,
@@ -41,4 +41,24 @@ test("2 hosts x 2 workers through HAProxy: every request gets a unique, gap-free
   console.log(`invariants: 2xx per host ${JSON.stringify(served)}`);
   expect(served.app1 ?? 0).toBeGreaterThan(requests / 10);
   expect(served.app2 ?? 0).toBeGreaterThan(requests / 10);
+  // HAProxy's Prometheus exporter and each host's (supervisor-aggregated) /metrics answer.
+  const lbMetrics = await fetchInside(state, state.lbStatsUrl);
+  expect(lbMetrics).toMatch(/^haproxy_server_status\{proxy="turnomatic_apps",server="app1",state="UP"\} 1$/m);
+  await waitReady(state, [`http://${state.hosts.app1?.address}:${APP_METRICS_PORT}/metrics`], 5000);
 });
+
+/** GET `url` from inside the client namespace (the test's own namespace cannot reach the topology). */
+async function fetchInside(state: ClusterState, url: string): Promise<string> {
+  const child = spawnIn(
+    state,
+    "client",
+    [process.execPath, "-e", `process.stdout.write(await (await fetch(${JSON.stringify(url)})).text())`],
+    {
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
+  const body = await new Response(child.stdout as ReadableStream<Uint8Array>).text();
+  expect(await child.exited).toBe(0);
+  return body;
+}

@@ -53,9 +53,10 @@ test("kill -9 of one app host mid-run: no duplicates, failures only for its in-f
   expect(result.history.length).toBe(requests);
   expect(detectedMs).toBeLessThanOrEqual(window + 500);
   // Only requests that were sent while the host was dying fail: none sent after HAProxy knew. A host's
-  // processes do not vanish in one instant (the kernel closes their sockets as they exit), so a
-  // connection may lose the request in flight at the kill and the one it sent right after; more than
-  // that would mean HAProxy kept routing to the dead host.
+  // processes do not vanish in one instant: the kernel frees a killed process's memory before it
+  // closes its files, so for some tens of ms the listening socket still accepts connections that no
+  // one will answer. A connection may thus lose the request in flight at the kill and the one it sent
+  // right after; more than that would mean HAProxy kept routing to the dead host.
   expect(lateFailures).toEqual([]);
   expect(failed.length).toBeLessThanOrEqual(2 * CLIENTS);
   expect(afterKill).toBeGreaterThan(0);
