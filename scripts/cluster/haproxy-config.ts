@@ -33,6 +33,11 @@ export interface HaproxyConfigOptions {
   readonly maxconn?: number;
   /** Concurrent requests per app host; more wait in HAProxy's queue. Default 512. */
   readonly serverMaxconn?: number;
+  /**
+   * Keep client connections open between requests. Default false: one request per client connection,
+   * because clients silently resend a GET whose keep-alive connection dropped (see the template).
+   */
+  readonly clientKeepAlive?: boolean;
 }
 
 /** Longest time from an app failing /readyz to HAProxy marking it down (ms): inter x fall + check timeout. */
@@ -52,6 +57,8 @@ export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
     CHECK_RISE: String(options.checkRise ?? 2),
     CHECK_WINDOW_MS: String(checkWindowMs(options)),
     SERVER_MAXCONN: String(options.serverMaxconn ?? 512),
+    CLIENT_CONNECTION_MODE:
+      options.clientKeepAlive === true ? "# option httpclose  (off: clientKeepAlive)" : "option httpclose",
     SERVERS: options.servers.map((s) => `    server ${s.name} ${s.address}:${s.port}`).join("\n"),
   };
   return readFileSync(HAPROXY_TEMPLATE, "utf8").replace(/\{\{([A-Z_]+)\}\}/g, (whole, key: string) => {

@@ -19,6 +19,11 @@ export interface LoadClientOptions {
   readonly durationMs: number;
   readonly timeoutMs: number;
   readonly out: string;
+  /**
+   * "raw" (default): our own HTTP/1.1 client that never resends. "fetch": Bun's fetch, which resends a
+   * GET on its own when a keep-alive connection drops, as an off-the-shelf client would.
+   */
+  readonly client?: "raw" | "fetch";
 }
 
 export interface LoadClientResult {
@@ -124,7 +129,24 @@ class RawConnection {
   }
 }
 
-async function requestTurn(connection: RawConnection, id: string, timeoutMs: number): Promise<HistoryEntry> {
+interface Connection {
+  request(path: string, timeoutMs: number): Promise<{ status: number; body: string } | undefined>;
+}
+
+function fetchConnection(url: string): Connection {
+  return {
+    request: async (path, timeoutMs) => {
+      try {
+        const response = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
+        return { status: response.status, body: await response.text() };
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}
+
+async function requestTurn(connection: Connection, id: string, timeoutMs: number): Promise<HistoryEntry> {
   const sentAt = now();
   const answer = await connection.request(`/turno/${id}`, timeoutMs);
   const doneAt = now();
@@ -142,7 +164,7 @@ async function main(options: LoadClientOptions): Promise<void> {
   let next = 0;
   const progress = setInterval(() => process.stdout.write(`progress ${history.length}\n`), 250);
   const client = async (index: number) => {
-    const connection = new RawConnection(options.url);
+    const connection = options.client === "fetch" ? fetchConnection(options.url) : new RawConnection(options.url);
     let k = index;
     while (next < options.requests && now() < stopAt) {
       next++;

@@ -40,4 +40,13 @@ describe("deploy/haproxy template", () => {
     expect(config).toMatch(/^\s*server app2 10\.200\.0\.12:7017$/m);
     expect(config).not.toContain("{{");
   });
+
+  test("one request per client connection unless clientKeepAlive (clients resend GETs on dropped keep-alives)", () => {
+    expect(config).toMatch(/^\s*option httpclose$/m);
+    const keepAlive = renderHaproxyConfig({
+      servers: [{ name: "app1", address: "10.0.0.1", port: 7017 }],
+      clientKeepAlive: true,
+    });
+    expect(keepAlive).not.toMatch(/^\s*option httpclose$/m);
+  });
 });
