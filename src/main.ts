@@ -8,6 +8,7 @@ import { attachWorkerIpc, workerId } from "./cluster/worker-ipc.ts";
 import { ConfigError, type Config, helpText, loadConfig, redactConfig } from "./config.ts";
 import { createApp } from "./http/app.ts";
 import { startServer } from "./http/server.ts";
+import { createInstruments, storeStateLogger } from "./observability/instrument.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
 import { createStore } from "./stores/create-store.ts";
@@ -19,8 +20,18 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     commandTimeoutMs: config.deadlineMs,
     redisWaitReplicas: config.redisWaitReplicas,
     redisWaitTimeoutMs: config.redisWaitTimeoutMs,
+    onStateChange: storeStateLogger(logger, config.store),
   });
   for (const warning of await store.durabilityWarnings()) logger.warn(warning, { event: "store.durability" });
+  const instruments = createInstruments({
+    logger,
+    metrics: config.metricsPort !== 0,
+    env: process.env,
+    accessLogSampleRatio: config.accessLogSampleRatio,
+    storeKind: store.kind,
+    waiting: () => coalescer.waiting,
+    ping: () => store.ping(),
+  });
   const coalescer = new Coalescer(
     store,
     {
@@ -30,10 +41,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
       maxWaiting: config.maxWaiting,
       fencing: config.fencing,
     },
-    {
-      onFence: (id, floor) =>
-        logger.error("store went backwards; counter fenced forward", { event: "store.rollback_fenced", id, floor }),
-    },
+    instruments.observer,
     config.idempotencyTtlSeconds,
   );
   const app = createApp({
@@ -44,6 +52,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     maxUrlLength: config.maxUrlLength,
     maxBodyBytes: config.maxBodyBytes,
     onInternalError: (error) => logger.error("internal error", { event: "http.internal_error", error }),
+    ...instruments.appHooks,
   });
   const server = startServer(app, {
     port: config.port,
@@ -57,7 +66,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
   const metricsServer =
     config.metricsPort === 0 || worker !== undefined
       ? undefined
-      : startMetricsServer(config.metricsPort, config.host, renderLocalMetrics);
+      : startMetricsServer(config.metricsPort, config.host, renderLocalMetrics, instruments.statusHandler);
   logger.info("turnomatic listening", {
     event: "start",
     url: `http://${config.host}:${server.port}`,
@@ -79,6 +88,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     await server.stop(false);
     await coalescer.close();
     await store.close();
+    await instruments.close();
     await metricsServer?.stop(true);
     clearTimeout(hardStop);
     logger.info("stopped", {

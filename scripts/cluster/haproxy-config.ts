@@ -57,8 +57,7 @@ export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
     CHECK_RISE: String(options.checkRise ?? 2),
     CHECK_WINDOW_MS: String(checkWindowMs(options)),
     SERVER_MAXCONN: String(options.serverMaxconn ?? 512),
-    CLIENT_CONNECTION_MODE:
-      options.clientKeepAlive === true ? "# option httpclose  (off: clientKeepAlive)" : "option httpclose",
+    CLIENT_CONNECTION_MODE: options.clientKeepAlive === true ? "# option httpclose  (off: clientKeepAlive)" : "option httpclose",
     SERVERS: options.servers.map((s) => `    server ${s.name} ${s.address}:${s.port}`).join("\n"),
   };
   return readFileSync(HAPROXY_TEMPLATE, "utf8").replace(/\{\{([A-Z_]+)\}\}/g, (whole, key: string) => {

@@ -54,7 +54,8 @@ export interface CoalescerOptions {
 
 /** Hooks for observability, called once per reservation or event, never per request. */
 export interface CoalescerObserver {
-  onReservation?(batchSize: number, storeSeconds: number, outcome: "ok" | "error"): void;
+  /** `id` lets tracing attach the batch to the requests it served. */
+  onReservation?(batchSize: number, storeSeconds: number, outcome: "ok" | "error", id: string): void;
   onAbandoned?(count: number): void;
   onInDoubt?(count: number): void;
   onFence?(id: string, floor: number): void;
@@ -253,7 +254,7 @@ export class Coalescer {
   #onReserved(state: IdState, inFlight: InFlight, result: Reservation | IdempotentReservation): void {
     const seconds = (performance.now() - inFlight.startedAt) / 1000;
     this.stats.reservations++;
-    this.#observer.onReservation?.(inFlight.waiters.length, seconds, "ok");
+    this.#observer.onReservation?.(inFlight.waiters.length, seconds, "ok", state.id);
     const replayed = "replayed" in result && result.replayed;
     if (result.fenced) {
       this.stats.fences++;
@@ -294,7 +295,7 @@ export class Coalescer {
     const seconds = (performance.now() - inFlight.startedAt) / 1000;
     this.stats.reservations++;
     this.stats.reservationErrors++;
-    this.#observer.onReservation?.(inFlight.waiters.length, seconds, "error");
+    this.#observer.onReservation?.(inFlight.waiters.length, seconds, "error", state.id);
     // The store may have applied the reservation before failing to answer: those numbers are in doubt.
     this.stats.inDoubt += inFlight.waiters.length;
     this.#observer.onInDoubt?.(inFlight.waiters.length);

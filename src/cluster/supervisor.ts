@@ -13,6 +13,7 @@ import { AggregatorRegistry } from "prom-client";
 import { type Config, ConfigError } from "../config.ts";
 import type { Logger } from "../observability/logger.ts";
 import { type RenderedMetrics, startMetricsServer } from "../observability/metrics-server.ts";
+import { createStatusHandler, type MetricJson } from "../observability/status.ts";
 import { isMetricsReply, type MetricsRequest } from "./ipc-messages.ts";
 
 export interface SupervisorOptions {
@@ -129,6 +130,16 @@ export class Supervisor {
 
   /** Every live worker's registry, merged so that each worker is counted once (counters summed). */
   async renderMetrics(): Promise<RenderedMetrics> {
+    const registry = await this.#aggregate();
+    return { contentType: registry.contentType, body: await registry.metrics() };
+  }
+
+  /** The merged registry as JSON (what the status page reads). */
+  async metricsJson(): Promise<MetricJson[]> {
+    return (await (await this.#aggregate()).getMetricsAsJSON()) as unknown as MetricJson[];
+  }
+
+  async #aggregate() {
     const seq = this.#nextSeq++;
     const live = this.#slots.filter((slot) => slot.process !== undefined);
     const replies: object[][] = [];
@@ -152,8 +163,7 @@ export class Supervisor {
       if (scrape.expected.size === 0) finish();
     });
     this.#scrapes.delete(seq);
-    const registry = AggregatorRegistry.aggregate(replies);
-    return { contentType: registry.contentType, body: await registry.metrics() };
+    return AggregatorRegistry.aggregate(replies);
   }
 
   /** Forwards `signal` to every worker and resolves once all have exited (SIGKILL after `timeoutMs`). */
@@ -184,7 +194,18 @@ export function runSupervisor(config: Config, logger: Logger, options: Superviso
   const supervisor = new Supervisor(config, logger, options);
   supervisor.start();
   const metricsServer =
-    config.metricsPort === 0 ? undefined : startMetricsServer(config.metricsPort, config.host, () => supervisor.renderMetrics());
+    config.metricsPort === 0
+      ? undefined
+      : startMetricsServer(
+          config.metricsPort,
+          config.host,
+          () => supervisor.renderMetrics(),
+          // Host-wide status page from the merged registry; the busiest ids live in each worker.
+          createStatusHandler(
+            () => supervisor.metricsJson(),
+            () => [],
+          ),
+        );
   logger.info("turnomatic supervisor started", {
     event: "supervisor.start",
     workers: config.workers,

@@ -4,7 +4,7 @@
  *   /turno/:id/actual   last issued value (GET)
  *   /admin/turno/:id    set (PUT) and reset (DELETE), bearer token
  *   /healthz /readyz    liveness and readiness
- *   /                   status page
+ *   / /status.json      status page and the JSON it polls
  */
 export type RouteName = "turno" | "actual" | "admin" | "healthz" | "readyz" | "status" | "not_found";
 
@@ -41,6 +41,6 @@ export function route(path: string): Route {
   }
   if (path === "/healthz") return { name: "healthz", rawId: "", path };
   if (path === "/readyz") return { name: "readyz", rawId: "", path };
-  if (path === "/" || path === "/index.html") return { name: "status", rawId: "", path };
+  if (path === "/" || path === "/index.html" || path === "/status.json") return { name: "status", rawId: "", path };
   return { name: "not_found", rawId: "", path };
 }

@@ -1,5 +1,6 @@
 import type { CounterStore } from "../domain/counter-store.ts";
 import { ConfigError } from "../config.ts";
+import type { ConnectionStateListener } from "./connection-events.ts";
 import { MemoryStore } from "./memory-store.ts";
 import { createRedisStore } from "./redis-store.ts";
 import { SqliteStore } from "./sqlite-store.ts";
@@ -11,6 +12,8 @@ export interface StoreSettings {
   readonly commandTimeoutMs: number;
   readonly redisWaitReplicas: number;
   readonly redisWaitTimeoutMs: number;
+  /** Told about a network store's connection state changes (for the logs). Default: none. */
+  readonly onStateChange?: ConnectionStateListener;
 }
 
 /** Builds the store a TURNOMATIC_STORE URL names; throws ConfigError for forms it cannot serve. */
@@ -23,7 +26,12 @@ export function createStore(settings: StoreSettings): CounterStore {
     return new SqliteStore({ path, busyTimeoutMs: settings.commandTimeoutMs });
   }
   if (url.startsWith("redis://") || url.startsWith("rediss://")) {
-    return createRedisStore({ url, keyPrefix: settings.redisKeyPrefix, commandTimeoutMs: settings.commandTimeoutMs });
+    return createRedisStore({
+      url,
+      keyPrefix: settings.redisKeyPrefix,
+      commandTimeoutMs: settings.commandTimeoutMs,
+      onStateChange: settings.onStateChange,
+    });
   }
   throw new ConfigError(`TURNOMATIC_STORE '${url}' is not supported by this build; use sqlite:, memory:, redis:// or rediss://.`);
 }

@@ -77,7 +77,11 @@ describe("turn API", () => {
     const again = (await (await get("/turno/idem", { headers })).json()) as { turno: number };
     expect(again.turno).toBe(first.turno);
     const burst = await Promise.all(
-      Array.from({ length: 30 }, async () => ((await (await get("/turno/idem", { headers: { "idempotency-key": "k2" } })).json()) as { turno: number }).turno),
+      Array.from(
+        { length: 30 },
+        async () =>
+          ((await (await get("/turno/idem", { headers: { "idempotency-key": "k2" } })).json()) as { turno: number }).turno,
+      ),
     );
     expect(new Set(burst).size).toBe(1);
     expect(await actual("idem")).toBe(2);
@@ -111,7 +115,11 @@ describe("admin API", () => {
       const response = await get("/admin/turno/adm2", { method: "PUT", headers: adminHeaders(), body });
       expect(response.status).toBe(400);
     }
-    const noJson = await get("/admin/turno/adm2", { method: "PUT", headers: { authorization: adminHeaders().authorization ?? "" }, body: "5" });
+    const noJson = await get("/admin/turno/adm2", {
+      method: "PUT",
+      headers: { authorization: adminHeaders().authorization ?? "" },
+      body: "5",
+    });
     expect(noJson.status).toBe(415);
     expect(await actual("adm2")).toBe(0);
   });

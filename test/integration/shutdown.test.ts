@@ -5,7 +5,14 @@ import { readCounters, runTurnLoad } from "../helpers/turn-load.ts";
 
 test("SIGTERM: readyz turns 503, in-flight requests finish, every reserved number is delivered, exit 0", async () => {
   const service = await startService({ env: { TURNOMATIC_DRAIN_DELAY_MS: "600" } });
-  const load = runTurnLoad({ url: service.url, ids: ["s"], clients: 64, requests: 1_000_000, maxDurationMs: 500, timeoutMs: 3000 });
+  const load = runTurnLoad({
+    url: service.url,
+    ids: ["s"],
+    clients: 64,
+    requests: 1_000_000,
+    maxDurationMs: 500,
+    timeoutMs: 3000,
+  });
   await Bun.sleep(100);
   service.process.kill("SIGTERM");
   await Bun.sleep(100);

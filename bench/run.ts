@@ -1,0 +1,224 @@
+/**
+ * `npm run bench`: in one run, wrk against
+ *   (a) a minimal Bun.serve baseline (process-local counter),
+ *   (b) Turnomatic + local Redis, one hot id,
+ *   (c) Turnomatic + local Redis, 1000 ids,
+ *   (d) Turnomatic + SQLite, one hot id,
+ *   (e) a naive server: one Redis INCR per request, no coalescing,
+ * in interleaved rounds (the machine is shared and noisy), reporting the median of each case's
+ * req/s, p50/p99, its ratio to (a), and Redis commands per request from INFO commandstats.
+ * Results go to bench/results/bench-<timestamp>.json.
+ *
+ * Options (env): BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (default 3),
+ * BENCH_CONNECTIONS (default 64), BENCH_THREADS (wrk threads, default 1).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { requireBinary } from "../test/helpers/binaries.ts";
+import { freePort, waitFor } from "../test/helpers/ports.ts";
+import { type RedisProcess, startRedis } from "../test/helpers/redis-server.ts";
+import { startService } from "../test/helpers/service.ts";
+
+const DURATION = Number(process.env.BENCH_DURATION ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const THREADS = Number(process.env.BENCH_THREADS ?? 1);
+const LUA = join(import.meta.dir, "wrk/turno.lua");
+
+interface WrkResult {
+  requests: number;
+  duration_us: number;
+  p50_us: number;
+  p99_us: number;
+  max_us: number;
+  errors: number;
+}
+
+interface Run extends WrkResult {
+  rps: number;
+  redisCallsPerRequest?: number;
+  redisRoundTripsPerRequest?: number;
+}
+
+interface Target {
+  readonly key: string;
+  readonly label: string;
+  readonly ids: number;
+  readonly redis: boolean;
+  start(redis: RedisProcess): Promise<{ url: string; stop: () => Promise<unknown> }>;
+}
+
+async function startScript(script: string, env: Record<string, string>) {
+  const port = await freePort();
+  const child = Bun.spawn([process.execPath, join(import.meta.dir, script)], {
+    env: { ...process.env, PORT: String(port), ...env },
+    stdout: "ignore",
+    stderr: "inherit",
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(script, async () => (await fetch(`${url}/turno/warmup`)).ok);
+  return {
+    url,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.exited;
+    },
+  };
+}
+
+const TARGETS: Target[] = [
+  {
+    key: "a",
+    label: "baseline Bun.serve, local counter",
+    ids: 1,
+    redis: false,
+    start: () => startScript("baseline-server.ts", {}),
+  },
+  {
+    key: "b",
+    label: "turnomatic + redis, 1 hot id",
+    ids: 1,
+    redis: true,
+    start: async (redis) => startService({ store: redis.url, env: { METRICS_PORT: "0" } }),
+  },
+  {
+    key: "c",
+    label: "turnomatic + redis, 1000 ids",
+    ids: 1000,
+    redis: true,
+    start: async (redis) => startService({ store: redis.url, env: { METRICS_PORT: "0" } }),
+  },
+  {
+    key: "d",
+    label: "turnomatic + sqlite, 1 hot id",
+    ids: 1,
+    redis: false,
+    start: async () => startService({ env: { METRICS_PORT: "0" } }),
+  },
+  {
+    key: "e",
+    label: "naive: one redis INCR per request",
+    ids: 1,
+    redis: true,
+    start: (redis) => startScript("naive-server.ts", { REDIS_URL: redis.url }),
+  },
+];
+
+async function wrk(url: string, ids: number): Promise<WrkResult> {
+  const child = Bun.spawn(["wrk", `-t${THREADS}`, `-c${CONNECTIONS}`, `-d${DURATION}s`, "-s", LUA, url], {
+    env: { ...process.env, IDS: String(ids) },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const out = await new Response(child.stdout).text();
+  await child.exited;
+  const line = out.split("\n").find((l) => l.startsWith("WRK_JSON "));
+  if (line === undefined) throw new Error(`wrk printed no summary:\n${out}`);
+  return JSON.parse(line.slice("WRK_JSON ".length)) as WrkResult;
+}
+
+/** Total calls and client round trips (script/command calls sent by clients) from INFO commandstats. */
+async function redisCalls(redis: RedisProcess): Promise<{ calls: number; roundTrips: number }> {
+  const info = await redis.cli("INFO", "commandstats");
+  let calls = 0;
+  let roundTrips = 0;
+  for (const match of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) {
+    const name = match[1] as string;
+    const n = Number(match[2]);
+    if (name === "info" || name === "ping" || name === "config|get" || name === "config" || name === "flushall") continue;
+    calls += n;
+    if (["evalsha", "eval", "incr", "incrby", "hmget", "script|load", "script"].includes(name)) roundTrips += n;
+  }
+  return { calls, roundTrips };
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
+
+async function main(): Promise<void> {
+  requireBinary("wrk");
+  const redis = await startRedis();
+  const runs = new Map<string, Run[]>(TARGETS.map((t) => [t.key, []]));
+  try {
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const target of TARGETS) {
+        await redis.cli("FLUSHALL");
+        await redis.cli("CONFIG", "RESETSTAT");
+        const server = await target.start(redis);
+        try {
+          await wrk(server.url, target.ids); // warm-up, not recorded
+          await redis.cli("CONFIG", "RESETSTAT");
+          const result = await wrk(server.url, target.ids);
+          const run: Run = { ...result, rps: result.requests / (result.duration_us / 1e6) };
+          if (target.redis) {
+            const { calls, roundTrips } = await redisCalls(redis);
+            run.redisCallsPerRequest = calls / result.requests;
+            run.redisRoundTripsPerRequest = roundTrips / result.requests;
+          }
+          runs.get(target.key)?.push(run);
+          process.stderr.write(
+            `round ${round}/${ROUNDS} (${target.key}) ${target.label}: ${Math.round(run.rps)} req/s, p99 ${(run.p99_us / 1000).toFixed(2)} ms, errors ${run.errors}\n`,
+          );
+        } finally {
+          await server.stop();
+        }
+      }
+    }
+  } finally {
+    await redis.stop();
+  }
+  const summary = TARGETS.map((target) => {
+    const list = runs.get(target.key) ?? [];
+    const pick = (f: (r: Run) => number | undefined) => {
+      const values = list.map(f).filter((v): v is number => v !== undefined);
+      return values.length === 0 ? undefined : median(values);
+    };
+    return {
+      key: target.key,
+      label: target.label,
+      rps: pick((r) => r.rps) as number,
+      p50_ms: (pick((r) => r.p50_us) as number) / 1000,
+      p99_ms: (pick((r) => r.p99_us) as number) / 1000,
+      errors: list.reduce((sum, r) => sum + r.errors, 0),
+      redisCallsPerRequest: pick((r) => r.redisCallsPerRequest),
+      redisRoundTripsPerRequest: pick((r) => r.redisRoundTripsPerRequest),
+      runs: list,
+    };
+  });
+  const baseline = summary[0]?.rps ?? 1;
+  const naive = summary.find((s) => s.key === "e")?.rps ?? 1;
+  const hot = summary.find((s) => s.key === "b")?.rps ?? 0;
+  const rows = summary.map((s) => ({ ...s, ratioToBaseline: s.rps / baseline }));
+  const hotRoundTrips = summary.find((s) => s.key === "b")?.redisRoundTripsPerRequest ?? Number.NaN;
+  const targets = {
+    "b/a >= 0.6": { value: hot / baseline, met: hot / baseline >= 0.6 },
+    "redis round trips per request (b) <= 0.1": { value: hotRoundTrips, met: hotRoundTrips <= 0.1 },
+    "b >= 5x e": { value: hot / naive, met: hot / naive >= 5 },
+  };
+  const machine = { cpu: cpus()[0]?.model, cores: cpus().length, bun: Bun.version, platform: process.platform };
+  const settings = { durationSeconds: DURATION, rounds: ROUNDS, connections: CONNECTIONS, wrkThreads: THREADS };
+  mkdirSync(join(import.meta.dir, "results"), { recursive: true });
+  const file = join(import.meta.dir, "results", `bench-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine, settings, rows, targets }, null, 2)}\n`);
+
+  console.log(
+    `\nmedian of ${ROUNDS} rounds, wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION}s, ${machine.cores} cores (${machine.cpu})`,
+  );
+  console.log("case  req/s      p50 ms  p99 ms  ratio-to-a  redis calls/req  round trips/req  errors  what");
+  for (const r of rows) {
+    const calls = r.redisCallsPerRequest === undefined ? "-" : r.redisCallsPerRequest.toFixed(3);
+    const trips = r.redisRoundTripsPerRequest === undefined ? "-" : r.redisRoundTripsPerRequest.toFixed(4);
+    console.log(
+      `(${r.key})   ${Math.round(r.rps).toString().padEnd(10)} ${r.p50_ms.toFixed(2).padEnd(7)} ${r.p99_ms.toFixed(2).padEnd(7)} ${r.ratioToBaseline.toFixed(2).padEnd(11)} ${calls.padEnd(16)} ${trips.padEnd(16)} ${String(r.errors).padEnd(7)} ${r.label}`,
+    );
+  }
+  for (const [name, { value, met }] of Object.entries(targets))
+    console.log(`target ${name}: ${value.toFixed(3)} ${met ? "met" : "NOT met"}`);
+  console.log(file);
+}
+
+await main();

@@ -1,0 +1,99 @@
+/**
+ * Wires metrics, tracing and logs to one service process, so the composition root adds a few lines:
+ * the coalescer gets `observer`, the app gets `appHooks`, the metrics server gets `statusHandler`,
+ * and shutdown calls `close()`.
+ */
+import { register } from "prom-client";
+import packageJson from "../../package.json" with { type: "json" };
+import type { CoalescerObserver } from "../allocation/coalescer.ts";
+import type { AppOptions } from "../http/app.ts";
+import type { ConnectionStateListener } from "../stores/connection-events.ts";
+import type { Logger } from "./logger.ts";
+import { combineObservers, createMetrics } from "./metrics.ts";
+import { createStatusHandler, type MetricJson } from "./status.ts";
+import { createTracing } from "./tracing.ts";
+
+export const VERSION: string = packageJson.version;
+
+export interface InstrumentOptions {
+  readonly logger: Logger;
+  /** False (METRICS_PORT=0) leaves the per-request hook and the status page out entirely. */
+  readonly metrics: boolean;
+  readonly env: Record<string, string | undefined>;
+  /** Fraction of responses written to the access log; 0 = none (the default). */
+  readonly accessLogSampleRatio: number;
+  readonly storeKind: string;
+  /** Requests waiting right now (read at scrape time). */
+  readonly waiting: () => number;
+  /** Store ping, for turnomatic_store_up (at scrape time). */
+  readonly ping: () => Promise<unknown>;
+}
+
+export interface Instruments {
+  readonly observer: CoalescerObserver;
+  readonly appHooks: Pick<AppOptions, "onResponse" | "traceTurn" | "statusPage">;
+  /** Serves `/` and `/status.json` on the metrics port. */
+  readonly statusHandler: (path: string) => Promise<Response>;
+  readonly tracing: boolean;
+  close(): Promise<void>;
+}
+
+export function createInstruments(options: InstrumentOptions): Instruments {
+  const { logger } = options;
+  const metrics = createMetrics({ waiting: options.waiting, ping: options.ping, version: VERSION });
+  const tracing = createTracing(options.env, options.storeKind, VERSION);
+  const logs: CoalescerObserver = {
+    onFence: (id, floor) =>
+      logger.error("store went backwards; counter fenced forward", { event: "store.rollback_fenced", id, floor }),
+  };
+  const observer = combineObservers(
+    ...(options.metrics ? [metrics.observer] : []),
+    logs,
+    ...(tracing === undefined ? [] : [tracing.observer]),
+  );
+  const ratio = options.accessLogSampleRatio;
+  const onResponse: AppOptions["onResponse"] =
+    ratio > 0
+      ? (route, method, status, startedAt) => {
+          metrics.onResponse(route, method, status, startedAt);
+          if (Math.random() < ratio) {
+            const ms = Math.round((performance.now() - startedAt) * 1000) / 1000;
+            logger.info("request", { event: "http.access", route, method, status, ms });
+          }
+        }
+      : metrics.onResponse;
+  const statusHandler = createStatusHandler(
+    async () => (await register.getMetricsAsJSON()) as unknown as MetricJson[],
+    () => metrics.busyIds.top(10),
+  );
+  if (tracing !== undefined) logger.info("tracing on", { event: "tracing.start", endpoint: traceEndpoint(options.env) });
+  return {
+    observer,
+    appHooks: options.metrics
+      ? { onResponse, traceTurn: tracing?.traceTurn, statusPage: statusHandler }
+      : { traceTurn: tracing?.traceTurn },
+    statusHandler,
+    tracing: tracing !== undefined,
+    close: async () => {
+      await tracing?.shutdown();
+    },
+  };
+}
+
+/** Logs a network store's connection state changes: errors as warnings, recovery as info. */
+export function storeStateLogger(logger: Logger, store: string): ConnectionStateListener {
+  return (state, detail) => {
+    const fields = { event: `store.${state}`, store: redactUrl(store), ...detail };
+    if (state === "error" || state === "close" || state === "end") logger.warn(`store connection ${state}`, fields);
+    else logger.info(`store connection ${state}`, fields);
+  };
+}
+
+function traceEndpoint(env: Record<string, string | undefined>): string {
+  return env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "http://localhost:4318 (default)";
+}
+
+/** Drops credentials from a store URL before it is logged (as redactConfig does). */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, "//<redacted>@");
+}

@@ -1,0 +1,241 @@
+/**
+ * Prometheus metrics, all in prom-client's default `register`, so a supervisor of several workers
+ * can merge every worker's `register.getMetricsAsJSON()` with AggregatorRegistry and count each
+ * worker once. Every metric states how it merges (`aggregator`): counters and histograms sum,
+ * "highest value seen" gauges take the max, "is it up" gauges the min. docs/metrics.md lists them.
+ *
+ * Hot path: the app calls `onResponse` once per response. It does two small Map lookups (route, then
+ * status x method as one number; cells are created on first use, labels are bounded) and a few
+ * number increments; see lean-metrics.ts for why not prom-client's labelled children. The coalescer hooks run once per store round trip, not per
+ * request. Nothing ever uses the id as a label; the busiest ids are kept apart (see BusyIds) for the
+ * status page only.
+ */
+import { Counter, collectDefaultMetrics, Gauge, register } from "prom-client";
+import type { CoalescerObserver } from "../allocation/coalescer.ts";
+import { MAX_TURNO } from "../domain/limits.ts";
+import type { RouteName } from "../http/router.ts";
+import { BusyIds } from "./busy-ids.ts";
+import { type CounterCell, type HistogramSeries, LeanCounter, LeanHistogram } from "./lean-metrics.ts";
+
+/** Sub-millisecond to one second: a coalesced turn is usually well under a millisecond. */
+export const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1] as const;
+const STORE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] as const;
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024] as const;
+
+/** Counters above this fraction of MAX_SAFE_INTEGER count as near exhaustion (the alert's threshold). */
+export const NEAR_EXHAUSTION = 0.9;
+
+/** Methods with their own label value; anything else is "other", so clients cannot grow the label set. */
+const METHODS = ["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH", "other"] as const;
+const METHOD_INDEX = new Map<string, number>(METHODS.map((method, i) => [method, i]));
+const OTHER_METHOD = METHODS.length - 1;
+
+interface RouteCells {
+  readonly duration: HistogramSeries;
+  /** By status * 16 + method index. */
+  readonly responses: Map<number, CounterCell>;
+}
+
+export interface MetricsSources {
+  /** Requests waiting for a number in this process (Coalescer.waiting). */
+  readonly waiting: () => number;
+  /** Resolves when the store answers; rejections and a 0.5 s timeout make turnomatic_store_up 0. */
+  readonly ping: () => Promise<unknown>;
+  /** Package version for turnomatic_build_info. */
+  readonly version: string;
+}
+
+export interface TurnMetrics {
+  /** Pass to the Coalescer (or combine with other observers via combineObservers). */
+  readonly observer: CoalescerObserver;
+  /** Pass to createApp's onResponse. */
+  readonly onResponse: (route: RouteName, method: string, status: number, startedAt: number) => void;
+  /** The ids with the most numbers issued recently, for the status page. */
+  readonly busyIds: BusyIds;
+}
+
+let created: TurnMetrics | undefined;
+let current: MetricsSources;
+
+/**
+ * Defines every metric in the default registry (once per process: prom-client refuses duplicate
+ * names, and tests may start several apps in one process, so later calls return the first set and
+ * only swap the sources the gauges read).
+ */
+export function createMetrics(sources: MetricsSources): TurnMetrics {
+  current = sources;
+  if (created !== undefined) return created;
+  collectDefaultMetrics();
+  const requests = new LeanCounter("turnomatic_http_requests_total", "HTTP responses by route, method and status code.");
+  const duration = new LeanHistogram(
+    "turnomatic_http_request_duration_seconds",
+    "Time from request arrival to response, by route.",
+    LATENCY_BUCKETS,
+  );
+  const batchSize = new LeanHistogram(
+    "turnomatic_batch_size",
+    "Numbers reserved per store round trip (requests coalesced into one reservation).",
+    BATCH_BUCKETS,
+  ).series();
+  const storeSeconds = new LeanHistogram(
+    "turnomatic_store_round_trip_seconds",
+    "Duration of one reservation against the store, by outcome (ok, error).",
+    STORE_BUCKETS,
+  );
+  const counter = (name: string, help: string) => new Counter({ name, help, aggregator: "sum" });
+  const storeErrors = counter("turnomatic_store_errors_total", "Reservations that failed (store down, timeout, script error).");
+  const overloads = counter("turnomatic_overload_rejections_total", "Requests refused with 503 because too many were waiting.");
+  const timeouts = counter("turnomatic_deadline_timeouts_total", "Requests answered 503 because their deadline passed.");
+  const abandoned = counter(
+    "turnomatic_numbers_abandoned_total",
+    "Numbers reserved for requests that were gone (timed out or disconnected) when the store answered: gaps.",
+  );
+  const inDoubt = counter(
+    "turnomatic_numbers_in_doubt_total",
+    "Numbers of reservations that failed without an answer: the store may have applied them (possible gaps).",
+  );
+  const fences = counter(
+    "turnomatic_rollback_fences_total",
+    "Reservations where the store had gone backwards and the counter was fenced forward.",
+  );
+  const busyIds = new BusyIds();
+  new Gauge({
+    name: "turnomatic_counter_max_fraction",
+    help: "Highest number issued by this process for any id, as a fraction of MAX_SAFE_INTEGER.",
+    aggregator: "max",
+    collect() {
+      this.set(busyIds.highest / MAX_TURNO);
+    },
+  });
+  new Gauge({
+    name: "turnomatic_ids_near_exhaustion",
+    help: `Ids whose counter this process saw above ${NEAR_EXHAUSTION} of MAX_SAFE_INTEGER (max over workers: a lower bound).`,
+    aggregator: "max",
+    collect() {
+      this.set(busyIds.nearExhaustion);
+    },
+  });
+  new Gauge({
+    name: "turnomatic_waiting_requests",
+    help: "Requests waiting for a number right now.",
+    aggregator: "sum",
+    collect() {
+      this.set(current.waiting());
+    },
+  });
+  new Gauge({
+    name: "turnomatic_store_up",
+    help: "1 when the store answered a ping within 0.5 s at scrape time, else 0 (min over workers).",
+    aggregator: "min",
+    async collect() {
+      this.set((await pingWithin(current.ping, 500)) ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "turnomatic_workers",
+    help: "Worker processes serving the API (1 per process; summed over workers).",
+    aggregator: "sum",
+  }).set(1);
+  new Gauge({
+    name: "turnomatic_build_info",
+    help: "Always 1; the labels say which build runs.",
+    labelNames: ["version", "runtime"] as const,
+    aggregator: "first",
+  })
+    .labels(sources.version, `bun ${Bun.version}`)
+    .set(1);
+
+  const routes = new Map<RouteName, RouteCells>();
+  const onResponse = (route: RouteName, method: string, status: number, startedAt: number) => {
+    const seconds = (performance.now() - startedAt) / 1000;
+    let cells = routes.get(route);
+    if (cells === undefined) {
+      cells = { duration: duration.series({ route }), responses: new Map() };
+      routes.set(route, cells);
+    }
+    cells.duration.observe(seconds);
+    // A numeric key (status x method) avoids building a string per request.
+    const methodIndex = METHOD_INDEX.get(method) ?? OTHER_METHOD;
+    const key = status * 16 + methodIndex;
+    let cell = cells.responses.get(key);
+    if (cell === undefined) {
+      cell = requests.cell({ route, method: METHODS[methodIndex] as string, status: String(status) });
+      cells.responses.set(key, cell);
+    }
+    cell.value++;
+  };
+
+  const storeOk = storeSeconds.series({ outcome: "ok" });
+  const storeError = storeSeconds.series({ outcome: "error" });
+  const observer: CoalescerObserver = {
+    onReservation(size, seconds, outcome) {
+      batchSize.observe(size);
+      if (outcome === "ok") storeOk.observe(seconds);
+      else {
+        storeError.observe(seconds);
+        storeErrors.inc();
+      }
+    },
+    onAbandoned: (count) => abandoned.inc(count),
+    onInDoubt: (count) => inDoubt.inc(count),
+    onFence: () => fences.inc(),
+    onOverload: () => overloads.inc(),
+    onTimeout: (count) => timeouts.inc(count),
+    onIssued: (id, last) => busyIds.record(id, last),
+  };
+  created = { observer, onResponse, busyIds };
+  return created;
+}
+
+/** The default registry, for tests and the status summary. */
+export { register };
+
+async function pingWithin(ping: () => Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([ping().then(() => true), timeout]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Calls every observer's hook in turn, so metrics, logs and tracing can all watch one coalescer. */
+export function combineObservers(...observers: CoalescerObserver[]): CoalescerObserver {
+  const hooks = <K extends keyof CoalescerObserver>(name: K) =>
+    observers.map((observer) => observer[name]).filter((hook) => hook !== undefined) as Array<NonNullable<CoalescerObserver[K]>>;
+  const reservation = hooks("onReservation");
+  const abandoned = hooks("onAbandoned");
+  const inDoubt = hooks("onInDoubt");
+  const fence = hooks("onFence");
+  const overload = hooks("onOverload");
+  const timeout = hooks("onTimeout");
+  const issued = hooks("onIssued");
+  return {
+    onReservation: (size, seconds, outcome, id) => {
+      for (const hook of reservation) hook(size, seconds, outcome, id);
+    },
+    onAbandoned: (count) => {
+      for (const hook of abandoned) hook(count);
+    },
+    onInDoubt: (count) => {
+      for (const hook of inDoubt) hook(count);
+    },
+    onFence: (id, floor) => {
+      for (const hook of fence) hook(id, floor);
+    },
+    onOverload: () => {
+      for (const hook of overload) hook();
+    },
+    onTimeout: (count) => {
+      for (const hook of timeout) hook(count);
+    },
+    onIssued: (id, last) => {
+      for (const hook of issued) hook(id, last);
+    },
+  };
+}
