@@ -5,7 +5,8 @@
  *   (c) Turnomatic + local Redis, 1000 ids,
  *   (d) Turnomatic + SQLite, one hot id,
  *   (e) a naive server: one Redis INCR per request, no coalescing,
- * in interleaved rounds (the machine is shared and noisy), reporting the median of each case's
+ *   (f) (b) with OpenTelemetry tracing on at 1% head sampling, exporting to a local OTLP receiver,
+ * Turnomatic runs with its defaults (metrics on). In interleaved rounds (the machine is shared and noisy), reporting the median of each case's
  * req/s, p50/p99, its ratio to (a), and Redis commands per request from INFO commandstats.
  * Results go to bench/results/bench-<timestamp>.json.
  *
@@ -49,6 +50,18 @@ interface Target {
   start(redis: RedisProcess): Promise<{ url: string; stop: () => Promise<unknown> }>;
 }
 
+/** Accepts OTLP/HTTP trace exports for (f) and counts the spans, so tracing really exports. */
+let spansReceived = 0;
+const otlpReceiver = Bun.serve({
+  port: 0,
+  hostname: "127.0.0.1",
+  fetch: async (request) => {
+    const body = (await request.json()) as { resourceSpans?: Array<{ scopeSpans: Array<{ spans: unknown[] }> }> };
+    for (const resource of body.resourceSpans ?? []) for (const scope of resource.scopeSpans) spansReceived += scope.spans.length;
+    return Response.json({});
+  },
+});
+
 async function startScript(script: string, env: Record<string, string>) {
   const port = await freePort();
   const child = Bun.spawn([process.execPath, join(import.meta.dir, script)], {
@@ -80,14 +93,14 @@ const TARGETS: Target[] = [
     label: "turnomatic + redis, 1 hot id",
     ids: 1,
     redis: true,
-    start: async (redis) => startService({ store: redis.url, env: { METRICS_PORT: "0" } }),
+    start: async (redis) => startService({ store: redis.url }),
   },
   {
     key: "c",
     label: "turnomatic + redis, 1000 ids",
     ids: 1000,
     redis: true,
-    start: async (redis) => startService({ store: redis.url, env: { METRICS_PORT: "0" } }),
+    start: async (redis) => startService({ store: redis.url }),
   },
   {
     key: "d",
@@ -102,6 +115,21 @@ const TARGETS: Target[] = [
     ids: 1,
     redis: true,
     start: (redis) => startScript("naive-server.ts", { REDIS_URL: redis.url }),
+  },
+  {
+    key: "f",
+    label: "(b) + tracing, 1% sampled",
+    ids: 1,
+    redis: true,
+    start: async (redis) =>
+      startService({
+        store: redis.url,
+        env: {
+          OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpReceiver.port}`,
+          OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+          OTEL_TRACES_SAMPLER_ARG: "0.01",
+        },
+      }),
   },
 ];
 
@@ -128,7 +156,8 @@ async function redisCalls(redis: RedisProcess): Promise<{ calls: number; roundTr
     const n = Number(match[2]);
     if (name === "info" || name === "ping" || name === "config|get" || name === "config" || name === "flushall") continue;
     calls += n;
-    if (["evalsha", "eval", "incr", "incrby", "hmget", "script|load", "script"].includes(name)) roundTrips += n;
+    // Commands clients send; the HMGET/HINCRBY/HSET that scripts run inside Redis count only as calls.
+    if (["evalsha", "eval", "incr", "incrby", "script|load", "script"].includes(name)) roundTrips += n;
   }
   return { calls, roundTrips };
 }
@@ -170,6 +199,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await redis.stop();
+    otlpReceiver.stop(true);
   }
   const summary = TARGETS.map((target) => {
     const list = runs.get(target.key) ?? [];
@@ -193,17 +223,22 @@ async function main(): Promise<void> {
   const naive = summary.find((s) => s.key === "e")?.rps ?? 1;
   const hot = summary.find((s) => s.key === "b")?.rps ?? 0;
   const rows = summary.map((s) => ({ ...s, ratioToBaseline: s.rps / baseline }));
+  const traced = summary.find((s) => s.key === "f")?.rps ?? 0;
   const hotRoundTrips = summary.find((s) => s.key === "b")?.redisRoundTripsPerRequest ?? Number.NaN;
   const targets = {
     "b/a >= 0.6": { value: hot / baseline, met: hot / baseline >= 0.6 },
     "redis round trips per request (b) <= 0.1": { value: hotRoundTrips, met: hotRoundTrips <= 0.1 },
     "b >= 5x e": { value: hot / naive, met: hot / naive >= 5 },
   };
+  const tracingOverhead = { "f/b (tracing at 1%)": traced / hot, spansReceived };
   const machine = { cpu: cpus()[0]?.model, cores: cpus().length, bun: Bun.version, platform: process.platform };
   const settings = { durationSeconds: DURATION, rounds: ROUNDS, connections: CONNECTIONS, wrkThreads: THREADS };
   mkdirSync(join(import.meta.dir, "results"), { recursive: true });
   const file = join(import.meta.dir, "results", `bench-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine, settings, rows, targets }, null, 2)}\n`);
+  writeFileSync(
+    file,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, settings, rows, targets, tracingOverhead }, null, 2)}\n`,
+  );
 
   console.log(
     `\nmedian of ${ROUNDS} rounds, wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION}s, ${machine.cores} cores (${machine.cpu})`,
@@ -218,6 +253,7 @@ async function main(): Promise<void> {
   }
   for (const [name, { value, met }] of Object.entries(targets))
     console.log(`target ${name}: ${value.toFixed(3)} ${met ? "met" : "NOT met"}`);
+  console.log(`tracing at 1%: f/b = ${(traced / hot).toFixed(3)} (${spansReceived} spans exported)`);
   console.log(file);
 }
 
