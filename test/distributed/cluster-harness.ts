@@ -38,6 +38,8 @@ export interface RunningLoad {
   /** Waits until at least `count` requests completed (or the load ended). */
   reach(count: number, timeoutMs?: number): Promise<void>;
   finished: Promise<LoadClientResult>;
+  /** Ends the load early: no new requests, in-flight ones complete, the history is written. */
+  stop(): Promise<LoadClientResult>;
   process: Subprocess;
 }
 
@@ -81,6 +83,10 @@ export function startLoad(
       if (completed < count && !ended) throw new Error(`load reached only ${completed} of ${count} requests in ${timeoutMs} ms`);
     },
     finished,
+    stop: () => {
+      child.kill("SIGTERM");
+      return finished;
+    },
     process: child,
   };
 }

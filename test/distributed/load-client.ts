@@ -163,10 +163,15 @@ async function main(options: LoadClientOptions): Promise<void> {
   const stopAt = startedAt + options.durationMs;
   let next = 0;
   const progress = setInterval(() => process.stdout.write(`progress ${history.length}\n`), 250);
+  // SIGTERM: send nothing new, finish what is in flight, write the history (the test decides when).
+  let stopRequested = false;
+  process.on("SIGTERM", () => {
+    stopRequested = true;
+  });
   const client = async (index: number) => {
     const connection = options.client === "fetch" ? fetchConnection(options.url) : new RawConnection(options.url);
     let k = index;
-    while (next < options.requests && now() < stopAt) {
+    while (next < options.requests && now() < stopAt && !stopRequested) {
       next++;
       history.push(await requestTurn(connection, options.ids[k++ % options.ids.length] as string, options.timeoutMs));
     }
