@@ -3,6 +3,8 @@
  * and shut down gracefully on SIGTERM/SIGINT.
  */
 import { Coalescer } from "./allocation/coalescer.ts";
+import { runSupervisor } from "./cluster/supervisor.ts";
+import { attachWorkerIpc, workerId } from "./cluster/worker-ipc.ts";
 import { ConfigError, type Config, helpText, loadConfig, redactConfig } from "./config.ts";
 import { createApp } from "./http/app.ts";
 import { startServer } from "./http/server.ts";
@@ -62,8 +64,10 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     idleTimeoutSeconds: config.idleTimeoutSeconds,
     maxBodyBytes: config.maxBodyBytes,
   });
+  // A worker never serves /metrics itself: its supervisor aggregates every worker's registry.
+  const worker = workerId();
   const metricsServer =
-    config.metricsPort === 0
+    config.metricsPort === 0 || worker !== undefined
       ? undefined
       : startMetricsServer(config.metricsPort, config.host, renderLocalMetrics, instruments.statusHandler);
   logger.info("turnomatic listening", {
@@ -99,6 +103,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
+  if (worker !== undefined) attachWorkerIpc(() => void shutdown("supervisor-gone"));
 }
 
 async function main(): Promise<void> {
@@ -117,9 +122,15 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = createLogger(config.logLevel, { service: "turnomatic", pid: process.pid });
+  const worker = workerId();
+  const logger = createLogger(config.logLevel, {
+    service: "turnomatic",
+    pid: process.pid,
+    ...(worker === undefined ? {} : { worker }),
+  });
   try {
-    await runService(config, logger);
+    if (config.workers > 1 && worker === undefined) runSupervisor(config, logger);
+    else await runService(config, logger);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     logger.error(`failed to start: ${message}`, { event: "start.failed", error });

@@ -1,0 +1,140 @@
+/**
+ * npm run cluster -- <command> [options]: the local multi-host topology (see docs/scale-out.md).
+ *
+ *   up [--apps 2] [--workers 1] [--store redis] [--subnet 10.200.0.0/24]
+ *   status [--json]          each host's role, namespace, address, pids, link and HAProxy state
+ *   stop HOST                kill -9 every process of HOST (a crash)
+ *   start HOST               start HOST's process again
+ *   restart HOST             SIGTERM (graceful drain), wait, start, wait until HAProxy has it UP
+ *   link HOST down|up        cut or restore HOST's network link
+ *   down                     kill every process, remove every namespace (idempotent)
+ *
+ * Every command takes --name NAME (default "default") to run several clusters side by side.
+ */
+import { parseArgs } from "node:util";
+import {
+  appUrl,
+  ClusterError,
+  DRAIN_DELAY_MS,
+  down,
+  loadState,
+  requireClusterRoot,
+  setLink,
+  startHost,
+  status,
+  stopHost,
+  terminateHost,
+  up,
+  waitLbState,
+  waitReady,
+} from "./topology.ts";
+
+const USAGE = `usage: npm run cluster -- <up|status|stop|start|restart|link|down> [HOST] [options]
+  up [--apps 2] [--workers 1] [--store redis] [--subnet 10.200.0.0/24]
+  status [--json] | stop HOST | start HOST | restart HOST | link HOST down|up | down
+  all commands: --name NAME (default "default")`;
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      name: { type: "string", default: "default" },
+      apps: { type: "string", default: "2" },
+      workers: { type: "string", default: "1" },
+      store: { type: "string", default: "redis" },
+      subnet: { type: "string", default: "10.200.0.0/24" },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  const [command, host, arg] = positionals;
+  if (values.help || command === undefined) {
+    process.stdout.write(`${USAGE}\n`);
+    if (command === undefined && !values.help) process.exit(2);
+    return;
+  }
+  requireClusterRoot();
+  const name = values.name;
+  const needHost = () => {
+    if (host === undefined) throw new ClusterError(`'${command}' needs a HOST (e.g. app1); see 'status'.`);
+    return host;
+  };
+  switch (command) {
+    case "up": {
+      const state = await up({
+        name,
+        apps: Number(values.apps),
+        workers: Number(values.workers),
+        store: values.store,
+        subnet: values.subnet,
+      });
+      process.stdout.write(`cluster '${state.name}' is up: ${state.apps} app hosts x ${state.workers} workers, Redis, HAProxy\n`);
+      process.stdout.write(`LB URL: ${state.lbUrl}  (reach it from the client namespace:`);
+      process.stdout.write(` ip netns exec ${state.hosts.client?.namespace} curl ${state.lbUrl}/turno/demo)\n`);
+      process.stdout.write(`HAProxy metrics: ${state.lbStatsUrl}\n`);
+      return;
+    }
+    case "status": {
+      const report = await status(loadState(name));
+      if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      else {
+        process.stdout.write(`cluster ${report.name}  LB ${report.lbUrl}\n`);
+        for (const h of report.hosts as Array<Record<string, unknown>>) {
+          const pids = (h.pids as number[]).join(",") || "-";
+          process.stdout.write(
+            `  ${String(h.name).padEnd(8)} ${String(h.role).padEnd(6)} ${String(h.namespace).padEnd(20)} ${String(h.address ?? "").padEnd(14)} link=${h.link ?? "-"} lb=${h.lb ?? "-"} pids=${pids}\n`,
+          );
+        }
+      }
+      return;
+    }
+    case "stop": {
+      const pids = stopHost(loadState(name), needHost());
+      process.stdout.write(`killed ${pids.length} process(es) of ${host}: ${pids.join(", ")}\n`);
+      return;
+    }
+    case "start": {
+      const state = loadState(name);
+      startHost(state, needHost());
+      if (state.hosts[needHost()]?.role === "app") await waitReady(state, [`${appUrl(state, needHost())}/readyz`]);
+      process.stdout.write(`started ${host}\n`);
+      return;
+    }
+    case "restart": {
+      const state = loadState(name);
+      const target = needHost();
+      if (!(await terminateHost(state, target, DRAIN_DELAY_MS + 15_000))) stopHost(state, target);
+      startHost(state, target);
+      if (state.hosts[target]?.role === "app") {
+        await waitReady(state, [`${appUrl(state, target)}/readyz`]);
+        await waitLbState(state, [target], "UP");
+      }
+      process.stdout.write(`restarted ${target}\n`);
+      return;
+    }
+    case "link": {
+      if (arg !== "up" && arg !== "down") throw new ClusterError("usage: link HOST down|up");
+      setLink(loadState(name), needHost(), arg === "up");
+      process.stdout.write(`link of ${host} is ${arg}\n`);
+      return;
+    }
+    case "down": {
+      const removed = down(name);
+      process.stdout.write(removed.length === 0 ? `cluster '${name}' was not up\n` : `removed ${removed.join(", ")}\n`);
+      return;
+    }
+    default:
+      throw new ClusterError(`unknown command '${command}'.\n${USAGE}`);
+  }
+}
+
+try {
+  await main(process.argv.slice(2));
+} catch (error) {
+  if (error instanceof ClusterError || (error instanceof TypeError && "code" in error)) {
+    process.stderr.write(`cluster: ${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+}

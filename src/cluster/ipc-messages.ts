@@ -1,0 +1,29 @@
+/**
+ * Messages between the supervisor and its workers over Bun's IPC channel (JSON serialization).
+ * Kept in one file so both sides agree on the shapes.
+ */
+/** Supervisor -> worker: send me your registry as JSON (for the host-wide /metrics). */
+export interface MetricsRequest {
+  readonly type: "metrics-request";
+  readonly seq: number;
+}
+
+/** Worker -> supervisor: this worker's `register.getMetricsAsJSON()`. */
+export interface MetricsReply {
+  readonly type: "metrics-reply";
+  readonly seq: number;
+  readonly metrics: readonly object[];
+}
+
+export function isMetricsRequest(message: unknown): message is MetricsRequest {
+  return typeof message === "object" && message !== null && (message as { type?: unknown }).type === "metrics-request";
+}
+
+export function isMetricsReply(message: unknown): message is MetricsReply {
+  return (
+    typeof message === "object" &&
+    message !== null &&
+    (message as { type?: unknown }).type === "metrics-reply" &&
+    Array.isArray((message as { metrics?: unknown }).metrics)
+  );
+}

@@ -1,0 +1,29 @@
+/**
+ * The worker side of supervisor mode: answers the supervisor's metrics requests with this process's
+ * prom-client registry, and shuts the worker down when the supervisor is gone (its IPC channel
+ * closes, e.g. after a kill -9), so no orphan keeps serving on the shared port unsupervised.
+ */
+import { register } from "prom-client";
+import { isMetricsRequest, type MetricsReply } from "./ipc-messages.ts";
+
+/** TURNOMATIC_WORKER_ID, set by the supervisor for each worker it spawns; undefined outside supervisor mode. */
+export function workerId(env: Readonly<Record<string, string | undefined>> = process.env): number | undefined {
+  const raw = env.TURNOMATIC_WORKER_ID;
+  if (raw === undefined || raw === "") return undefined;
+  const id = Number(raw);
+  return Number.isSafeInteger(id) && id >= 0 ? id : undefined;
+}
+
+/** Wires the IPC channel of a worker; `onOrphaned` runs once if the supervisor goes away. */
+export function attachWorkerIpc(onOrphaned: () => void): void {
+  const send = process.send?.bind(process);
+  if (send === undefined) return;
+  process.on("message", (message: unknown) => {
+    if (!isMetricsRequest(message)) return;
+    void register.getMetricsAsJSON().then((metrics) => {
+      const reply: MetricsReply = { type: "metrics-reply", seq: message.seq, metrics };
+      send(reply);
+    });
+  });
+  process.once("disconnect", onOrphaned);
+}

@@ -1,0 +1,111 @@
+/**
+ * Shared steps of the distributed tests: bring a named cluster up (and always down), run the load
+ * client inside the client namespace, and judge its whole history with the history checker.
+ */
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { type ClusterState, down, spawnIn, up } from "../../scripts/cluster/topology.ts";
+import { requireBinary, requireRoot } from "../helpers/binaries.ts";
+import { checkHistory, type HistoryEntry, type Verdict } from "../helpers/history-checker.ts";
+import type { LoadClientOptions, LoadClientResult } from "./load-client.ts";
+
+/** TURNOMATIC_FULL=1: the long variant (>= 100k requests); otherwise the short CI variant. */
+export const FULL = process.env.TURNOMATIC_FULL === "1";
+
+const LOAD_CLIENT = join(import.meta.dir, "load-client.ts");
+
+export function requireClusterPrerequisites(): void {
+  requireRoot("network namespaces (the distributed tests build a multi-host topology)");
+  requireBinary("ip", "apt-get install iproute2");
+  requireBinary("haproxy");
+  requireBinary("redis-server");
+}
+
+/** For afterAll: removes the cluster (a no-op without root, where the test already failed loudly). */
+export function removeCluster(name: string): void {
+  if (process.getuid?.() === 0) down(name);
+}
+
+export async function startCluster(name: string, apps = 2, workers = 2): Promise<ClusterState> {
+  down(name); // leftovers of a crashed earlier run of this same test
+  return up({ name, apps, workers });
+}
+
+export interface RunningLoad {
+  /** Requests completed so far (from the client's progress lines). */
+  completed(): number;
+  /** Waits until at least `count` requests completed (or the load ended). */
+  reach(count: number, timeoutMs?: number): Promise<void>;
+  finished: Promise<LoadClientResult>;
+  /** Ends the load early: no new requests, in-flight ones complete, the history is written. */
+  stop(): Promise<LoadClientResult>;
+  process: Subprocess;
+}
+
+export function startLoad(
+  state: ClusterState,
+  options: Omit<LoadClientOptions, "url" | "out" | "timeoutMs"> & { timeoutMs?: number },
+): RunningLoad {
+  const out = join(state.stateDir, `history-${Date.now()}.json`);
+  const full: LoadClientOptions = { url: state.lbUrl, out, timeoutMs: 10_000, ...options };
+  const child = spawnIn(state, "client", [process.execPath, LOAD_CLIENT, JSON.stringify(full)], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let completed = 0;
+  let ended = false;
+  const reader = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stdout as ReadableStream<Uint8Array>) {
+      for (const match of decoder.decode(chunk).matchAll(/(?:progress|done) (\d+)/g)) completed = Number(match[1]);
+    }
+  })();
+  const finished = (async () => {
+    const code = await child.exited;
+    await reader;
+    ended = true;
+    if (code !== 0) {
+      throw new Error(
+        `load client exited with ${code}: ${await new Response(child.stderr as ReadableStream<Uint8Array>).text()}`,
+      );
+    }
+    const result = JSON.parse(readFileSync(out, "utf8")) as LoadClientResult;
+    rmSync(out, { force: true });
+    return result;
+  })();
+  finished.catch(() => {});
+  return {
+    completed: () => completed,
+    reach: async (count, timeoutMs = 120_000) => {
+      const until = performance.now() + timeoutMs;
+      while (completed < count && !ended && performance.now() < until) await Bun.sleep(20);
+      if (completed < count && !ended) throw new Error(`load reached only ${completed} of ${count} requests in ${timeoutMs} ms`);
+    },
+    finished,
+    stop: () => {
+      child.kill("SIGTERM");
+      return finished;
+    },
+    process: child,
+  };
+}
+
+export function judge(result: LoadClientResult, faults: boolean): Verdict {
+  return checkHistory(result.history, { after: new Map(Object.entries(result.after)), faults });
+}
+
+export function failures(history: readonly HistoryEntry[]): HistoryEntry[] {
+  return history.filter((entry) => entry.status === 0 || entry.status >= 500);
+}
+
+export function statusCounts(history: readonly HistoryEntry[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const entry of history) counts[entry.status] = (counts[entry.status] ?? 0) + 1;
+  return counts;
+}
+
+export function uniqueIds(prefix: string, count: number): string[] {
+  const run = Math.random().toString(36).slice(2, 8);
+  return Array.from({ length: count }, (_, i) => `${prefix}-${run}-${i}`);
+}
