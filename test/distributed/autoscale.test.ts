@@ -1,0 +1,147 @@
+/**
+ * The local autoscaler under a load ramp: `npm run cluster -- autoscale` runs in the background against
+ * a 2-host cluster with a spare HAProxy slot. A light load runs throughout; a heavy load ramps up in
+ * steps until the autoscaler has added a host, holds a few seconds (the new host serves), and stops;
+ * the autoscaler must then drain and remove the host while the light load still runs. Every request of
+ * every load is judged by the history checker: zero failed requests, zero duplicates, I1-I4 hold.
+ *
+ * Thresholds: on this shared 2-core machine the load client and HAProxy use most of the CPU, so a
+ * flat-out load puts only ~0.15-0.3 cores on each app host and the light load ~0.02; the test sets the
+ * CPU thresholds between the two (the defaults, 0.6 / 0.2, are for hosts with their own cores).
+ */
+import { afterAll, expect, test } from "bun:test";
+import { join } from "node:path";
+import { appNames, down, lbServerCounter, listNamespaces, loadState, up } from "../../scripts/cluster/topology.ts";
+import { formatVerdict } from "../helpers/history-checker.ts";
+import {
+  FULL,
+  judge,
+  type RunningLoad,
+  requireClusterPrerequisites,
+  removeCluster,
+  startLoad,
+  statusCounts,
+  uniqueIds,
+} from "./cluster-harness.ts";
+
+const NAME = "dauto";
+const CLI = join(import.meta.dir, "../../scripts/cluster/cli.ts");
+const MAX = FULL ? 4 : 3;
+afterAll(() => removeCluster(NAME));
+
+test(
+  `a load ramp scales out to >= 3 hosts and back to 2 after it, zero failed requests, zero duplicates (max ${MAX})`,
+  async () => {
+    requireClusterPrerequisites();
+    down(NAME);
+    const state = await up({ name: NAME, apps: 2, maxApps: MAX, workers: 1 });
+    const scaler = Bun.spawn(
+      [
+        process.execPath,
+        CLI,
+        "autoscale",
+        ...["--name", NAME, "--min", "2", "--max", String(MAX), "--interval-ms", "500"],
+        ...["--scale-out-cpu", "0.1", "--scale-in-cpu", "0.05", "--cooldown-out-ms", "3000", "--cooldown-in-ms", "5000"],
+        ...["--duration-s", FULL ? "400" : "150"],
+      ],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    const started = performance.now();
+    const events: Array<{ at: number; line: string }> = [];
+    const reader = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of scaler.stdout as ReadableStream<Uint8Array>) {
+        for (const line of decoder.decode(chunk).split("\n")) {
+          if (line.trim() === "") continue;
+          events.push({ at: performance.now() - started, line });
+          if (/scale-(out|in)/.test(line))
+            console.log(`autoscale: +${((performance.now() - started) / 1000).toFixed(1)} s ${line}`);
+        }
+      }
+    })();
+    const hostCount = () => appNames(loadState(NAME)).length;
+    const waitHosts = async (predicate: (n: number) => boolean, timeoutMs: number, what: string) => {
+      const until = performance.now() + timeoutMs;
+      while (!predicate(hostCount())) {
+        if (performance.now() > until || scaler.exitCode !== null) {
+          throw new Error(
+            `${what}: ${hostCount()} hosts after ${timeoutMs} ms; autoscaler said:\n${events.map((e) => e.line).join("\n")}`,
+          );
+        }
+        await Bun.sleep(100);
+      }
+      return performance.now();
+    };
+    const loads: RunningLoad[] = [];
+    try {
+      // Light load for the whole test: scale-in happens while requests flow.
+      const light = startLoad(state, {
+        ids: uniqueIds("light", 8),
+        clients: 1,
+        pauseMs: 50,
+        requests: 1_000_000,
+        durationMs: 300_000,
+      });
+      loads.push(light);
+      await light.reach(20);
+      // The ramp: 1, then 4, 16, 48 more closed-loop clients, 3 s apart, until a host was added (FULL: all steps).
+      const rampStart = performance.now();
+      const heavy: RunningLoad[] = [];
+      for (const clients of [1, 4, 16, 48]) {
+        const load = startLoad(state, {
+          ids: uniqueIds(`ramp${clients}`, 16),
+          clients,
+          requests: 2_000_000,
+          durationMs: 300_000,
+        });
+        heavy.push(load);
+        loads.push(load);
+        const until = performance.now() + 3000;
+        while (performance.now() < until && (FULL || hostCount() < 3)) await Bun.sleep(100);
+        if (hostCount() >= 3 && !FULL) break;
+      }
+      const scaledOutAt = await waitHosts((n) => n >= 3, 60_000, "no scale-out under the ramp");
+      // Keep the pressure on so the new host serves (and, with max 4, a further host may be added).
+      await Bun.sleep(FULL ? 20_000 : 5000);
+      const peak = hostCount();
+      const heavyEndedAt = performance.now();
+      const heavyResults = await Promise.all(heavy.map((load) => load.stop()));
+      const scaledInAt = await waitHosts((n) => n === 2, FULL ? 120_000 : 60_000, "no scale-in after the load");
+      await Bun.sleep(1500); // the light load keeps running on the 2 remaining hosts
+      const lightResult = await light.stop();
+      scaler.kill("SIGTERM");
+      expect(await scaler.exited).toBe(0);
+      await reader;
+
+      const results = [lightResult, ...heavyResults];
+      let total = 0;
+      for (const result of results) {
+        total += result.history.length;
+        const verdict = judge(result, false);
+        expect(verdict.ok, formatVerdict(verdict)).toBe(true);
+        expect(verdict.totals.duplicates).toBe(0);
+        expect(verdict.totals.failed).toBe(0);
+        expect(statusCounts(result.history)).toEqual({ 200: result.history.length });
+      }
+      const served = await lbServerCounter(state, "hrsp_2xx");
+      const outs = events.filter((e) => / scale-out /.test(e.line));
+      const ins = events.filter((e) => / scale-in /.test(e.line));
+      console.log(
+        `autoscale: ${total} requests (light ${lightResult.history.length}, ramp ${heavyResults.map((r) => r.history.length).join("+")}), all 200; ` +
+          `scale-out ${((scaledOutAt - rampStart) / 1000).toFixed(1)} s after the ramp began, peak ${peak} hosts; ` +
+          `back to 2 hosts ${((scaledInAt - heavyEndedAt) / 1000).toFixed(1)} s after it ended; served per host ${JSON.stringify(served)}`,
+      );
+      expect(outs.length).toBeGreaterThanOrEqual(1);
+      expect(ins.length).toBeGreaterThanOrEqual(1);
+      expect(events.some((e) => e.line.includes("FAILED"))).toBe(false);
+      expect(served.app3 ?? 0).toBeGreaterThan(0); // the added host did serve
+      // The autoscaler stopped cleanly and left the topology up, at the minimum.
+      expect(appNames(loadState(NAME)).sort()).toEqual(["app1", "app2"]);
+      expect(listNamespaces(NAME).filter((ns) => /app\d+$/.test(ns)).length).toBe(2);
+    } finally {
+      for (const load of loads) load.process.kill("SIGKILL");
+      scaler.kill("SIGKILL");
+    }
+  },
+  FULL ? 600_000 : 240_000,
+);
