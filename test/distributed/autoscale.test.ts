@@ -84,20 +84,22 @@ test(
       });
       loads.push(light);
       await light.reach(20);
-      // The ramp: 1, then 4, 16, 48 more closed-loop clients, 3 s apart, until a host was added (FULL: all steps).
+      // The light load alone must not make it scale out (4 s: 8 samples, and it needs 2 hot ones).
+      await Bun.sleep(4000);
+      expect(hostCount()).toBe(2);
+      // The ramp, 3 s per step until a host was added (FULL: every step): a paced load, then 1, 4, 16
+      // and 48 more closed-loop clients.
       const rampStart = performance.now();
       const heavy: RunningLoad[] = [];
-      for (const clients of [1, 4, 16, 48]) {
-        const load = startLoad(state, {
-          ids: uniqueIds(`ramp${clients}`, 16),
-          clients,
-          requests: 2_000_000,
-          durationMs: 300_000,
-        });
+      const steps = [{ clients: 2, pauseMs: 10 }, { clients: 1 }, { clients: 4 }, { clients: 16 }, { clients: 48 }];
+      let scaledOutInStep = -1;
+      for (const [i, step] of steps.entries()) {
+        const load = startLoad(state, { ids: uniqueIds(`ramp${i}`, 16), ...step, requests: 2_000_000, durationMs: 300_000 });
         heavy.push(load);
         loads.push(load);
         const until = performance.now() + 3000;
         while (performance.now() < until && (FULL || hostCount() < 3)) await Bun.sleep(100);
+        if (scaledOutInStep < 0 && hostCount() >= 3) scaledOutInStep = i;
         if (hostCount() >= 3 && !FULL) break;
       }
       const scaledOutAt = await waitHosts((n) => n >= 3, 60_000, "no scale-out under the ramp");
@@ -128,7 +130,7 @@ test(
       const ins = events.filter((e) => / scale-in /.test(e.line));
       console.log(
         `autoscale: ${total} requests (light ${lightResult.history.length}, ramp ${heavyResults.map((r) => r.history.length).join("+")}), all 200; ` +
-          `scale-out ${((scaledOutAt - rampStart) / 1000).toFixed(1)} s after the ramp began, peak ${peak} hosts; ` +
+          `scale-out ${((scaledOutAt - rampStart) / 1000).toFixed(1)} s after the ramp began (step ${scaledOutInStep}), peak ${peak} hosts; ` +
           `back to 2 hosts ${((scaledInAt - heavyEndedAt) / 1000).toFixed(1)} s after it ended; served per host ${JSON.stringify(served)}`,
       );
       expect(outs.length).toBeGreaterThanOrEqual(1);
