@@ -285,7 +285,8 @@ export async function autoscale(initial: ClusterState, options: AutoscaleOptions
     };
     if (decision.action === "hold") {
       appendFileSync(log, `${JSON.stringify(base)}\n`);
-      const kind = decision.reason.replace(/^.*?: /, "");
+      // Printed when the kind of reason changes (numbers aside); every sample is in the log file.
+      const kind = decision.reason.replace(/^.*?: /, "").replace(/[\d.]+/g, "#");
       if (kind !== lastReason) print(`${base.time} hold: ${decision.reason}`);
       lastReason = kind;
       continue;

@@ -93,16 +93,22 @@ test(
       const heavy: RunningLoad[] = [];
       const steps = [{ clients: 2, pauseMs: 10 }, { clients: 1 }, { clients: 4 }, { clients: 16 }, { clients: 48 }];
       let scaledOutInStep = -1;
+      let scaledOutAt = 0; // when the autoscaler recorded the new host (the decision, before it is UP)
       for (const [i, step] of steps.entries()) {
         const load = startLoad(state, { ids: uniqueIds(`ramp${i}`, 16), ...step, requests: 2_000_000, durationMs: 300_000 });
         heavy.push(load);
         loads.push(load);
         const until = performance.now() + 3000;
-        while (performance.now() < until && (FULL || hostCount() < 3)) await Bun.sleep(100);
-        if (scaledOutInStep < 0 && hostCount() >= 3) scaledOutInStep = i;
+        while (performance.now() < until && (FULL || hostCount() < 3)) {
+          await Bun.sleep(100);
+          if (scaledOutInStep < 0 && hostCount() >= 3) {
+            scaledOutInStep = i;
+            scaledOutAt = performance.now();
+          }
+        }
         if (hostCount() >= 3 && !FULL) break;
       }
-      const scaledOutAt = await waitHosts((n) => n >= 3, 60_000, "no scale-out under the ramp");
+      if (scaledOutAt === 0) scaledOutAt = await waitHosts((n) => n >= 3, 60_000, "no scale-out under the ramp");
       // Keep the pressure on so the new host serves (and, with max 4, a further host may be added).
       await Bun.sleep(FULL ? 20_000 : 5000);
       const peak = hostCount();
