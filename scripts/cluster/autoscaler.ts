@@ -1,12 +1,20 @@
 /**
  * A local autoscaler for the network-namespace topology (`npm run cluster -- autoscale`, see
- * docs/scale-out.md). Each interval it measures the app hosts (CPU from /proc, latency from HAProxy),
+ * docs/scale-out.md). Each interval it measures the app hosts (CPU from /proc, p99 from the apps' histograms),
  * asks the pure `decide` what to do, and adds or removes one app host through the topology functions,
  * which register it in HAProxy over the admin socket (pre-declared slots, no reload).
  */
 import { appendFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { addAppHost, appNames, type ClusterState, lbStatRows, namespacePids, removeAppHost } from "./topology.ts";
+import {
+  APP_METRICS_PORT,
+  addAppHost,
+  appNames,
+  type ClusterState,
+  lbStatRows,
+  namespacePids,
+  removeAppHost,
+} from "./topology.ts";
 
 export interface Policy {
   /** Fewest app hosts; below it the autoscaler adds hosts regardless of load. Default 2. */
@@ -17,8 +25,8 @@ export interface Policy {
   readonly scaleOutCpu: number;
   /** Mean CPU per app host at or below which a host is removed. Default 0.2. */
   readonly scaleInCpu: number;
-  /** Mean request time through HAProxy (ms) at or above which a host is added; 0 = off. Default 0 (off). */
-  readonly latencyMs: number;
+  /** p99 of turn requests over the interval (ms, apps' histograms) at or above which a host is added; 0 = off. Default 0. */
+  readonly p99Ms: number;
   /** Minimum time after any scale event before the next scale-out (ms). Default 5000. */
   readonly cooldownOutMs: number;
   /** Minimum time after any scale event before the next scale-in (ms). Default 15000. */
@@ -34,7 +42,7 @@ export const DEFAULT_POLICY: Policy = {
   max: 4,
   scaleOutCpu: 0.6,
   scaleInCpu: 0.2,
-  latencyMs: 0,
+  p99Ms: 0,
   cooldownOutMs: 5000,
   cooldownInMs: 15_000,
   outSamples: 2,
@@ -48,8 +56,8 @@ export interface Sample {
   readonly hosts: number;
   /** Mean CPU per app host over the last interval (1 = one core). */
   readonly cpu: number;
-  /** Mean request time (ms) through HAProxy over the last interval; undefined when no request completed. */
-  readonly latencyMs: number | undefined;
+  /** p99 of turn requests (ms) over the last interval; undefined when no turn request completed. */
+  readonly p99Ms: number | undefined;
 }
 
 /** What the loop remembers between decisions. */
@@ -76,23 +84,23 @@ const fmt = (n: number) => n.toFixed(2);
  * The caller sets `memory.lastScaleAt` to the time the action finished (see `afterScale`).
  */
 export function decide(sample: Sample, policy: Policy, memory: Memory): Decision {
-  const { hosts, cpu, latencyMs, at } = sample;
+  const { hosts, cpu, p99Ms, at } = sample;
   const sinceScale = at - memory.lastScaleAt;
-  const slow = policy.latencyMs > 0 && latencyMs !== undefined && latencyMs >= policy.latencyMs;
+  const slow = policy.p99Ms > 0 && p99Ms !== undefined && p99Ms >= policy.p99Ms;
   const hot = cpu >= policy.scaleOutCpu || slow;
   const projected = hosts > 1 ? (cpu * hosts) / (hosts - 1) : Number.POSITIVE_INFINITY;
-  const calm = policy.latencyMs <= 0 || latencyMs === undefined || latencyMs < policy.latencyMs / 2;
+  const calm = policy.p99Ms <= 0 || p99Ms === undefined || p99Ms < policy.p99Ms / 2;
   const cold = cpu <= policy.scaleInCpu && calm && projected < policy.scaleOutCpu;
   const next: Memory = {
     lastScaleAt: memory.lastScaleAt,
     hotSamples: hot ? memory.hotSamples + 1 : 0,
     coldSamples: cold ? memory.coldSamples + 1 : 0,
   };
-  const load = `cpu ${fmt(cpu)}/host on ${hosts}${latencyMs === undefined ? "" : `, latency ${latencyMs.toFixed(1)} ms`}`;
+  const load = `cpu ${fmt(cpu)}/host on ${hosts}${p99Ms === undefined ? "" : `, p99 ${p99Ms.toFixed(1)} ms`}`;
   if (hosts < policy.min) return { action: "out", reason: `${hosts} hosts, below the minimum ${policy.min}`, memory: next };
   if (hosts > policy.max) return { action: "in", reason: `${hosts} hosts, above the maximum ${policy.max}`, memory: next };
   if (hot) {
-    const why = cpu >= policy.scaleOutCpu ? `cpu >= ${policy.scaleOutCpu}` : `latency >= ${policy.latencyMs} ms`;
+    const why = cpu >= policy.scaleOutCpu ? `cpu >= ${policy.scaleOutCpu}` : `p99 >= ${policy.p99Ms} ms`;
     if (hosts >= policy.max) return { action: "hold", reason: `${load}: ${why} but at the maximum ${policy.max}`, memory: next };
     if (next.hotSamples < policy.outSamples) {
       return { action: "hold", reason: `${load}: ${why} (${next.hotSamples}/${policy.outSamples} samples)`, memory: next };
@@ -135,7 +143,7 @@ export function validatePolicy(policy: Policy, slots: number): void {
     fail(`--scale-in-cpu (${policy.scaleInCpu}) must be >= 0 and below --scale-out-cpu (${policy.scaleOutCpu}).`);
   }
   for (const [flag, value] of [
-    ["--latency-ms", policy.latencyMs],
+    ["--p99-ms", policy.p99Ms],
     ["--cooldown-out-ms", policy.cooldownOutMs],
     ["--cooldown-in-ms", policy.cooldownInMs],
   ] as const) {
@@ -189,24 +197,70 @@ export class CpuMeter {
   }
 }
 
+/** Cumulative bucket counts of `turnomatic_http_request_duration_seconds` for route="turno", by `le` (seconds). */
+export function parseTurnBuckets(metrics: string): Map<number, number> {
+  const buckets = new Map<number, number>();
+  for (const line of metrics.split("\n")) {
+    if (!line.startsWith("turnomatic_http_request_duration_seconds_bucket{") || !line.includes('route="turno"')) continue;
+    const le = /le="([^"]+)"/.exec(line)?.[1];
+    const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (le === undefined || !Number.isFinite(value)) continue;
+    const bound = le === "+Inf" ? Number.POSITIVE_INFINITY : Number(le);
+    buckets.set(bound, (buckets.get(bound) ?? 0) + value);
+  }
+  return buckets;
+}
+
 /**
- * Request time through HAProxy over the interval: the backend's `ttime` is a mean over the last 1024
- * requests, so it is used only when requests completed since the previous sample (`stot` grew);
- * otherwise a stale value from the last burst would keep the cluster large.
+ * The p99 (ms) of cumulative bucket counts: the upper bound of the first bucket that holds 99 % of
+ * the requests (an overestimate by at most one bucket, as Prometheus' histogram_quantile without
+ * interpolation). Undefined without requests; Infinity when the p99 is above the largest bound.
+ */
+export function p99FromBuckets(buckets: ReadonlyMap<number, number>): number | undefined {
+  const sorted = [...buckets.entries()].sort((a, b) => a[0] - b[0]);
+  const total = sorted.at(-1)?.[1] ?? 0;
+  if (total <= 0) return undefined;
+  const found = sorted.find(([, count]) => count >= total * 0.99);
+  return (found?.[0] ?? Number.POSITIVE_INFINITY) * 1000;
+}
+
+/**
+ * Latency: the p99 of turn requests over the interval, from the apps' own histograms (the difference
+ * of two scrapes, summed over the hosts). The loop runs in the root namespace, which cannot reach the
+ * apps, so one curl inside the LB's namespace fetches every host's /metrics per sample. A host counts
+ * from its second scrape. Also reads HAProxy's request total, to report the request rate.
  */
 export class LatencyMeter {
+  #last = new Map<string, Map<number, number>>();
   #lastTotal: number | undefined;
 
-  async sample(state: ClusterState): Promise<{ latencyMs: number | undefined; requests: number; inRotation: string[] }> {
+  async sample(state: ClusterState): Promise<{ p99Ms: number | undefined; requests: number }> {
     const rows = await lbStatRows(state);
-    const backend = rows.BACKEND;
-    const total = Number(backend?.stot ?? 0);
+    const total = Number(rows.BACKEND?.stot ?? 0);
     const requests = this.#lastTotal === undefined ? 0 : Math.max(0, total - this.#lastTotal);
     this.#lastTotal = total;
-    const inRotation = Object.values(rows)
-      .filter((row) => row.svname !== "BACKEND" && row.status?.startsWith("UP"))
-      .map((row) => row.svname as string);
-    return { latencyMs: requests > 0 ? Number(backend?.ttime ?? 0) : undefined, requests, inRotation };
+    const hosts = appNames(state);
+    const urls = hosts.map((app) => `http://${state.hosts[app]?.address}:${APP_METRICS_PORT}/metrics`);
+    const curl = Bun.spawn(
+      ["ip", "netns", "exec", state.hosts.lb?.namespace as string, "curl", "-s", "--max-time", "2", "-w", "\n#END\n", ...urls],
+      { stdout: "pipe", stderr: "ignore" },
+    );
+    const bodies = (await new Response(curl.stdout).text()).split("\n#END\n");
+    await curl.exited;
+    const delta = new Map<number, number>();
+    const next = new Map<string, Map<number, number>>();
+    hosts.forEach((app, i) => {
+      const current = parseTurnBuckets(bodies[i] ?? "");
+      if (current.size === 0) return; // not answering (starting, draining): no data this round
+      next.set(app, current);
+      const previous = this.#last.get(app);
+      if (previous === undefined) return;
+      for (const [bound, count] of current) {
+        delta.set(bound, (delta.get(bound) ?? 0) + Math.max(0, count - (previous.get(bound) ?? 0)));
+      }
+    });
+    this.#last = next;
+    return { p99Ms: p99FromBuckets(delta), requests };
   }
 }
 
@@ -227,7 +281,7 @@ export interface DecisionRecord {
   readonly reason: string;
   readonly hosts: string[];
   readonly cpu: Record<string, number>;
-  readonly latencyMs: number | undefined;
+  readonly p99Ms: number | undefined;
   readonly requests: number;
   /** For out/in: the host added or removed and how long the action took. */
   readonly host?: string;
@@ -255,7 +309,7 @@ export async function autoscale(initial: ClusterState, options: AutoscaleOptions
   cpuMeter.sample(state);
   await latencyMeter.sample(state);
   print(
-    `autoscale '${state.name}': ${appNames(state).length} hosts, min ${policy.min} max ${policy.max}, out at cpu ${policy.scaleOutCpu}${policy.latencyMs > 0 ? ` or ${policy.latencyMs} ms` : ""}, in at cpu ${policy.scaleInCpu}`,
+    `autoscale '${state.name}': ${appNames(state).length} hosts, min ${policy.min} max ${policy.max}, out at cpu ${policy.scaleOutCpu}${policy.p99Ms > 0 ? ` or p99 ${policy.p99Ms} ms` : ""}, in at cpu ${policy.scaleInCpu}`,
   );
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -269,10 +323,10 @@ export async function autoscale(initial: ClusterState, options: AutoscaleOptions
     await sleep(Math.min(intervalMs, Math.max(0, endAt - performance.now())));
     if (options.signal?.aborted || performance.now() >= endAt) break;
     const perHost = cpuMeter.sample(state);
-    const { latencyMs, requests } = await latencyMeter.sample(state);
+    const { p99Ms, requests } = await latencyMeter.sample(state);
     const hosts = appNames(state);
     const cpu = hosts.length === 0 ? 0 : Object.values(perHost).reduce((a, b) => a + b, 0) / hosts.length;
-    const decision = decide({ at: performance.now(), hosts: hosts.length, cpu, latencyMs }, policy, memory);
+    const decision = decide({ at: performance.now(), hosts: hosts.length, cpu, p99Ms }, policy, memory);
     memory = decision.memory;
     const base = {
       time: new Date().toISOString(),
@@ -280,7 +334,7 @@ export async function autoscale(initial: ClusterState, options: AutoscaleOptions
       reason: decision.reason,
       hosts,
       cpu: Object.fromEntries(Object.entries(perHost).map(([k, v]) => [k, Math.round(v * 1000) / 1000])),
-      latencyMs,
+      p99Ms,
       requests,
     };
     if (decision.action === "hold") {

@@ -9,7 +9,7 @@
  *   link HOST down|up        cut or restore HOST's network link
  *   down                     kill every process, remove every namespace (idempotent)
  *   autoscale [--min 2] [--max 4] [--interval-ms 1000] [--scale-out-cpu 0.6] [--scale-in-cpu 0.2]
- *             [--latency-ms 0] [--cooldown-out-ms 5000] [--cooldown-in-ms 15000] [--duration-s S]
+ *             [--p99-ms 0] [--cooldown-out-ms 5000] [--cooldown-in-ms 15000] [--duration-s S]
  *                            add/remove app hosts from measured CPU and latency (needs up --max-apps)
  *
  * Every command takes --name NAME (default "default") to run several clusters side by side.
@@ -37,7 +37,7 @@ const USAGE = `usage: npm run cluster -- <up|status|stop|start|restart|link|down
   up [--apps 2] [--max-apps APPS] [--workers 1] [--store redis] [--subnet 10.200.0.0/24]
   status [--json] | stop HOST | start HOST | restart HOST | link HOST down|up | down
   autoscale [--min 2] [--max 4] [--interval-ms 1000] [--scale-out-cpu 0.6] [--scale-in-cpu 0.2]
-            [--latency-ms 0 (off)] [--cooldown-out-ms 5000] [--cooldown-in-ms 15000] [--duration-s S]
+            [--p99-ms 0 (off)] [--cooldown-out-ms 5000] [--cooldown-in-ms 15000] [--duration-s S]
   all commands: --name NAME (default "default")`;
 
 async function main(argv: string[]): Promise<void> {
@@ -53,7 +53,7 @@ async function main(argv: string[]): Promise<void> {
       "interval-ms": { type: "string", default: "1000" },
       "scale-out-cpu": { type: "string", default: String(DEFAULT_POLICY.scaleOutCpu) },
       "scale-in-cpu": { type: "string", default: String(DEFAULT_POLICY.scaleInCpu) },
-      "latency-ms": { type: "string", default: String(DEFAULT_POLICY.latencyMs) },
+      "p99-ms": { type: "string", default: String(DEFAULT_POLICY.p99Ms) },
       "cooldown-out-ms": { type: "string", default: String(DEFAULT_POLICY.cooldownOutMs) },
       "cooldown-in-ms": { type: "string", default: String(DEFAULT_POLICY.cooldownInMs) },
       "duration-s": { type: "string" },
@@ -152,7 +152,7 @@ async function main(argv: string[]): Promise<void> {
         max: Number(values.max),
         scaleOutCpu: Number(values["scale-out-cpu"]),
         scaleInCpu: Number(values["scale-in-cpu"]),
-        latencyMs: Number(values["latency-ms"]),
+        p99Ms: Number(values["p99-ms"]),
         cooldownOutMs: Number(values["cooldown-out-ms"]),
         cooldownInMs: Number(values["cooldown-in-ms"]),
       };

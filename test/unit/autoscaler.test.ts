@@ -7,6 +7,8 @@ import {
   decide,
   INITIAL_MEMORY,
   type Memory,
+  p99FromBuckets,
+  parseTurnBuckets,
   type Policy,
   type Sample,
   validatePolicy,
@@ -27,8 +29,8 @@ function feed(samples: ReadonlyArray<Omit<Sample, "at">>, memory: Memory = INITI
   return decisions;
 }
 
-const hot = { hosts: 2, cpu: 0.9, latencyMs: 5 };
-const cold = { hosts: 3, cpu: 0.05, latencyMs: 2 };
+const hot = { hosts: 2, cpu: 0.9, p99Ms: 5 };
+const cold = { hosts: 3, cpu: 0.05, p99Ms: 2 };
 
 describe("decide", () => {
   test("scales out after outSamples consecutive samples over the CPU threshold, not on one spike", () => {
@@ -39,11 +41,11 @@ describe("decide", () => {
     expect(decisions[1]?.reason).toContain("cpu >= 0.6");
   });
 
-  test("latency over --latency-ms scales out even with low CPU; 0 turns the latency signal off", () => {
-    const slow = { hosts: 2, cpu: 0.3, latencyMs: 80 };
-    expect(feed([slow, slow], INITIAL_MEMORY, { ...policy, latencyMs: 50 }).at(-1)?.action).toBe("out");
-    expect(feed([slow, slow], INITIAL_MEMORY, { ...policy, latencyMs: 50 }).at(-1)?.reason).toContain("latency >= 50");
-    expect(feed([slow, slow], INITIAL_MEMORY, { ...policy, latencyMs: 0 }).at(-1)?.action).toBe("hold");
+  test("latency over --p99-ms scales out even with low CPU; 0 turns the latency signal off", () => {
+    const slow = { hosts: 2, cpu: 0.3, p99Ms: 80 };
+    expect(feed([slow, slow], INITIAL_MEMORY, { ...policy, p99Ms: 50 }).at(-1)?.action).toBe("out");
+    expect(feed([slow, slow], INITIAL_MEMORY, { ...policy, p99Ms: 50 }).at(-1)?.reason).toContain("p99 >= 50");
+    expect(feed([slow, slow], INITIAL_MEMORY, { ...policy, p99Ms: 0 }).at(-1)?.action).toBe("hold");
   });
 
   test("never above max, never below min", () => {
@@ -54,28 +56,28 @@ describe("decide", () => {
       ]).at(-1),
     ).toMatchObject({ action: "hold" });
     expect(feed([{ ...hot, hosts: 4 }]).at(-1)?.reason).toContain("at the maximum 4");
-    const idle = { hosts: 2, cpu: 0, latencyMs: undefined };
+    const idle = { hosts: 2, cpu: 0, p99Ms: undefined };
     expect(feed([idle, idle, idle, idle]).map((d) => d.action)).toEqual(["hold", "hold", "hold", "hold"]);
     // Outside the bounds (e.g. a host was removed by hand) it acts at once, without cooldown.
     const recent = afterScale(100_000);
-    expect(feed([{ hosts: 1, cpu: 0, latencyMs: undefined }], recent)[0]?.action).toBe("out");
-    expect(feed([{ hosts: 5, cpu: 0.9, latencyMs: 1 }], recent)[0]?.action).toBe("in");
+    expect(feed([{ hosts: 1, cpu: 0, p99Ms: undefined }], recent)[0]?.action).toBe("out");
+    expect(feed([{ hosts: 5, cpu: 0.9, p99Ms: 1 }], recent)[0]?.action).toBe("in");
   });
 
   test("scales in after inSamples cold samples and only when the others stay under the scale-out threshold", () => {
     expect(feed([cold, cold, cold]).map((d) => d.action)).toEqual(["hold", "hold", "in"]);
     // 0.2/host on 2 hosts would be 0.4 on 1: fine for max 0.6, but with min 1 and 0.35 -> 0.7: no.
     const p = { ...policy, min: 1, scaleInCpu: 0.4 };
-    const borderline = { hosts: 2, cpu: 0.35, latencyMs: 3 };
+    const borderline = { hosts: 2, cpu: 0.35, p99Ms: 3 };
     expect(feed([borderline, borderline, borderline], INITIAL_MEMORY, p).at(-1)?.action).toBe("hold");
     expect(feed([borderline, borderline, borderline], INITIAL_MEMORY, p).at(-1)?.reason).toContain("within thresholds");
   });
 
   test("a slow response time (when the latency signal is on) blocks scale-in", () => {
-    const p = { ...policy, latencyMs: 50 };
-    const lagging = { hosts: 3, cpu: 0.05, latencyMs: 30 };
+    const p = { ...policy, p99Ms: 50 };
+    const lagging = { hosts: 3, cpu: 0.05, p99Ms: 30 };
     expect(feed([lagging, lagging, lagging], INITIAL_MEMORY, p).at(-1)?.action).toBe("hold");
-    const quiet = { hosts: 3, cpu: 0.05, latencyMs: undefined };
+    const quiet = { hosts: 3, cpu: 0.05, p99Ms: undefined };
     expect(feed([quiet, quiet, quiet], INITIAL_MEMORY, p).at(-1)?.action).toBe("in");
   });
 
@@ -118,4 +120,29 @@ test("spare HAProxy slots are rendered as disabled server lines", () => {
   });
   expect(config).toContain("    server app1 10.0.0.11:7017\n");
   expect(config).toContain("    server app2 10.0.0.12:7017 disabled\n");
+});
+
+describe("p99 from the apps' histograms", () => {
+  const scrape = (counts: number[]) =>
+    ["0.001", "0.005", "0.025", "+Inf"]
+      .map((le, i) => `turnomatic_http_request_duration_seconds_bucket{route="turno",le="${le}"} ${counts[i]}`)
+      .concat(['turnomatic_http_request_duration_seconds_bucket{route="readyz",le="+Inf"} 999'])
+      .join("\n");
+
+  test("parses route=turno buckets only", () => {
+    const buckets = parseTurnBuckets(scrape([10, 20, 30, 30]));
+    expect([...buckets.entries()]).toEqual([
+      [0.001, 10],
+      [0.005, 20],
+      [0.025, 30],
+      [Number.POSITIVE_INFINITY, 30],
+    ]);
+  });
+
+  test("is the upper bound of the bucket holding 99 % of the requests, undefined without requests", () => {
+    expect(p99FromBuckets(parseTurnBuckets(scrape([990, 1000, 1000, 1000])))).toBe(1);
+    expect(p99FromBuckets(parseTurnBuckets(scrape([900, 980, 1000, 1000])))).toBe(25);
+    expect(p99FromBuckets(parseTurnBuckets(scrape([0, 0, 0, 10])))).toBe(Number.POSITIVE_INFINITY);
+    expect(p99FromBuckets(parseTurnBuckets(scrape([0, 0, 0, 0])))).toBeUndefined();
+  });
 });
