@@ -11,7 +11,16 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { appNames, down, lbServerCounter, listNamespaces, loadState, up } from "../../scripts/cluster/topology.ts";
+import {
+  addAppHost,
+  appNames,
+  down,
+  lbServerCounter,
+  listNamespaces,
+  loadState,
+  removeAppHost,
+  up,
+} from "../../scripts/cluster/topology.ts";
 import { formatVerdict } from "../helpers/history-checker.ts";
 import {
   FULL,
@@ -25,9 +34,13 @@ import {
 } from "./cluster-harness.ts";
 
 const NAME = "dauto";
+const NAME_CYCLE = "dautocyc";
 const CLI = join(import.meta.dir, "../../scripts/cluster/cli.ts");
 const MAX = FULL ? 4 : 3;
-afterAll(() => removeCluster(NAME));
+afterAll(() => {
+  removeCluster(NAME);
+  removeCluster(NAME_CYCLE);
+});
 
 test(
   `a load ramp scales out to >= 3 hosts and back to 2 after it, zero failed requests, zero duplicates (max ${MAX})`,
@@ -153,3 +166,47 @@ test(
   },
   FULL ? 600_000 : 240_000,
 );
+
+/**
+ * The autoscaler scales in only at low load, so the test above drains a host under a light load. This
+ * one runs the same add/remove steps (`addAppHost`, `removeAppHost`) under a flat-out load, twice
+ * through the same HAProxy slot: registration and drain must not fail or repeat a single request.
+ */
+test("adding and draining a host under flat-out load, twice through the same slot: zero failed requests", async () => {
+  requireClusterPrerequisites();
+  down(NAME_CYCLE);
+  let state = await up({ name: NAME_CYCLE, apps: 2, maxApps: 3, workers: 1 });
+  const load = startLoad(state, { ids: uniqueIds("cycle", 32), clients: 32, requests: 2_000_000, durationMs: 120_000 });
+  try {
+    await load.reach(500);
+    const timings: string[] = [];
+    const servedBefore: number[] = [];
+    for (let round = 0; round < (FULL ? 4 : 2); round++) {
+      let started = performance.now();
+      const added = await addAppHost(state);
+      state = added.state;
+      timings.push(`add ${added.host} ${(performance.now() - started).toFixed(0)} ms`);
+      const served = (await lbServerCounter(state, "hrsp_2xx")).app3 ?? 0;
+      const at = load.completed();
+      await load.reach(at + 3000);
+      servedBefore.push(((await lbServerCounter(state, "hrsp_2xx")).app3 ?? 0) - served);
+      started = performance.now();
+      state = await removeAppHost(state, added.host);
+      timings.push(`remove ${added.host} ${(performance.now() - started).toFixed(0)} ms`);
+      await load.reach(load.completed() + 1000);
+    }
+    const result = await load.stop();
+    const verdict = judge(result, false);
+    console.log(
+      `autoscale cycle: ${result.history.length} requests at 32 clients, ${timings.join(", ")}; app3 served ${servedBefore.join(", ")} per round; statuses ${JSON.stringify(statusCounts(result.history))}`,
+    );
+    expect(verdict.ok, formatVerdict(verdict)).toBe(true);
+    expect(verdict.totals.duplicates).toBe(0);
+    expect(verdict.totals.failed).toBe(0);
+    expect(statusCounts(result.history)).toEqual({ 200: result.history.length });
+    for (const served of servedBefore) expect(served).toBeGreaterThan(0);
+    expect(appNames(loadState(NAME_CYCLE)).sort()).toEqual(["app1", "app2"]);
+  } finally {
+    load.process.kill("SIGKILL");
+  }
+}, 180_000);
