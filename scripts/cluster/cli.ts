@@ -1,17 +1,21 @@
 /**
  * npm run cluster -- <command> [options]: the local multi-host topology (see docs/scale-out.md).
  *
- *   up [--apps 2] [--workers 1] [--store redis] [--subnet 10.200.0.0/24]
+ *   up [--apps 2] [--max-apps N] [--workers 1] [--store redis] [--subnet 10.200.0.0/24]
  *   status [--json]          each host's role, namespace, address, pids, link and HAProxy state
  *   stop HOST                kill -9 every process of HOST (a crash)
  *   start HOST               start HOST's process again
  *   restart HOST             SIGTERM (graceful drain), wait, start, wait until HAProxy has it UP
  *   link HOST down|up        cut or restore HOST's network link
  *   down                     kill every process, remove every namespace (idempotent)
+ *   autoscale [--min 2] [--max 4] [--interval-ms 1000] [--scale-out-cpu 0.6] [--scale-in-cpu 0.2]
+ *             [--p99-ms 0] [--cooldown-out-ms 5000] [--cooldown-in-ms 15000] [--duration-s S]
+ *                            add/remove app hosts from measured CPU and latency (needs up --max-apps)
  *
  * Every command takes --name NAME (default "default") to run several clusters side by side.
  */
 import { parseArgs } from "node:util";
+import { autoscale, DEFAULT_POLICY } from "./autoscaler.ts";
 import {
   appUrl,
   ClusterError,
@@ -29,9 +33,11 @@ import {
   waitReady,
 } from "./topology.ts";
 
-const USAGE = `usage: npm run cluster -- <up|status|stop|start|restart|link|down> [HOST] [options]
-  up [--apps 2] [--workers 1] [--store redis] [--subnet 10.200.0.0/24]
+const USAGE = `usage: npm run cluster -- <up|status|stop|start|restart|link|down|autoscale> [HOST] [options]
+  up [--apps 2] [--max-apps APPS] [--workers 1] [--store redis] [--subnet 10.200.0.0/24]
   status [--json] | stop HOST | start HOST | restart HOST | link HOST down|up | down
+  autoscale [--min 2] [--max 4] [--interval-ms 1000] [--scale-out-cpu 0.6] [--scale-in-cpu 0.2]
+            [--p99-ms 0 (off)] [--cooldown-out-ms 5000] [--cooldown-in-ms 15000] [--duration-s S]
   all commands: --name NAME (default "default")`;
 
 async function main(argv: string[]): Promise<void> {
@@ -41,6 +47,16 @@ async function main(argv: string[]): Promise<void> {
     options: {
       name: { type: "string", default: "default" },
       apps: { type: "string", default: "2" },
+      "max-apps": { type: "string" },
+      min: { type: "string", default: String(DEFAULT_POLICY.min) },
+      max: { type: "string", default: String(DEFAULT_POLICY.max) },
+      "interval-ms": { type: "string", default: "1000" },
+      "scale-out-cpu": { type: "string", default: String(DEFAULT_POLICY.scaleOutCpu) },
+      "scale-in-cpu": { type: "string", default: String(DEFAULT_POLICY.scaleInCpu) },
+      "p99-ms": { type: "string", default: String(DEFAULT_POLICY.p99Ms) },
+      "cooldown-out-ms": { type: "string", default: String(DEFAULT_POLICY.cooldownOutMs) },
+      "cooldown-in-ms": { type: "string", default: String(DEFAULT_POLICY.cooldownInMs) },
+      "duration-s": { type: "string" },
       workers: { type: "string", default: "1" },
       store: { type: "string", default: "redis" },
       subnet: { type: "string", default: "10.200.0.0/24" },
@@ -68,6 +84,7 @@ async function main(argv: string[]): Promise<void> {
         workers: Number(values.workers),
         store: values.store,
         subnet: values.subnet,
+        ...(values["max-apps"] === undefined ? {} : { maxApps: Number(values["max-apps"]) }),
       });
       process.stdout.write(`cluster '${state.name}' is up: ${state.apps} app hosts x ${state.workers} workers, Redis, HAProxy\n`);
       process.stdout.write(`LB URL: ${state.lbUrl}  (reach it from the client namespace:`);
@@ -122,6 +139,33 @@ async function main(argv: string[]): Promise<void> {
     case "down": {
       const removed = down(name);
       process.stdout.write(removed.length === 0 ? `cluster '${name}' was not up\n` : `removed ${removed.join(", ")}\n`);
+      return;
+    }
+    case "autoscale": {
+      const controller = new AbortController();
+      // SIGINT/SIGTERM: finish the action in progress, then stop; the topology stays up.
+      process.once("SIGINT", () => controller.abort());
+      process.once("SIGTERM", () => controller.abort());
+      const policy = {
+        ...DEFAULT_POLICY,
+        min: Number(values.min),
+        max: Number(values.max),
+        scaleOutCpu: Number(values["scale-out-cpu"]),
+        scaleInCpu: Number(values["scale-in-cpu"]),
+        p99Ms: Number(values["p99-ms"]),
+        cooldownOutMs: Number(values["cooldown-out-ms"]),
+        cooldownInMs: Number(values["cooldown-in-ms"]),
+      };
+      const intervalMs = Number(values["interval-ms"]);
+      if (!(intervalMs >= 50)) throw new ClusterError(`--interval-ms must be >= 50; got ${values["interval-ms"]}.`);
+      const durationS = values["duration-s"] === undefined ? undefined : Number(values["duration-s"]);
+      if (durationS !== undefined && !(durationS > 0)) throw new ClusterError(`--duration-s must be > 0; got ${durationS}.`);
+      try {
+        await autoscale(loadState(name), { policy, intervalMs, durationS, signal: controller.signal });
+      } catch (error) {
+        if (error instanceof RangeError) throw new ClusterError(error.message);
+        throw error;
+      }
       return;
     }
     default:

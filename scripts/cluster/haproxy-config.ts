@@ -13,6 +13,11 @@ export interface AppServer {
   readonly name: string;
   readonly address: string;
   readonly port: number;
+  /**
+   * Declared but in maintenance (HAProxy's `disabled`): a slot the autoscaler fills at run time over
+   * the admin socket (`set server ... addr`, `state ready`), so adding a host needs no reload. Default false.
+   */
+  readonly disabled?: boolean;
 }
 
 export interface HaproxyConfigOptions {
@@ -58,7 +63,9 @@ export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
     CHECK_WINDOW_MS: String(checkWindowMs(options)),
     SERVER_MAXCONN: String(options.serverMaxconn ?? 512),
     CLIENT_CONNECTION_MODE: options.clientKeepAlive === true ? "# option httpclose  (off: clientKeepAlive)" : "option httpclose",
-    SERVERS: options.servers.map((s) => `    server ${s.name} ${s.address}:${s.port}`).join("\n"),
+    SERVERS: options.servers
+      .map((s) => `    server ${s.name} ${s.address}:${s.port}${s.disabled === true ? " disabled" : ""}`)
+      .join("\n"),
   };
   return readFileSync(HAPROXY_TEMPLATE, "utf8").replace(/\{\{([A-Z_]+)\}\}/g, (whole, key: string) => {
     const value = values[key];

@@ -50,6 +50,11 @@ export interface ClusterState {
   readonly lbUrl: string;
   readonly lbStatsUrl: string;
   readonly haproxySocket: string;
+  /**
+   * App server slots declared in HAProxy (app1..appN; those without a host are in maintenance). The
+   * autoscaler adds hosts only into these. Absent in state files of clusters without spare slots.
+   */
+  readonly slots?: number;
   readonly hosts: Record<string, HostState>;
 }
 
@@ -64,6 +69,11 @@ export interface UpOptions {
   readonly store?: string;
   /** A /24 that exists only inside the topology. Default 10.200.0.0/24. */
   readonly subnet?: string;
+  /**
+   * HAProxy server slots (>= apps): the spare ones are declared disabled so that `autoscale` can add
+   * hosts up to this many without reloading HAProxy. Default: apps (no spare slot).
+   */
+  readonly maxApps?: number;
 }
 
 export class ClusterError extends Error {}
@@ -115,23 +125,39 @@ export function run(command: readonly string[], allowFailure = false): string {
   return result.stdout.toString();
 }
 
+function planHost(
+  name: string,
+  host: string,
+  role: Role,
+  lastOctet: number | undefined,
+  prefix: string,
+  stateDir: string,
+): HostState {
+  return {
+    name: host,
+    role,
+    namespace: namespaceOf(name, host),
+    address: lastOctet === undefined ? undefined : `${prefix}.${lastOctet}`,
+    bridgePort: lastOctet === undefined ? undefined : `v-${host}`,
+    logFile: role === "net" || role === "client" ? undefined : join(stateDir, `${host}.log`),
+  };
+}
+
+/** App host i lives at .(10+i) on the subnet: fixed, so HAProxy's slot for it can be declared up front. */
+function appOctet(index: number): number {
+  return 10 + index;
+}
+
 function planHosts(name: string, apps: number, prefix: string, stateDir: string): Record<string, HostState> {
   const hosts: Record<string, HostState> = {};
   const add = (host: string, role: Role, lastOctet: number | undefined) => {
-    hosts[host] = {
-      name: host,
-      role,
-      namespace: namespaceOf(name, host),
-      address: lastOctet === undefined ? undefined : `${prefix}.${lastOctet}`,
-      bridgePort: lastOctet === undefined ? undefined : `v-${host}`,
-      logFile: role === "net" || role === "client" ? undefined : join(stateDir, `${host}.log`),
-    };
+    hosts[host] = planHost(name, host, role, lastOctet, prefix, stateDir);
   };
   add("net", "net", undefined);
   add("redis", "redis", 2);
   add("lb", "lb", 3);
   add("client", "client", 4);
-  for (let i = 1; i <= apps; i++) add(`app${i}`, "app", 10 + i);
+  for (let i = 1; i <= apps; i++) add(`app${i}`, "app", appOctet(i));
   return hosts;
 }
 
@@ -141,30 +167,34 @@ function wire(state: ClusterState): void {
   run(["ip", "-n", net.namespace, "link", "set", "lo", "up"]);
   run(["ip", "-n", net.namespace, "link", "add", "br0", "type", "bridge"]);
   run(["ip", "-n", net.namespace, "link", "set", "br0", "up"]);
-  for (const host of Object.values(state.hosts)) {
-    if (host.bridgePort === undefined || host.address === undefined) continue;
-    // Both ends are born inside namespaces: the root namespace never sees this link.
-    run([
-      "ip",
-      "-n",
-      net.namespace,
-      "link",
-      "add",
-      host.bridgePort,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "eth0",
-      "netns",
-      host.namespace,
-    ]);
-    run(["ip", "-n", net.namespace, "link", "set", host.bridgePort, "master", "br0"]);
-    run(["ip", "-n", net.namespace, "link", "set", host.bridgePort, "up"]);
-    run(["ip", "-n", host.namespace, "addr", "add", `${host.address}/24`, "dev", "eth0"]);
-    run(["ip", "-n", host.namespace, "link", "set", "eth0", "up"]);
-    run(["ip", "-n", host.namespace, "link", "set", "lo", "up"]);
-  }
+  for (const host of Object.values(state.hosts)) wireHost(state, host);
+}
+
+/** Plugs one host namespace (already created) into the bridge and gives it its address. */
+function wireHost(state: ClusterState, host: HostState): void {
+  const net = state.hosts.net as HostState;
+  if (host.bridgePort === undefined || host.address === undefined) return;
+  // Both ends are born inside namespaces: the root namespace never sees this link.
+  run([
+    "ip",
+    "-n",
+    net.namespace,
+    "link",
+    "add",
+    host.bridgePort,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    "eth0",
+    "netns",
+    host.namespace,
+  ]);
+  run(["ip", "-n", net.namespace, "link", "set", host.bridgePort, "master", "br0"]);
+  run(["ip", "-n", net.namespace, "link", "set", host.bridgePort, "up"]);
+  run(["ip", "-n", host.namespace, "addr", "add", `${host.address}/24`, "dev", "eth0"]);
+  run(["ip", "-n", host.namespace, "link", "set", "eth0", "up"]);
+  run(["ip", "-n", host.namespace, "link", "set", "lo", "up"]);
 }
 
 function commandOf(state: ClusterState, host: HostState): { argv: string[]; env: Record<string, string> } {
@@ -334,6 +364,9 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   }
   const subnet = options.subnet ?? "10.200.0.0/24";
   const prefix = subnetPrefix(subnet);
+  const slots = options.maxApps ?? apps;
+  if (!Number.isInteger(slots) || slots < apps || slots > 200)
+    throw new ClusterError(`--max-apps must be an integer from --apps (${apps}) to 200; got ${slots}.`);
   if (listNamespaces(name).length > 0) {
     throw new ClusterError(`cluster '${name}' is already up (namespaces exist); run: npm run cluster -- down --name ${name}`);
   }
@@ -353,6 +386,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     lbUrl: `http://${lb.address}:${LB_PORT}`,
     lbStatsUrl: `http://${lb.address}:${LB_STATS_PORT}/metrics`,
     haproxySocket: join(stateDir, "haproxy.sock"),
+    slots,
     hosts,
   };
   writeFileSync(join(stateDir, "state.json"), `${JSON.stringify(state, null, 2)}\n`);
@@ -361,7 +395,12 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     writeFileSync(
       join(stateDir, "haproxy.cfg"),
       renderHaproxyConfig({
-        servers: appNames(state).map((app) => ({ name: app, address: hostOf(state, app).address as string, port: APP_PORT })),
+        servers: Array.from({ length: slots }, (_, i) => ({
+          name: `app${i + 1}`,
+          address: `${prefix}.${appOctet(i + 1)}`,
+          port: APP_PORT,
+          disabled: i >= apps,
+        })),
         bind: `${lb.address}:${LB_PORT}`,
         statsBind: `${lb.address}:${LB_STATS_PORT}`,
         statsSocket: state.haproxySocket,
@@ -518,4 +557,98 @@ export async function status(state: ClusterState): Promise<Record<string, unknow
     };
   });
   return { name: state.name, subnet: state.subnet, lbUrl: state.lbUrl, lbMetricsUrl: state.lbStatsUrl, hosts };
+}
+
+const APP_BACKEND = "turnomatic_apps";
+
+/** Writes the state file (the autoscaler changes the set of app hosts at run time). */
+export function saveState(state: ClusterState): void {
+  writeFileSync(join(state.stateDir, "state.json"), `${JSON.stringify(state, null, 2)}\n`);
+}
+
+/** Sends one command to HAProxy's admin socket; throws with HAProxy's answer when it is not accepted. */
+export async function lbAdmin(state: ClusterState, command: string): Promise<string> {
+  const answer = (await adminCommand(state.haproxySocket, command)).trim();
+  // Accepted `set server` commands answer nothing (or a line that says what changed).
+  if (/^(No such|Require|Unknown|Invalid|.*not found)/i.test(answer)) {
+    throw new ClusterError(`HAProxy refused '${command}': ${answer}`);
+  }
+  return answer;
+}
+
+/** One row of `show stat` per app server (and BACKEND), as column -> value. */
+export async function lbStatRows(state: ClusterState): Promise<Record<string, Record<string, string>>> {
+  const csv = await adminCommand(state.haproxySocket, "show stat");
+  const lines = csv.split("\n");
+  const header = (lines[0] ?? "").replace(/^# /, "").split(",");
+  const rows: Record<string, Record<string, string>> = {};
+  for (const line of lines.slice(1)) {
+    const cells = line.split(",");
+    if (cells[header.indexOf("pxname")] !== APP_BACKEND) continue;
+    const row: Record<string, string> = {};
+    header.forEach((column, i) => {
+      row[column] = cells[i] ?? "";
+    });
+    rows[row.svname ?? ""] = row;
+  }
+  return rows;
+}
+
+/** Indices of the HAProxy slots that have no host (app3 -> 3), lowest first. */
+export function freeAppSlots(state: ClusterState): number[] {
+  const slots = state.slots ?? state.apps;
+  return Array.from({ length: slots }, (_, i) => i + 1).filter((i) => state.hosts[`app${i}`] === undefined);
+}
+
+/**
+ * Adds an app host into the lowest free HAProxy slot: new namespace on the bridge, app process, wait
+ * until it is ready, then point the slot at it and enable it over the admin socket (no reload: the
+ * connections in flight are not touched). Returns the new state (also written to the state file).
+ */
+export async function addAppHost(state: ClusterState): Promise<{ state: ClusterState; host: string }> {
+  const index = freeAppSlots(state)[0];
+  if (index === undefined) {
+    throw new ClusterError(
+      `cluster '${state.name}' has no free HAProxy slot (${state.slots ?? state.apps} declared); bring it up with a larger --max-apps.`,
+    );
+  }
+  const name = `app${index}`;
+  const host = planHost(state.name, name, "app", appOctet(index), subnetPrefix(state.subnet), state.stateDir);
+  const next: ClusterState = { ...state, hosts: { ...state.hosts, [name]: host } };
+  run(["ip", "netns", "add", host.namespace]);
+  // Recorded before anything can fail half-way, so that `down` and a later scale-in find it.
+  saveState(next);
+  wireHost(next, host);
+  startHost(next, name);
+  await waitReady(next, [`${appUrl(next, name)}/readyz`]);
+  await lbAdmin(next, `set server ${APP_BACKEND}/${name} addr ${host.address} port ${APP_PORT}`);
+  await lbAdmin(next, `set server ${APP_BACKEND}/${name} state ready`);
+  await waitLbState(next, [name], "UP");
+  return { state: next, host: name };
+}
+
+/**
+ * Removes an app host without failing a request: drain in HAProxy (no new requests), wait until its
+ * current sessions reached 0, maintenance, SIGTERM (the app's own graceful drain), remove the
+ * namespace. Returns the new state (also written to the state file).
+ */
+export async function removeAppHost(state: ClusterState, name: string, timeoutMs = 30_000): Promise<ClusterState> {
+  const host = hostOf(state, name);
+  if (host.role !== "app") throw new ClusterError(`host '${name}' is not an app host.`);
+  await lbAdmin(state, `set server ${APP_BACKEND}/${name} state drain`);
+  const until = performance.now() + timeoutMs;
+  while (performance.now() < until) {
+    const row = (await lbStatRows(state))[name];
+    if (row === undefined || (Number(row.scur) === 0 && Number(row.qcur) === 0)) break;
+    await Bun.sleep(50);
+  }
+  await lbAdmin(state, `set server ${APP_BACKEND}/${name} state maint`);
+  if (!(await terminateHost(state, name, DRAIN_DELAY_MS + 15_000))) stopHost(state, name);
+  // Deleting the namespace deletes its veth end, and with it the bridge-side peer.
+  run(["ip", "netns", "del", host.namespace], true);
+  const hosts = { ...state.hosts };
+  delete hosts[name];
+  const next: ClusterState = { ...state, hosts };
+  saveState(next);
+  return next;
 }

@@ -24,6 +24,8 @@ export interface LoadClientOptions {
    * GET on its own when a keep-alive connection drops, as an off-the-shelf client would.
    */
   readonly client?: "raw" | "fetch";
+  /** Pause of each client between its requests (ms): a light, steady load instead of a flat-out one. Default 0. */
+  readonly pauseMs?: number;
 }
 
 export interface LoadClientResult {
@@ -174,6 +176,7 @@ async function main(options: LoadClientOptions): Promise<void> {
     while (next < options.requests && now() < stopAt && !stopRequested) {
       next++;
       history.push(await requestTurn(connection, options.ids[k++ % options.ids.length] as string, options.timeoutMs));
+      if ((options.pauseMs ?? 0) > 0) await Bun.sleep(options.pauseMs as number);
     }
   };
   await Promise.all(Array.from({ length: options.clients }, (_, i) => client(i)));

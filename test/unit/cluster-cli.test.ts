@@ -25,6 +25,9 @@ describe("npm run cluster", () => {
     const { code, stderr } = await run(["up", "--name", "noroot"], true);
     expect(code).toBe(1);
     expect(stderr).toContain("needs root");
+    const scaler = await run(["autoscale", "--name", "noroot"], true);
+    expect(scaler.code).toBe(1);
+    expect(scaler.stderr).toContain("needs root");
   });
 
   test("bad options are refused with a message that names the option", async () => {
@@ -34,5 +37,7 @@ describe("npm run cluster", () => {
     expect((await run(["up", "--name", "cliopt", "--subnet", "8.8.8.0/24"])).stderr).toContain("--subnet must be a private /24");
     expect((await run(["status", "--name", "nosuch"])).stderr).toContain("no cluster 'nosuch'");
     expect((await run(["down", "--name", "nosuch"])).code).toBe(0);
+    expect((await run(["autoscale", "--name", "nosuch"])).stderr).toContain("no cluster 'nosuch'");
+    expect((await run(["up", "--name", "cliopt", "--apps", "3", "--max-apps", "2"])).stderr).toContain("--max-apps must be");
   });
 });
