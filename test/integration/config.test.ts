@@ -49,3 +49,9 @@ describe("configuration", () => {
     expect(help.stdout.toString()).toContain("TURNOMATIC_STORE");
   });
 });
+
+test("the README's configuration table lists every option", async () => {
+  const readme = await Bun.file(join(import.meta.dir, "../../README.md")).text();
+  const missing = OPTIONS.filter((option) => !readme.includes(`\`${option.env}\``) || !readme.includes(`\`--${option.flag}\``));
+  expect(missing.map((option) => option.env)).toEqual([]);
+});
