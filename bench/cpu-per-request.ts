@@ -11,6 +11,9 @@
  *   naive        bench/naive-server.ts: one Redis INCR per request, no coalescing
  *   redis-hot-lb redis-hot behind HAProxy with deploy/haproxy's template (httpclose: a new client
  *                connection per request, http-server-close), HAProxy's CPU reported as lbCpuUsPerReq
+ *   redis-hot-lb-ka  the same without httpclose (client keep-alive; server side still
+ *                http-server-close): what the LB costs once turn requests are replay-safe
+ *   redis-hot-lb-reuse  keep-alive on both sides (the template's http-server-close removed too)
  *   redis-hot-w2 / redis-1000-w2  the same with --workers 2 (supervisor + 2 workers, SO_REUSEPORT)
  * Turnomatic runs with its defaults (metrics on). redis-server is the test helper's (no AOF).
  * Results: docs/scalability/cpu-per-request-<timestamp>.json (medians and every run).
@@ -42,7 +45,7 @@ interface Started {
 }
 
 /** HAProxy with the production template (httpclose + http-server-close) in front of one service. */
-async function behindHaproxy(inner: Started): Promise<Started> {
+async function behindHaproxy(inner: Started, clientKeepAlive = false, serverReuse = false): Promise<Started> {
   const dir = mkdtempSync(join(tmpdir(), "turnomatic-lb-"));
   const port = await freePort();
   const app = new URL(inner.url);
@@ -51,8 +54,10 @@ async function behindHaproxy(inner: Started): Promise<Started> {
     bind: `127.0.0.1:${port}`,
     statsBind: `127.0.0.1:${await freePort()}`,
     statsSocket: join(dir, "admin.sock"),
+    clientKeepAlive,
   });
-  writeFileSync(join(dir, "haproxy.cfg"), cfg);
+  // serverReuse: keep LB->app connections open too (bench only; production closes them, see the template).
+  writeFileSync(join(dir, "haproxy.cfg"), serverReuse ? cfg.replace(/^\s*option http-server-close\s*$/m, "") : cfg);
   const lb = Bun.spawn([requireBinary("haproxy"), "-db", "-f", join(dir, "haproxy.cfg")], { stdout: "ignore", stderr: "ignore" });
   const url = `http://127.0.0.1:${port}`;
   await waitFor("haproxy", async () => (await fetch(`${url}/turno/warmup`)).ok);
@@ -95,6 +100,8 @@ const CASES: Array<{ key: string; ids: number; redis: boolean; start: (redis: Re
   { key: "sqlite", ids: 1, redis: false, start: () => service(undefined) },
   { key: "naive", ids: 1, redis: true, start: (r) => script("naive-server.ts", { REDIS_URL: r.url }) },
   { key: "redis-hot-lb", ids: 1, redis: true, start: async (r) => behindHaproxy(await service(r.url)) },
+  { key: "redis-hot-lb-ka", ids: 1, redis: true, start: async (r) => behindHaproxy(await service(r.url), true) },
+  { key: "redis-hot-lb-reuse", ids: 1, redis: true, start: async (r) => behindHaproxy(await service(r.url), true, true) },
   { key: "redis-hot-w2", ids: 1, redis: true, start: (r) => service(r.url, ["--workers", "2"]) },
   { key: "redis-1000-w2", ids: 1000, redis: true, start: (r) => service(r.url, ["--workers", "2"]) },
 ];
