@@ -104,6 +104,19 @@ function stepSpecs(rows: StepRow[]): Record<string, TopLevelSpec> {
   };
 }
 
+/**
+ * CPU of every watched server-side process (service, workers, HAProxy, Redis: not the generator)
+ * per request, at the highest rate that held: what the setup costs, whatever the neighbours did.
+ */
+export function serverCpuPerRequestUs(m: MaxResult): number | undefined {
+  const held = m.steps.filter((s) => s.ok && s.offered === m.maxSustainableRate).at(-1);
+  if (held === undefined || held.achieved <= 0) return undefined;
+  const percent = Object.entries(held.cpu)
+    .filter(([name]) => !["generator", "host", "hostCores"].includes(name))
+    .reduce((sum, [, v]) => sum + v, 0);
+  return (percent / 100) * (1e6 / held.achieved);
+}
+
 function stepsMarkdown(rows: StepRow[]): string[] {
   if (rows.length === 0) return [];
   const first = rows.find((r) => r.turnoload !== undefined)?.turnoload;
@@ -118,15 +131,19 @@ function stepsMarkdown(rows: StepRow[]): string[] {
     "The same load at every step of the build-up: turnoload open loop at a fixed rate" +
       (first === undefined
         ? ""
-        : ` (${first.settings.rate} req/s, ${first.settings.connections} in flight, ${first.settings.ids} ids, ${first.seconds} s)`) +
+        : ` (${first.settings.rate} req/s, ${first.settings.connections} in flight, ${first.settings.ids} ids, ${first.settings.duration} s)`) +
       ", wrk closed loop (32 connections, 100 ids), and `loadtest:max`; everything verified against I1-I4.",
     "",
-    "| step | turnoload req/s | p50 ms | p99 ms | errors / non-2xx | verdict | wrk req/s | wrk p50 / p99 ms | wrk errors / non-2xx | wrk verdict | max sustainable req/s (knee) | max: what saturated | max verdict |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| step | turnoload req/s | p50 ms | p99 ms | errors / non-2xx | verdict | wrk req/s | wrk p50 / p99 ms | wrk errors / non-2xx | wrk verdict | max sustainable req/s (knee) | max: what saturated | server CPU per request there | max verdict |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
+  const cpuCost = (m: MaxResult | undefined) => {
+    const us = m === undefined ? undefined : serverCpuPerRequestUs(m);
+    return us === undefined ? "-" : `${Math.round(us)} µs`;
+  };
   for (const { step, turnoload: t, wrk: w, max: m } of rows)
     lines.push(
-      `| ${step} | ${t === undefined ? "-" : fmt(t.rps)} | ${t === undefined ? "-" : fmt(t.latencyMs.p50)} | ${t === undefined ? "-" : fmt(t.latencyMs.p99)} | ${t === undefined ? "-" : `${t.errors} / ${t.non2xx}`} | ${verdict(t)} | ${w === undefined ? "-" : `**${fmt(w.rps)}**`} | ${w === undefined ? "-" : `${fmt(w.latencyMs.p50)} / ${fmt(w.latencyMs.p99)}`} | ${w === undefined ? "-" : `${w.errors} / ${w.non2xx}`} | ${verdict(w)} | ${m === undefined ? "-" : `**${m.maxSustainableRate}** (${m.knee ?? "not reached"})`} | ${m?.saturated ?? "-"} | ${verdict(m)} |`,
+      `| ${step} | ${t === undefined ? "-" : fmt(t.rps)} | ${t === undefined ? "-" : fmt(t.latencyMs.p50)} | ${t === undefined ? "-" : fmt(t.latencyMs.p99)} | ${t === undefined ? "-" : `${t.errors} / ${t.non2xx}`} | ${verdict(t)} | ${w === undefined ? "-" : `**${fmt(w.rps)}**`} | ${w === undefined ? "-" : `${fmt(w.latencyMs.p50)} / ${fmt(w.latencyMs.p99)}`} | ${w === undefined ? "-" : `${w.errors} / ${w.non2xx}`} | ${verdict(w)} | ${m === undefined ? "-" : `**${m.maxSustainableRate}** (${m.knee ?? "not reached"})`} | ${m?.saturated ?? "-"} | ${cpuCost(m)} | ${verdict(m)} |`,
     );
   lines.push("", "![steps-throughput.svg](steps-throughput.svg)", "", "![steps-latency.svg](steps-latency.svg)", "");
   return lines;
