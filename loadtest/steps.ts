@@ -318,7 +318,7 @@ async function runStep(step: StepName, options: StepsOptions, cleanups: Cleanup[
       "max.ts",
       [
         ...common,
-        ...["--step-seconds", String(options.stepSeconds), "--start", "500", "--factor", "1.5", "--max-steps", "8"],
+        ...["--step-seconds", String(options.stepSeconds), "--start", "500", "--factor", "1.5", "--max-steps", "10"],
         ...["--refine", "2", "--retries", "1", "--ids", "100", "--connections", "64"],
         ...(setup.watch.length > 0 ? ["--pids", setup.watch.join(",")] : []),
       ],
