@@ -83,7 +83,7 @@ function stepSpecs(rows: StepRow[]): Record<string, TopLevelSpec> {
         x: { field: "step", type: "nominal", sort: order, title: null },
         xOffset: { field: "measure" },
         y: { field: "rps", type: "quantitative", title: "requests/s" },
-        color: { field: "measure", type: "nominal", title: null },
+        color: { field: "measure", type: "nominal", title: null, legend: { labelLimit: 300 } },
       },
       width: 480,
       height: 240,
