@@ -9,6 +9,7 @@ import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import type { MaxResult } from "./max.ts";
 import type { LoadResult } from "./result.ts";
+import { STEPS } from "./steps.ts";
 
 type AnyResult = LoadResult | MaxResult;
 
@@ -38,10 +39,120 @@ function latestRuns(runs: LoadResult[]): LoadResult[] {
 
 const labelOf = (r: { label: string }) => (r.label === "" ? "(unlabelled)" : r.label);
 
+/** The latest result of each build-up step (`npm run loadtest:steps`, labels `step=<name>`), in build-up order. */
+export interface StepRow {
+  readonly step: string;
+  readonly turnoload: LoadResult | undefined;
+  readonly wrk: LoadResult | undefined;
+  readonly max: MaxResult | undefined;
+}
+
+export function stepRows(results: AnyResult[]): StepRow[] {
+  const latest = (step: string, tool: string, kind: string) =>
+    results.filter((r) => r.label === `step=${step}` && r.tool === tool && r.kind === kind).at(-1);
+  return STEPS.map((step) => ({
+    step,
+    turnoload: latest(step, "turnoload", "run") as LoadResult | undefined,
+    wrk: latest(step, "wrk", "run") as LoadResult | undefined,
+    max: latest(step, "turnoload", "max") as MaxResult | undefined,
+  })).filter((row) => row.turnoload !== undefined || row.wrk !== undefined || row.max !== undefined);
+}
+
+function stepSpecs(rows: StepRow[]): Record<string, TopLevelSpec> {
+  if (rows.length === 0) return {};
+  const order = rows.map((r) => r.step);
+  const throughput = rows.flatMap((r) => [
+    ...(r.wrk === undefined ? [] : [{ step: r.step, measure: "wrk closed loop (32 conns)", rps: r.wrk.rps }]),
+    ...(r.max === undefined ? [] : [{ step: r.step, measure: "max sustainable (p99 <= SLO)", rps: r.max.maxSustainableRate }]),
+  ]);
+  const latency = rows.flatMap((r) =>
+    r.turnoload === undefined
+      ? []
+      : (["p50", "p99"] as const).map((p) => ({
+          step: r.step,
+          percentile: p,
+          ms: Math.max(0.01, r.turnoload?.latencyMs[p] ?? 0),
+        })),
+  );
+  return {
+    "steps-throughput.svg": {
+      title: "Build-up steps: throughput (req/s, same settings at every step)",
+      data: { values: throughput },
+      mark: "bar",
+      encoding: {
+        x: { field: "step", type: "nominal", sort: order, title: null },
+        xOffset: { field: "measure" },
+        y: { field: "rps", type: "quantitative", title: "requests/s" },
+        color: { field: "measure", type: "nominal", title: null, legend: { labelLimit: 300 } },
+      },
+      width: 480,
+      height: 240,
+    },
+    "steps-latency.svg": {
+      title: "Build-up steps: turnoload latency at a fixed open-loop rate (ms, log scale)",
+      data: { values: latency },
+      mark: "bar",
+      encoding: {
+        x: { field: "step", type: "nominal", sort: order, title: null },
+        xOffset: { field: "percentile", sort: ["p50", "p99"] },
+        y: { field: "ms", type: "quantitative", scale: { type: "log" }, title: "latency (ms)" },
+        color: { field: "percentile", type: "nominal", sort: ["p50", "p99"] },
+      },
+      width: 480,
+      height: 240,
+    },
+  };
+}
+
+/**
+ * CPU of every watched server-side process (service, workers, HAProxy, Redis: not the generator)
+ * per request, at the highest rate that held: what the setup costs, whatever the neighbours did.
+ */
+export function serverCpuPerRequestUs(m: MaxResult): number | undefined {
+  const held = m.steps.filter((s) => s.ok && s.offered === m.maxSustainableRate).at(-1);
+  if (held === undefined || held.achieved <= 0) return undefined;
+  const percent = Object.entries(held.cpu)
+    .filter(([name]) => !["generator", "host", "hostCores"].includes(name))
+    .reduce((sum, [, v]) => sum + v, 0);
+  return (percent / 100) * (1e6 / held.achieved);
+}
+
+function stepsMarkdown(rows: StepRow[]): string[] {
+  if (rows.length === 0) return [];
+  const first = rows.find((r) => r.turnoload !== undefined)?.turnoload;
+  const verdict = (r: LoadResult | MaxResult | undefined) => {
+    const v = r?.verification;
+    if (v === undefined) return "-";
+    return v.ok ? "OK" : `**VIOLATION**: ${v.summary}`;
+  };
+  const lines = [
+    "## Build-up steps (`npm run loadtest:steps`)",
+    "",
+    "The same load at every step of the build-up: turnoload open loop at a fixed rate" +
+      (first === undefined
+        ? ""
+        : ` (${first.settings.rate} req/s, ${first.settings.connections} in flight, ${first.settings.ids} ids, ${first.settings.duration} s)`) +
+      ", wrk closed loop (32 connections, 100 ids), and `loadtest:max`; everything verified against I1-I4.",
+    "",
+    "| step | turnoload req/s | p50 ms | p99 ms | errors / non-2xx | verdict | wrk req/s | wrk p50 / p99 ms | wrk errors / non-2xx | wrk verdict | max sustainable req/s (knee) | max: what saturated | server CPU per request there | max verdict |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  const cpuCost = (m: MaxResult | undefined) => {
+    const us = m === undefined ? undefined : serverCpuPerRequestUs(m);
+    return us === undefined ? "-" : `${Math.round(us)} µs`;
+  };
+  for (const { step, turnoload: t, wrk: w, max: m } of rows)
+    lines.push(
+      `| ${step} | ${t === undefined ? "-" : fmt(t.rps)} | ${t === undefined ? "-" : fmt(t.latencyMs.p50)} | ${t === undefined ? "-" : fmt(t.latencyMs.p99)} | ${t === undefined ? "-" : `${t.errors} / ${t.non2xx}`} | ${verdict(t)} | ${w === undefined ? "-" : `**${fmt(w.rps)}**`} | ${w === undefined ? "-" : `${fmt(w.latencyMs.p50)} / ${fmt(w.latencyMs.p99)}`} | ${w === undefined ? "-" : `${w.errors} / ${w.non2xx}`} | ${verdict(w)} | ${m === undefined ? "-" : `**${m.maxSustainableRate}** (${m.knee ?? "not reached"})`} | ${m?.saturated ?? "-"} | ${cpuCost(m)} | ${verdict(m)} |`,
+    );
+  lines.push("", "![steps-throughput.svg](steps-throughput.svg)", "", "![steps-latency.svg](steps-latency.svg)", "");
+  return lines;
+}
+
 export function chartSpecs(results: AnyResult[]): Record<string, TopLevelSpec> {
   const runs = latestRuns(results.filter((r): r is LoadResult => r.kind === "run"));
   const maxes = results.filter((r): r is MaxResult => r.kind === "max");
-  const specs: Record<string, TopLevelSpec> = {};
+  const specs: Record<string, TopLevelSpec> = { ...stepSpecs(stepRows(results)) };
   if (runs.length > 0) {
     specs["throughput.svg"] = {
       title: "Throughput per tool (req/s, higher is better)",
@@ -183,6 +294,7 @@ export function markdown(results: AnyResult[], charts: string[], resultsDir: str
       : `Machine: ${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}, Bun ${machine.bun}. ` +
         "Load generator and service share this host, so every figure is a lower bound for the service alone.",
     "",
+    ...stepsMarkdown(stepRows(results)),
   ];
   if (maxes.length > 0) {
     lines.push("## Maximum sustainable rate (`npm run loadtest:max`)", "");
@@ -238,7 +350,7 @@ export function markdown(results: AnyResult[], charts: string[], resultsDir: str
   }
   if (charts.length > 0) {
     lines.push("## Charts", "");
-    for (const chart of charts) lines.push(`![${chart}](${chart})`, "");
+    for (const chart of charts.filter((c) => !c.startsWith("steps-"))) lines.push(`![${chart}](${chart})`, "");
   }
   lines.push(`Source data: ${relative(outDir, resultsDir)}/ (${results.length} files).`, "");
   return lines.join("\n");

@@ -1,0 +1,394 @@
+/**
+ * `npm run loadtest:steps [-- --steps memory,redis-local,redis-remote,redis-cluster,multi-host]
+ *   [--duration 10] [--rate 1000] [--step-seconds 5] [--no-max] [--out DIR]`
+ *
+ * The brief's build-up, one step after the other, with the SAME load settings at every step:
+ *
+ *   memory         one service on loopback, memory store
+ *   redis-local    one service on loopback, redis-server on loopback
+ *   redis-remote   one service on loopback, redis-server in a network namespace of ours, reached
+ *                  over a veth pair on a private /30 (10.210.0.0/30 by default)
+ *   redis-cluster  one service on loopback, a 3+3 Redis Cluster on loopback
+ *   multi-host     `npm run cluster -- up --apps 2 --workers 2` (cluster name "ltsteps"): HAProxy,
+ *                  2 app hosts x 2 workers, Redis, each in its namespace; the load runs from the
+ *                  topology's client namespace (the loadtest CLI's --netns)
+ *
+ * At every step: turnoload open loop at a fixed rate (--verify, full I1-I4 history check), wrk
+ * closed loop for throughput (--verify), and loadtest:max (unless --no-max). Results go to
+ * loadtest/results/ labelled `step=<name>`; render them with `npm run loadtest:report`.
+ * Everything a step started is torn down after it, also on an error or SIGINT/SIGTERM. Needs root
+ * for the two namespace steps (redis-remote, multi-host). Exits 1 if any verification failed,
+ * 2 on bad arguments.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { requireBinary } from "../test/helpers/binaries.ts";
+import { waitFor } from "../test/helpers/ports.ts";
+import { startRedisCluster } from "../test/helpers/redis-cluster.ts";
+import { startRedis } from "../test/helpers/redis-server.ts";
+import { startService } from "../test/helpers/service.ts";
+import type { MaxResult } from "./max.ts";
+import { UsageError } from "./options.ts";
+import { type LoadResult, progress } from "./result.ts";
+
+export const STEPS = ["memory", "redis-local", "redis-remote", "redis-cluster", "multi-host"] as const;
+export type StepName = (typeof STEPS)[number];
+
+export interface StepsOptions {
+  /** Steps to run, in this order (default all five). */
+  readonly steps: readonly StepName[];
+  /** Seconds of each turnoload and wrk run (default 10). */
+  readonly duration: number;
+  /** turnoload's open-loop rate in req/s (default 1000). */
+  readonly rate: number;
+  /** Seconds per loadtest:max step (default 5). */
+  readonly stepSeconds: number;
+  /** Run loadtest:max at every step (default true; --no-max turns it off). */
+  readonly max: boolean;
+  /** Result directory (default loadtest/results). */
+  readonly out: string;
+}
+
+const KNOWN = new Set(["steps", "duration", "rate", "step-seconds", "no-max", "out"]);
+
+/** Parses the arguments; throws UsageError saying what to change. */
+export function parseStepsOptions(argv: readonly string[]): StepsOptions {
+  const raw = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument '${arg}'; options look like --name value`);
+    const name = arg.slice(2);
+    if (!KNOWN.has(name)) throw new UsageError(`unknown option ${arg}; known: ${[...KNOWN].map((k) => `--${k}`).join(" ")}`);
+    const next = argv[i + 1];
+    if (name === "no-max" || next === undefined || next.startsWith("--")) raw.set(name, true);
+    else {
+      raw.set(name, next);
+      i++;
+    }
+  }
+  const num = (name: string, fallback: number, min: number, max: number) => {
+    const value = raw.get(name);
+    if (value === undefined) return fallback;
+    const parsed = Number(value);
+    if (value === true || !Number.isFinite(parsed) || parsed < min || parsed > max)
+      throw new UsageError(`--${name} must be a number from ${min} to ${max}; got '${value === true ? "" : value}'`);
+    return parsed;
+  };
+  const stepsValue = raw.get("steps");
+  if (stepsValue === true) throw new UsageError(`--steps needs a comma-separated list of: ${STEPS.join(", ")}`);
+  const steps = (stepsValue ?? STEPS.join(",")).split(",").filter((s) => s !== "");
+  for (const step of steps)
+    if (!(STEPS as readonly string[]).includes(step))
+      throw new UsageError(`--steps: unknown step '${step}'; use a comma-separated list of: ${STEPS.join(", ")}`);
+  if (steps.length === 0) throw new UsageError(`--steps is empty; use a comma-separated list of: ${STEPS.join(", ")}`);
+  const out = raw.get("out");
+  if (out === true) throw new UsageError("--out needs a directory");
+  return {
+    steps: steps as StepName[],
+    duration: num("duration", 10, 1, 600),
+    rate: num("rate", 1000, 1, 1_000_000),
+    stepSeconds: num("step-seconds", 5, 1, 60),
+    max: raw.get("no-max") === undefined,
+    out: out ?? join(import.meta.dir, "results"),
+  };
+}
+
+/** A running setup: where to send load, from which namespace, whose CPU to watch. */
+interface Setup {
+  readonly target: string;
+  readonly netns: string | undefined;
+  /** `name:pid+pid` entries for loadtest:max's --pids. */
+  readonly watch: string[];
+  readonly note: string;
+}
+
+type Cleanup = () => Promise<unknown> | unknown;
+
+/** Runs a command and throws with its output when it fails (setup commands must not fail quietly). */
+function sh(argv: readonly string[], allowFailure = false): string {
+  const result = spawnSync(argv[0] as string, argv.slice(1), { encoding: "utf8" });
+  if (result.status !== 0 && !allowFailure)
+    throw new Error(`'${argv.join(" ")}' failed (exit ${result.status}): ${result.stderr || result.stdout}`);
+  return result.stdout ?? "";
+}
+
+function requireRootFor(step: string): void {
+  if (process.getuid?.() !== 0)
+    throw new Error(`step '${step}' creates network namespaces and needs root; run as root or leave it out of --steps`);
+  requireBinary("ip", "apt-get install iproute2");
+}
+
+const SERVICE_ENV = { TURNOMATIC_LOG_LEVEL: "warn" };
+
+async function serviceOn(store: string, cleanups: Cleanup[]): Promise<{ url: string; pid: number }> {
+  const service = await startService({ store, env: SERVICE_ENV });
+  cleanups.push(() => service.stop());
+  return { url: service.url, pid: service.process.pid };
+}
+
+/** The namespace and veth pair of the redis-remote step (names fixed so a stale one is found and removed). */
+const REMOTE = {
+  namespace: "tm-ltsteps-redis",
+  hostIf: "ltsteps-h",
+  nsIf: "ltsteps-r",
+  hostIp: "10.210.0.1",
+  nsIp: "10.210.0.2",
+};
+
+function removeRemote(): void {
+  // Deleting the namespace kills the veth pair with it; its processes are killed by pid before.
+  for (const pid of sh(["ip", "netns", "pids", REMOTE.namespace], true)
+    .split("\n")
+    .filter((p) => p !== ""))
+    try {
+      process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // already gone
+    }
+  sh(["ip", "netns", "del", REMOTE.namespace], true);
+  sh(["ip", "link", "del", REMOTE.hostIf], true);
+}
+
+async function setUp(step: StepName, cleanups: Cleanup[]): Promise<Setup> {
+  switch (step) {
+    case "memory": {
+      const service = await serviceOn("memory:", cleanups);
+      return { target: service.url, netns: undefined, watch: [], note: "1 service process on loopback, memory store" };
+    }
+    case "redis-local": {
+      const redis = await startRedis();
+      cleanups.push(() => redis.stop());
+      const service = await serviceOn(redis.url, cleanups);
+      return {
+        target: service.url,
+        netns: undefined,
+        watch: [`redis:${redisPid(redis.port)}`],
+        note: "1 service process + redis-server, both on loopback",
+      };
+    }
+    case "redis-remote": {
+      requireRootFor(step);
+      const redisBinary = requireBinary("redis-server", "apt-get install redis-server");
+      const cli = requireBinary("redis-cli", "apt-get install redis-tools");
+      // The /30 must be ours alone: refuse if anything on this host already routes it.
+      if (sh(["ip", "-4", "addr"]).includes("10.210.0."))
+        throw new Error(
+          "10.210.0.0/30 is already in use on this host; remove it (or a stale run: ip netns del tm-ltsteps-redis)",
+        );
+      removeRemote();
+      cleanups.push(removeRemote);
+      sh(["ip", "netns", "add", REMOTE.namespace]);
+      sh(["ip", "link", "add", REMOTE.hostIf, "type", "veth", "peer", "name", REMOTE.nsIf]);
+      sh(["ip", "link", "set", REMOTE.nsIf, "netns", REMOTE.namespace]);
+      sh(["ip", "addr", "add", `${REMOTE.hostIp}/30`, "dev", REMOTE.hostIf]);
+      sh(["ip", "link", "set", REMOTE.hostIf, "up"]);
+      const inNs = ["ip", "netns", "exec", REMOTE.namespace];
+      sh([...inNs, "ip", "addr", "add", `${REMOTE.nsIp}/30`, "dev", REMOTE.nsIf]);
+      sh([...inNs, "ip", "link", "set", REMOTE.nsIf, "up"]);
+      sh([...inNs, "ip", "link", "set", "lo", "up"]);
+      const dir = mkdtempSync(join(tmpdir(), "turnomatic-ltsteps-redis-"));
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      // Same settings as test/helpers/redis-server.ts (no persistence), only the address differs.
+      const child = Bun.spawn(
+        [
+          ...inNs,
+          redisBinary,
+          ...["--port", "6379", "--bind", REMOTE.nsIp, "--dir", dir, "--save", "", "--appendonly", "no"],
+          ...["--protected-mode", "no"],
+        ],
+        { stdout: "ignore", stderr: "ignore" },
+      );
+      cleanups.unshift(async () => {
+        child.kill("SIGKILL");
+        await child.exited;
+      });
+      await waitFor(`redis-server on ${REMOTE.nsIp}:6379`, () => {
+        const pong = spawnSync(cli, ["-h", REMOTE.nsIp, "-p", "6379", "PING"], { encoding: "utf8" });
+        return pong.stdout.trim() === "PONG";
+      });
+      const pids = sh(["ip", "netns", "pids", REMOTE.namespace]).trim().split("\n").join("+");
+      const service = await serviceOn(`redis://${REMOTE.nsIp}:6379`, cleanups);
+      return {
+        target: service.url,
+        netns: undefined,
+        watch: [`redis:${pids}`],
+        note: `1 service process on loopback; redis-server in namespace ${REMOTE.namespace} at ${REMOTE.nsIp}, over a veth pair (10.210.0.0/30)`,
+      };
+    }
+    case "redis-cluster": {
+      const cluster = await startRedisCluster();
+      cleanups.push(() => cluster.stop());
+      const service = await serviceOn(cluster.url, cleanups);
+      const pids = cluster.nodes.map((n) => redisPid(n.port)).join("+");
+      return {
+        target: service.url,
+        netns: undefined,
+        watch: [`redis-cluster:${pids}`],
+        note: "1 service process on loopback; Redis Cluster of 3 primaries + 3 replicas on loopback",
+      };
+    }
+    case "multi-host": {
+      requireRootFor(step);
+      const topology = await import("../scripts/cluster/topology.ts");
+      const name = "ltsteps";
+      topology.down(name);
+      cleanups.push(() => topology.down(name));
+      const state = await topology.up({ name, apps: 2, workers: 2, store: "redis", subnet: "10.211.0.0/24" });
+      const watch = ["app1", "app2", "lb", "redis"].map(
+        (host) => `${host}:${topology.namespacePids(state.hosts[host]?.namespace as string).join("+")}`,
+      );
+      return {
+        target: state.lbUrl,
+        netns: state.hosts.client?.namespace,
+        watch,
+        note: "HAProxy + 2 app hosts x 2 workers + Redis, each in its own namespace (npm run cluster, 10.211.0.0/24); load from the client namespace",
+      };
+    }
+  }
+}
+
+/** The pid of the redis-server listening on a loopback port (for CPU watching). */
+function redisPid(port: number): string {
+  const out = sh(["ss", "-Hltnp", `sport = :${port}`], true);
+  return /pid=(\d+)/.exec(out)?.[1] ?? "0";
+}
+
+/** Runs a loadtest CLI (cli.ts or max.ts) as a child, in the namespace if given; returns the result. */
+async function runCli<T>(script: string, args: string[], netns: string | undefined): Promise<T> {
+  const argv = [process.execPath, join(import.meta.dir, script), ...args];
+  const child = Bun.spawn(netns === undefined ? argv : ["ip", "netns", "exec", netns, ...argv], {
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  current = child;
+  const out = await new Response(child.stdout).text();
+  const code = await child.exited;
+  current = undefined;
+  const path = out.trim().split("\n").at(-1) ?? "";
+  if (!path.endsWith(".json")) throw new Error(`${script} ${args.join(" ")} exited ${code} without a result path`);
+  return JSON.parse(readFileSync(path, "utf8")) as T;
+}
+
+let current: ReturnType<typeof Bun.spawn> | undefined;
+
+export interface StepSummary {
+  readonly step: StepName;
+  readonly note: string;
+  readonly turnoload?: LoadResult;
+  readonly wrk?: LoadResult;
+  readonly max?: MaxResult;
+  readonly error?: string;
+}
+
+async function runStep(step: StepName, options: StepsOptions, cleanups: Cleanup[]): Promise<StepSummary> {
+  const setup = await setUp(step, cleanups);
+  progress(`step ${step}: ${setup.note}; target ${setup.target}${setup.netns === undefined ? "" : ` from ${setup.netns}`}`);
+  const label = `step=${step}`;
+  const common = [
+    ...["--target", setup.target, "--out", options.out, "--label", label],
+    ...(setup.netns === undefined ? [] : ["--netns", setup.netns]),
+  ];
+  const load = ["--duration", String(options.duration), "--verify"];
+  // A short unrecorded warm-up first (connections, JIT, Redis Cluster slot map), so the measured
+  // runs do not start cold; its result goes to a temporary directory.
+  const warmupDir = mkdtempSync(join(tmpdir(), "turnomatic-ltsteps-warmup-"));
+  cleanups.push(() => rmSync(warmupDir, { recursive: true, force: true }));
+  await runCli<LoadResult>(
+    "cli.ts",
+    [...common, "--out", warmupDir, "--duration", "2", "--tool", "turnoload", "--rate", String(options.rate)],
+    undefined,
+  );
+  const turnoload = await runCli<LoadResult>(
+    "cli.ts",
+    [...common, ...load, "--tool", "turnoload", "--rate", String(options.rate), "--connections", "64", "--ids", "100"],
+    undefined,
+  );
+  const wrk = await runCli<LoadResult>(
+    "cli.ts",
+    [...common, ...load, "--tool", "wrk", "--connections", "32", "--ids", "100"],
+    undefined,
+  );
+  let max: MaxResult | undefined;
+  if (options.max) {
+    // loadtest:max has no re-exec of its own: run it inside the namespace directly. Its --netns is
+    // then only the permission for a non-loopback target.
+    max = await runCli<MaxResult>(
+      "max.ts",
+      [
+        ...common,
+        ...["--step-seconds", String(options.stepSeconds), "--start", "500", "--factor", "1.5", "--max-steps", "10"],
+        ...["--refine", "2", "--retries", "1", "--ids", "100", "--connections", "64"],
+        ...(setup.watch.length > 0 ? ["--pids", setup.watch.join(",")] : []),
+      ],
+      setup.netns,
+    );
+  }
+  return { step, note: setup.note, turnoload, wrk, max };
+}
+
+export function summaryLine(s: StepSummary): string {
+  if (s.error !== undefined) return `${s.step}: FAILED: ${s.error}`;
+  const part = (r: LoadResult | undefined) =>
+    r === undefined
+      ? "-"
+      : `${r.rps} req/s p50 ${r.latencyMs.p50} p99 ${r.latencyMs.p99} ms, errors ${r.errors}, non-2xx ${r.non2xx}, ${r.verification?.summary ?? "not verified"}`;
+  const max =
+    s.max === undefined
+      ? ""
+      : `; max ${s.max.maxSustainableRate} req/s (knee ${s.max.knee ?? "-"}, ${s.max.verification.summary})`;
+  return `${s.step}: turnoload ${part(s.turnoload)}; wrk ${part(s.wrk)}${max}`;
+}
+
+async function tearDown(cleanups: Cleanup[]): Promise<void> {
+  for (const cleanup of cleanups.splice(0)) {
+    try {
+      await cleanup();
+    } catch (error) {
+      progress(`cleanup failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+}
+
+async function main(): Promise<number> {
+  let options: StepsOptions;
+  try {
+    options = parseStepsOptions(process.argv.slice(2));
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`loadtest:steps: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  const cleanups: Cleanup[] = [];
+  for (const signal of ["SIGINT", "SIGTERM"] as const)
+    process.on(signal, async () => {
+      current?.kill("SIGKILL");
+      await tearDown(cleanups);
+      process.exit(130);
+    });
+  const summaries: StepSummary[] = [];
+  for (const step of options.steps) {
+    try {
+      summaries.push(await runStep(step, options, cleanups));
+    } catch (error) {
+      summaries.push({ step, note: "", error: error instanceof Error ? error.message : String(error) });
+    } finally {
+      await tearDown(cleanups);
+    }
+    progress(summaryLine(summaries.at(-1) as StepSummary));
+  }
+  process.stderr.write(`\nbuild-up steps:\n${summaries.map((s) => `  ${summaryLine(s)}`).join("\n")}\n`);
+  const failed = summaries.filter(
+    (s) =>
+      s.error !== undefined ||
+      s.turnoload?.verification?.ok === false ||
+      s.wrk?.verification?.ok === false ||
+      s.max?.verification.ok === false,
+  );
+  return failed.length === 0 ? 0 : 1;
+}
+
+if (import.meta.main) process.exit(await main());
