@@ -30,7 +30,7 @@ import { startRedisCluster } from "../test/helpers/redis-cluster.ts";
 import { startRedis } from "../test/helpers/redis-server.ts";
 import { startService } from "../test/helpers/service.ts";
 import type { MaxResult } from "./max.ts";
-import { UsageError } from "./options.ts";
+import { numberOption, UsageError } from "./options.ts";
 import { type LoadResult, progress } from "./result.ts";
 
 export const STEPS = ["memory", "redis-local", "redis-remote", "redis-cluster", "multi-host"] as const;
@@ -68,14 +68,7 @@ export function parseStepsOptions(argv: readonly string[]): StepsOptions {
       i++;
     }
   }
-  const num = (name: string, fallback: number, min: number, max: number) => {
-    const value = raw.get(name);
-    if (value === undefined) return fallback;
-    const parsed = Number(value);
-    if (value === true || !Number.isFinite(parsed) || parsed < min || parsed > max)
-      throw new UsageError(`--${name} must be a number from ${min} to ${max}; got '${value === true ? "" : value}'`);
-    return parsed;
-  };
+  const num = (name: string, fallback: number, min: number, max: number) => numberOption(raw, name, fallback, min, max);
   const stepsValue = raw.get("steps");
   if (stepsValue === true) throw new UsageError(`--steps needs a comma-separated list of: ${STEPS.join(", ")}`);
   const steps = (stepsValue ?? STEPS.join(",")).split(",").filter((s) => s !== "");
