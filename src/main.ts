@@ -103,7 +103,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
-  if (worker !== undefined) attachWorkerIpc(() => void shutdown("supervisor-gone"));
+  if (worker !== undefined) attachWorkerIpc(() => void shutdown("supervisor-gone"), instruments.busiest);
 }
 
 async function main(): Promise<void> {

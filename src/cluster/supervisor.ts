@@ -13,6 +13,8 @@ import { AggregatorRegistry } from "prom-client";
 import { type Config, ConfigError } from "../config.ts";
 import type { Logger } from "../observability/logger.ts";
 import { type RenderedMetrics, startMetricsServer } from "../observability/metrics-server.ts";
+import type { BusyId } from "../observability/busy-ids.ts";
+import { STATUS_BUSIEST } from "../observability/instrument.ts";
 import { createStatusHandler, type MetricJson } from "../observability/status.ts";
 import { isMetricsReply, type MetricsRequest } from "./ipc-messages.ts";
 
@@ -40,6 +42,7 @@ interface WorkerSlot {
 interface PendingScrape {
   readonly expected: Set<number>;
   readonly replies: object[][];
+  readonly busiest: BusyId[];
   readonly done: () => void;
 }
 
@@ -53,6 +56,7 @@ export class Supervisor {
   readonly #slots: WorkerSlot[];
   readonly #scrapes = new Map<number, PendingScrape>();
   #nextSeq = 1;
+  #busiest: BusyId[] = [];
   #stopping = false;
   /** Restarts so far (for tests and logs). */
   restarts = 0;
@@ -125,6 +129,7 @@ export class Supervisor {
     const scrape = this.#scrapes.get(message.seq);
     if (scrape === undefined || !scrape.expected.delete(index)) return;
     scrape.replies.push([...message.metrics]);
+    scrape.busiest.push(...(message.busiest ?? []));
     if (scrape.expected.size === 0) scrape.done();
   }
 
@@ -132,6 +137,11 @@ export class Supervisor {
   async renderMetrics(): Promise<RenderedMetrics> {
     const registry = await this.#aggregate();
     return { contentType: registry.contentType, body: await registry.metrics() };
+  }
+
+  /** The busiest ids over all workers, as of the last aggregation (metricsJson() refreshes it). */
+  busiest(): BusyId[] {
+    return this.#busiest;
   }
 
   /** The merged registry as JSON (what the status page reads). */
@@ -143,13 +153,14 @@ export class Supervisor {
     const seq = this.#nextSeq++;
     const live = this.#slots.filter((slot) => slot.process !== undefined);
     const replies: object[][] = [];
+    const busiest: BusyId[] = [];
     await new Promise<void>((resolve) => {
       const timer = setTimeout(finish, this.#metricsTimeoutMs);
       function finish() {
         clearTimeout(timer);
         resolve();
       }
-      const scrape: PendingScrape = { expected: new Set(live.map((slot) => slot.index)), replies, done: finish };
+      const scrape: PendingScrape = { expected: new Set(live.map((slot) => slot.index)), replies, busiest, done: finish };
       this.#scrapes.set(seq, scrape);
       const request: MetricsRequest = { type: "metrics-request", seq };
       for (const slot of live) {
@@ -163,6 +174,7 @@ export class Supervisor {
       if (scrape.expected.size === 0) finish();
     });
     this.#scrapes.delete(seq);
+    this.#busiest = mergeBusiest(busiest);
     return AggregatorRegistry.aggregate(replies);
   }
 
@@ -200,10 +212,10 @@ export function runSupervisor(config: Config, logger: Logger, options: Superviso
           config.metricsPort,
           config.host,
           () => supervisor.renderMetrics(),
-          // Host-wide status page from the merged registry; the busiest ids live in each worker.
+          // Host-wide status page: the merged registry, and the busiest ids merged from every worker.
           createStatusHandler(
             () => supervisor.metricsJson(),
-            () => [],
+            () => supervisor.busiest(),
           ),
         );
   logger.info("turnomatic supervisor started", {
@@ -226,4 +238,23 @@ export function runSupervisor(config: Config, logger: Logger, options: Superviso
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
   return supervisor;
+}
+
+/**
+ * Merges the workers' busiest ids: each worker sees every number of an id (its reservations jump
+ * over the other workers'), so per id the highest turno and the highest recent count are the
+ * host's, not their sums.
+ */
+export function mergeBusiest(lists: readonly BusyId[]): BusyId[] {
+  const byId = new Map<string, BusyId>();
+  for (const entry of lists) {
+    const seen = byId.get(entry.id);
+    byId.set(
+      entry.id,
+      seen === undefined
+        ? entry
+        : { id: entry.id, turno: Math.max(seen.turno, entry.turno), recent: Math.max(seen.recent, entry.recent) },
+    );
+  }
+  return [...byId.values()].sort((a, b) => b.recent - a.recent || b.turno - a.turno).slice(0, STATUS_BUSIEST);
 }

@@ -4,6 +4,7 @@
  * closes, e.g. after a kill -9), so no orphan keeps serving on the shared port unsupervised.
  */
 import { register } from "prom-client";
+import type { BusyId } from "../observability/busy-ids.ts";
 import { isMetricsRequest, type MetricsReply } from "./ipc-messages.ts";
 
 /** TURNOMATIC_WORKER_ID, set by the supervisor for each worker it spawns; undefined outside supervisor mode. */
@@ -14,14 +15,17 @@ export function workerId(env: Readonly<Record<string, string | undefined>> = pro
   return Number.isSafeInteger(id) && id >= 0 ? id : undefined;
 }
 
-/** Wires the IPC channel of a worker; `onOrphaned` runs once if the supervisor goes away. */
-export function attachWorkerIpc(onOrphaned: () => void): void {
+/**
+ * Wires the IPC channel of a worker; `onOrphaned` runs once if the supervisor goes away. `busiest`
+ * gives this worker's busiest ids for the host-wide status page.
+ */
+export function attachWorkerIpc(onOrphaned: () => void, busiest: () => readonly BusyId[] = () => []): void {
   const send = process.send?.bind(process);
   if (send === undefined) return;
   process.on("message", (message: unknown) => {
     if (!isMetricsRequest(message)) return;
     void register.getMetricsAsJSON().then((metrics) => {
-      const reply: MetricsReply = { type: "metrics-reply", seq: message.seq, metrics };
+      const reply: MetricsReply = { type: "metrics-reply", seq: message.seq, metrics, busiest: busiest() };
       send(reply);
     });
   });

@@ -12,6 +12,10 @@ import type { Logger } from "./logger.ts";
 import { combineObservers, createMetrics } from "./metrics.ts";
 import { createStatusHandler, type MetricJson } from "./status.ts";
 import { createTracing } from "./tracing.ts";
+import type { BusyId } from "./busy-ids.ts";
+
+/** How many of the busiest ids the status page shows. */
+export const STATUS_BUSIEST = 10;
 
 export const VERSION: string = packageJson.version;
 
@@ -34,6 +38,8 @@ export interface Instruments {
   readonly appHooks: Pick<AppOptions, "onResponse" | "traceTurn" | "statusPage">;
   /** Serves `/` and `/status.json` on the metrics port. */
   readonly statusHandler: (path: string) => Promise<Response>;
+  /** This process's busiest ids (sent to the supervisor in worker mode). */
+  readonly busiest: () => BusyId[];
   readonly tracing: boolean;
   close(): Promise<void>;
 }
@@ -62,10 +68,8 @@ export function createInstruments(options: InstrumentOptions): Instruments {
           }
         }
       : metrics.onResponse;
-  const statusHandler = createStatusHandler(
-    async () => (await register.getMetricsAsJSON()) as unknown as MetricJson[],
-    () => metrics.busyIds.top(10),
-  );
+  const busiest = () => metrics.busyIds.top(STATUS_BUSIEST);
+  const statusHandler = createStatusHandler(async () => (await register.getMetricsAsJSON()) as unknown as MetricJson[], busiest);
   if (tracing !== undefined) logger.info("tracing on", { event: "tracing.start", endpoint: traceEndpoint(options.env) });
   return {
     observer,
@@ -73,6 +77,7 @@ export function createInstruments(options: InstrumentOptions): Instruments {
       ? { onResponse, traceTurn: tracing?.traceTurn, statusPage: statusHandler }
       : { traceTurn: tracing?.traceTurn },
     statusHandler,
+    busiest,
     tracing: tracing !== undefined,
     close: async () => {
       await tracing?.shutdown();

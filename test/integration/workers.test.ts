@@ -77,6 +77,13 @@ describe("turnomatic --workers 2", () => {
 
     const metrics = await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`);
     expect(metrics.status).toBe(200);
+    // The host-wide status page names the busiest ids with their current turn, merged from the workers.
+    const status = (await (await fetch(`http://127.0.0.1:${service.metricsPort}/status.json`)).json()) as {
+      busiest: Array<{ id: string; turno: number }>;
+    };
+    const finalCounters = await readCounters(service.url, ids);
+    expect(status.busiest.map((entry) => entry.id).sort()).toEqual([...ids].sort());
+    for (const entry of status.busiest) expect(entry.turno).toBe(finalCounters.get(entry.id) as number);
 
     expect(await service.stop("SIGTERM")).toBe(0);
     const logs = service.logs();
