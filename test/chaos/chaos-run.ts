@@ -16,6 +16,9 @@ import { readCounters } from "../helpers/turn-load.ts";
 /** Long variants run with TURNOMATIC_FULL=1; the default (CI) run keeps each scenario short. */
 export const FULL = process.env.TURNOMATIC_FULL === "1";
 
+/** Load before the first fault and after the last, shared by the failover scenarios. */
+export const FAILOVER_PHASES = { warmupMs: FULL ? 5000 : 1500, tailMs: FULL ? 5000 : 2000 } as const;
+
 export interface ChaosOptions {
   readonly url: string;
   readonly ids: readonly string[];

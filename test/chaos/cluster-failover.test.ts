@@ -13,7 +13,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { waitFor } from "../helpers/ports.ts";
 import { type RedisClusterProcess, startRedisCluster } from "../helpers/redis-cluster.ts";
 import { type ServiceProcess, startService } from "../helpers/service.ts";
-import { countFences, expectVerdictOk, FULL, figures, runChaos } from "./chaos-run.ts";
+import { countFences, expectVerdictOk, FULL, figures, runChaos, FAILOVER_PHASES } from "./chaos-run.ts";
 
 // Enough ids that every primary serves some of them.
 const IDS = Array.from({ length: 24 }, (_, i) => `cl${i}`);
@@ -37,8 +37,7 @@ describe("chaos: Redis Cluster failover", () => {
         url: service.url,
         ids: IDS,
         clients: 48,
-        warmupMs: FULL ? 5000 : 1500,
-        tailMs: FULL ? 5000 : 2000,
+        ...FAILOVER_PHASES,
         maxMs: 150_000,
         faults: async (mark) => {
           const [shard] = await nodes.shards();
@@ -76,8 +75,7 @@ describe("chaos: Redis Cluster failover", () => {
       url: service.url,
       ids: IDS,
       clients: 48,
-      warmupMs: FULL ? 5000 : 1500,
-      tailMs: FULL ? 5000 : 2000,
+      ...FAILOVER_PHASES,
       maxMs: 150_000,
       faults: async (mark) => {
         for (let round = 0; round < (FULL ? 3 : 1); round++) {

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { type RedisSentinelProcess, startRedisSentinel } from "../helpers/redis-sentinel.ts";
 import { type ServiceProcess, startService } from "../helpers/service.ts";
 import { waitFor } from "../helpers/ports.ts";
-import { countFences, expectVerdictOk, FULL, figures, runChaos } from "./chaos-run.ts";
+import { countFences, expectVerdictOk, FULL, figures, runChaos, FAILOVER_PHASES } from "./chaos-run.ts";
 
 const IDS = ["s0", "s1", "s2", "s3", "s4"];
 
@@ -30,8 +30,7 @@ describe("chaos: Sentinel failover", () => {
       url: service.url,
       ids: IDS,
       clients: 40,
-      warmupMs: FULL ? 5000 : 1500,
-      tailMs: FULL ? 5000 : 2000,
+      ...FAILOVER_PHASES,
       maxMs: 120_000,
       faults: async (mark) => {
         for (let round = 0; round < (FULL ? 2 : 1); round++) {
