@@ -59,7 +59,7 @@ export function createApp(options: AppOptions): App {
     if (key !== null && !IDEMPOTENCY_KEY_PATTERN.test(key)) {
       return problem("TURNO_ERR_INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-128 visible ASCII characters.", where.path);
     }
-    const turnRequest = { signal: request.signal, idempotencyKey: key ?? undefined };
+    const turnRequest = { gone: () => request.signal.aborted, idempotencyKey: key ?? undefined };
     const trace = options.traceTurn;
     const turno = await (trace === undefined
       ? coalescer.next(id, turnRequest)

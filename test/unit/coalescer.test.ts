@@ -112,7 +112,7 @@ describe("coalescer", () => {
     store.gate = hold.promise;
     const coalescer = new Coalescer(store, OPTIONS);
     const controller = new AbortController();
-    const gone = coalescer.next("x", { signal: controller.signal }).catch((e: unknown) => e);
+    const gone = coalescer.next("x", { gone: () => controller.signal.aborted }).catch((e: unknown) => e);
     controller.abort();
     hold.open();
     expect(((await gone) as { code: string }).code).toBe("TURNO_ERR_CLIENT_CLOSED_REQUEST");
