@@ -81,7 +81,7 @@ export interface TurnRequest {
    * Asked once, when the number is ready: has the client gone away? Its number is then counted as
    * abandoned instead of handed out. A function, not an AbortSignal, so the signal is only made when
    * it is read: Bun creates Request.signal lazily (it still reports a disconnect that came first),
-   * and creating it for every request cost ~2 µs each (bench/cpu-per-request.ts, redis-hot).
+   * and creating it for every request cost up to ~2 µs each (bench/cpu-per-request.ts, redis-hot).
    */
   readonly gone?: () => boolean;
   /** Idempotency-Key header, already validated. */
