@@ -89,7 +89,8 @@ export function createInstruments(options: InstrumentOptions): Instruments {
 export function storeStateLogger(logger: Logger, store: string): ConnectionStateListener {
   return (state, detail) => {
     const fields = { event: `store.${state}`, store: redactUrl(store), ...detail };
-    if (state === "error" || state === "close" || state === "end") logger.warn(`store connection ${state}`, fields);
+    if (state === "error" || state === "close" || state === "end" || state === "silent")
+      logger.warn(`store connection ${state}`, fields);
     else logger.info(`store connection ${state}`, fields);
   };
 }

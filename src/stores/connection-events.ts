@@ -4,10 +4,16 @@
  * reconnecting -> error on every retry, so after the first loss of connection nothing but a new error
  * message is reported until it is ready again: one outage is a handful of lines, not one per retry.
  */
-export type ConnectionState = "connect" | "ready" | "close" | "reconnecting" | "end" | "error";
+export type ConnectionState = "connect" | "ready" | "close" | "reconnecting" | "end" | "error" | "silent";
 
-/** Called on each state change; `detail` carries the error message or the reconnect delay. */
-export type ConnectionStateListener = (state: ConnectionState, detail?: { error?: string; delayMs?: number }) => void;
+/**
+ * Called on each state change; `detail` carries the error message, the reconnect delay, or (for
+ * "silent", reported by silence-guard.ts, not by ioredis) how long nothing came back.
+ */
+export type ConnectionStateListener = (
+  state: ConnectionState,
+  detail?: { error?: string; delayMs?: number; silentMs?: number },
+) => void;
 
 interface Emitter {
   on(event: string, listener: (...args: unknown[]) => void): unknown;
@@ -41,6 +47,7 @@ export function watchConnection(client: Emitter, listener: ConnectionStateListen
         if (down) return;
         break;
       case "end":
+      case "silent":
         break;
     }
     listener(state, detail);

@@ -26,6 +26,7 @@ import {
 } from "./redis-store.ts";
 import { parseMultiHostUrl } from "./redis-url.ts";
 import { ReplicaAck } from "./replica-ack.ts";
+import { guardAgainstSilence } from "./silence-guard.ts";
 
 export interface RedisSentinelStoreOptions {
   /** redis+sentinel:// URL, see the header. */
@@ -135,5 +136,6 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
       ? new ReplicaAck(client, { replicas: options.waitReplicas, timeoutMs: options.waitTimeoutMs })
       : undefined;
   // One primary holds every key, so the reservations of many ids can share one script call.
-  return new RedisSentinelCounterStore(client, options.keyPrefix, { batchAcrossIds: true, ack });
+  const silence = guardAgainstSilence(client, options.commandTimeoutMs, options.onStateChange);
+  return new RedisSentinelCounterStore(client, options.keyPrefix, { batchAcrossIds: true, ack, silence });
 }

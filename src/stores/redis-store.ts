@@ -15,6 +15,7 @@ import { MAX_TURNO } from "../domain/limits.ts";
 import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
 import { RESERVE_IDEMPOTENT_SCRIPT, RESERVE_MANY_SCRIPT, RESERVE_SCRIPT, SET_SCRIPT } from "./redis-scripts.ts";
 import { ReplicaAck } from "./replica-ack.ts";
+import { guardAgainstSilence, type SilenceGuard } from "./silence-guard.ts";
 
 export interface RedisStoreOptions {
   /** redis:// or rediss:// URL (user, password and database number as in the URL). */
@@ -71,6 +72,8 @@ export interface RedisCounterStoreOptions {
   readonly batchAcrossIds?: boolean;
   /** Make every write wait for replica acknowledgements (see replica-ack.ts). Default none. */
   readonly ack?: ReplicaAck;
+  /** Reconnect when a command times out on a connection that went silent (see silence-guard.ts). */
+  readonly silence?: SilenceGuard;
 }
 
 /** Reads one server's persistence settings (CONFIG GET appendonly, appendfsync, save). */
@@ -92,6 +95,9 @@ export function baseRedisOptions(commandTimeoutMs: number): RedisOptions {
     autoResendUnfulfilledCommands: false,
     commandTimeout: commandTimeoutMs,
     connectTimeout: Math.max(1000, commandTimeoutMs),
+    // After disconnect(true) on a dead link (silence-guard.ts) the socket's FIN is never
+    // acknowledged; destroy it soon instead of after ioredis's default 2 s, and reconnect.
+    disconnectTimeout: 200,
     maxRetriesPerRequest: 1,
     retryStrategy: (attempt: number) => Math.min(50 * attempt, 1000),
   };
@@ -115,6 +121,7 @@ export class RedisCounterStore implements CounterStore {
   readonly #prefix: string;
   readonly #batchAcrossIds: boolean;
   readonly #ack: ReplicaAck | undefined;
+  readonly #silence: SilenceGuard | undefined;
   #pending: PendingReservation[] = [];
   #closed = false;
 
@@ -124,6 +131,11 @@ export class RedisCounterStore implements CounterStore {
     this.#prefix = keyPrefix;
     this.#batchAcrossIds = options.batchAcrossIds ?? false;
     this.#ack = options.ack;
+    this.#silence = options.silence;
+  }
+
+  #watch<T>(call: Promise<T>): Promise<T> {
+    return this.#silence === undefined ? call : this.#silence.watch(call);
   }
 
   counterKey(id: string): string {
@@ -145,12 +157,8 @@ export class RedisCounterStore implements CounterStore {
   }
 
   async #reserveOne(key: string, n: number, fence: Fence | undefined): Promise<Reservation> {
-    const [first, count, epoch, fenced] = await this.client.turnoReserve(
-      key,
-      n,
-      MAX_TURNO,
-      fence === undefined ? "" : String(fence.floor),
-      fence?.epoch ?? 0,
+    const [first, count, epoch, fenced] = await this.#watch(
+      this.client.turnoReserve(key, n, MAX_TURNO, fence === undefined ? "" : String(fence.floor), fence?.epoch ?? 0),
     );
     return toReservation(first, count, epoch, fenced);
   }
@@ -168,7 +176,7 @@ export class RedisCounterStore implements CounterStore {
       const chunk = pending.slice(start, start + MAX_IDS_PER_CALL);
       const args: Array<string | number> = [chunk.length, ...chunk.map((p) => p.key), MAX_TURNO];
       for (const p of chunk) args.push(p.n, p.fence === undefined ? "" : String(p.fence.floor), p.fence?.epoch ?? 0);
-      this.client.turnoReserveMany(...args).then(
+      this.#watch(this.client.turnoReserveMany(...args)).then(
         (reply) => {
           for (let i = 0; i < chunk.length; i++) {
             const at = i * 4;
@@ -186,14 +194,16 @@ export class RedisCounterStore implements CounterStore {
 
   async reserveIdempotent(id: string, key: string, ttlSeconds: number, fence?: Fence): Promise<IdempotentReservation> {
     const counterKey = this.counterKey(id);
-    const [first, count, epoch, fenced, replayed] = await this.client.turnoReserveIdempotent(
-      counterKey,
-      `${counterKey}:idem:${key}`,
-      1,
-      MAX_TURNO,
-      fence === undefined ? "" : String(fence.floor),
-      fence?.epoch ?? 0,
-      Math.max(1, Math.round(ttlSeconds * 1000)),
+    const [first, count, epoch, fenced, replayed] = await this.#watch(
+      this.client.turnoReserveIdempotent(
+        counterKey,
+        `${counterKey}:idem:${key}`,
+        1,
+        MAX_TURNO,
+        fence === undefined ? "" : String(fence.floor),
+        fence?.epoch ?? 0,
+        Math.max(1, Math.round(ttlSeconds * 1000)),
+      ),
     );
     await this.#ack?.afterWrite();
     return {
@@ -206,18 +216,18 @@ export class RedisCounterStore implements CounterStore {
   }
 
   async peek(id: string): Promise<CounterSnapshot> {
-    const [value, epoch] = await this.client.hmget(this.counterKey(id), "v", "e");
+    const [value, epoch] = await this.#watch(this.client.hmget(this.counterKey(id), "v", "e"));
     return { value: Number(value ?? 0), epoch: Number(epoch ?? 0) };
   }
 
   async set(id: string, value: number): Promise<CounterSnapshot> {
-    const [stored, epoch] = await this.client.turnoSet(this.counterKey(id), String(value));
+    const [stored, epoch] = await this.#watch(this.client.turnoSet(this.counterKey(id), String(value)));
     await this.#ack?.afterWrite();
     return { value: Number(stored), epoch: Number(epoch) };
   }
 
   async ping(): Promise<void> {
-    await this.client.ping();
+    await this.#watch(this.client.ping());
   }
 
   /** Reads the server's persistence settings (CONFIG GET may be disabled on managed Redis). */
@@ -274,5 +284,10 @@ export function createRedisStore(options: RedisStoreOptions): RedisCounterStore 
   if (options.onStateChange !== undefined) watchConnection(client, options.onStateChange);
   const replicas = options.waitReplicas ?? 0;
   const ack = replicas > 0 ? new ReplicaAck(client, { replicas, timeoutMs: options.waitTimeoutMs ?? 500 }) : undefined;
-  return new RedisCounterStore("redis", client as unknown as ScriptedClient, options.keyPrefix, { batchAcrossIds: true, ack });
+  const silence = guardAgainstSilence(client, options.commandTimeoutMs, options.onStateChange);
+  return new RedisCounterStore("redis", client as unknown as ScriptedClient, options.keyPrefix, {
+    batchAcrossIds: true,
+    ack,
+    silence,
+  });
 }
