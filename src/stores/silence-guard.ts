@@ -9,7 +9,8 @@
  * backoff. So when a command times out and nothing at all has come back on the connection for
  * `silenceMs`, the guard drops the connection and lets the client connect anew (ioredis
  * `disconnect(true)`, then its retry strategy). A slow server is not silent: any reply, errors
- * included, proves the connection alive.
+ * included, proves the connection alive. A client that is not "ready" is left alone: ioredis is
+ * already connecting, and a server that refuses connections is its retry strategy's business.
  *
  * Commands in flight on the dropped connection fail; their reservations are "in doubt" and counted,
  * as for any failed reservation (autoResendUnfulfilledCommands is off, so nothing is sent twice).
@@ -18,6 +19,8 @@ import type { ConnectionStateListener } from "./connection-events.ts";
 
 /** The part of an ioredis client the guard uses. */
 export interface Reconnectable {
+  /** ioredis's connection status; the guard acts only on a connection it believes "ready". */
+  readonly status: string;
   disconnect(reconnect?: boolean): void;
 }
 
@@ -40,7 +43,8 @@ export class SilenceGuard {
     const now = performance.now();
     if (error instanceof Error && error.message === COMMAND_TIMED_OUT) {
       const silentMs = now - this.#lastReplyAt;
-      if (silentMs >= this.#silenceMs) {
+      // Not while ioredis is (re)connecting already: a refused or unreachable server is its job.
+      if (silentMs >= this.#silenceMs && this.#client.status === "ready") {
         // Counted as a reply so the next timeouts, still on their way, do not reconnect again.
         this.#lastReplyAt = now;
         this.#onReconnect?.(Math.round(silentMs));

@@ -73,6 +73,8 @@ beforeAll(async () => {
   requireRoot("network namespaces (ip netns)");
   requireBinary("ip", "apt-get install iproute2");
   const redisServer = requireBinary("redis-server");
+  const redisCli = requireBinary("redis-cli", "apt-get install redis-tools");
+  requireBinary("sysctl", "apt-get install procps");
   buildNetwork();
   dir = mkdtempSync(join(tmpdir(), "turnomatic-cut-"));
   redis = Bun.spawn(
@@ -96,7 +98,7 @@ beforeAll(async () => {
     { stdout: "ignore", stderr: "ignore" },
   );
   await waitFor("redis-server in its namespace", async () => {
-    const ping = Bun.spawnSync(["redis-cli", "-h", REDIS_IP, "-p", "6379", "PING"], { stdout: "pipe" });
+    const ping = Bun.spawnSync([redisCli, "-h", REDIS_IP, "-p", "6379", "PING"], { stdout: "pipe" });
     return ping.stdout.toString().trim() === "PONG";
   });
   service = await startService({ store: `redis://${REDIS_IP}:6379`, env: { TURNOMATIC_DEADLINE_MS: "1000" } });
