@@ -29,6 +29,24 @@ interface PendingOp {
 
 const EMPTY: CounterSnapshot = { value: 0, epoch: 0 };
 
+/** How long opening the store keeps retrying while another process holds the file's lock. */
+const STARTUP_BUSY_MS = 10_000;
+
+/** Runs `step`, again every 10 ms while SQLite answers SQLITE_BUSY, for at most `timeoutMs`. */
+function retryWhileBusy(step: () => unknown, timeoutMs: number): void {
+  const giveUpAt = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      step();
+      return;
+    } catch (error) {
+      const busy = (error as { code?: string }).code?.startsWith("SQLITE_BUSY") === true;
+      if (!busy || performance.now() >= giveUpAt) throw error;
+      Bun.sleepSync(10);
+    }
+  }
+}
+
 export class SqliteStore implements CounterStore {
   readonly kind = "sqlite";
   readonly #db: Database;
@@ -45,15 +63,27 @@ export class SqliteStore implements CounterStore {
   constructor(options: SqliteStoreOptions) {
     this.#path = options.path;
     if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
-    this.#db = new Database(options.path, { create: true, strict: true });
-    this.#db.run(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs)}`);
-    this.#db.run("PRAGMA journal_mode = WAL");
-    this.#db.run("PRAGMA synchronous = FULL");
-    this.#db.run(
-      "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, value INTEGER NOT NULL, epoch INTEGER NOT NULL) WITHOUT ROWID",
-    );
-    this.#db.run(
-      "CREATE TABLE IF NOT EXISTS idempotency_keys (id TEXT NOT NULL, key TEXT NOT NULL, turno INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (id, key)) WITHOUT ROWID",
+    const db = new Database(options.path, { create: true, strict: true });
+    this.#db = db;
+    db.run(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs)}`);
+    // Several workers may open a new file at once. Switching to WAL and creating the tables can then
+    // answer SQLITE_BUSY at once, without waiting (SQLite's deadlock avoidance skips busy_timeout),
+    // so these steps are retried for a while; the tables are created under the write lock.
+    retryWhileBusy(() => db.run("PRAGMA journal_mode = WAL"), STARTUP_BUSY_MS);
+    db.run("PRAGMA synchronous = FULL");
+    retryWhileBusy(
+      () =>
+        db
+          .transaction(() => {
+            db.run(
+              "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, value INTEGER NOT NULL, epoch INTEGER NOT NULL) WITHOUT ROWID",
+            );
+            db.run(
+              "CREATE TABLE IF NOT EXISTS idempotency_keys (id TEXT NOT NULL, key TEXT NOT NULL, turno INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (id, key)) WITHOUT ROWID",
+            );
+          })
+          .immediate(),
+      STARTUP_BUSY_MS,
     );
     this.#select = this.#db.query<CounterSnapshot, [string]>("SELECT value, epoch FROM counters WHERE id = ?");
     this.#upsert = this.#db.query<unknown, [string, number, number]>(
