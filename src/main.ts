@@ -7,6 +7,7 @@ import { runSupervisor } from "./cluster/supervisor.ts";
 import { attachWorkerIpc, workerId } from "./cluster/worker-ipc.ts";
 import { ConfigError, type Config, helpText, loadConfig, redactConfig } from "./config.ts";
 import { createApp } from "./http/app.ts";
+import { LOW_OPEN_FILE_LIMIT, openFileLimit } from "./http/open-file-limit.ts";
 import { startServer } from "./http/server.ts";
 import { createInstruments, storeStateLogger } from "./observability/instrument.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
@@ -76,6 +77,13 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     store: store.kind,
     config: redactConfig(config),
   });
+  const fileLimit = openFileLimit();
+  if (fileLimit !== undefined && fileLimit < LOW_OPEN_FILE_LIMIT) {
+    logger.warn(
+      `open-file limit is ${fileLimit}: each connection takes one, and out of descriptors the server stalls new clients and spins a core; raise it (systemd LimitNOFILE, ulimit -n) to at least ${LOW_OPEN_FILE_LIMIT}`,
+      { event: "start.open_file_limit", limit: fileLimit },
+    );
+  }
 
   let stopping = false;
   const shutdown = async (signal: string) => {

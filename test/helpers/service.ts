@@ -24,6 +24,8 @@ export interface ServiceOptions {
   readonly env?: Record<string, string>;
   readonly args?: readonly string[];
   readonly port?: number;
+  /** Command the service runs under, e.g. ["prlimit", "--nofile=256:256"]. */
+  readonly wrapper?: readonly string[];
 }
 
 /** Starts `bun src/main.ts` as its own process, on free ports, and waits for /readyz. */
@@ -36,7 +38,7 @@ export async function startService(options: ServiceOptions = {}): Promise<Servic
     dir = mkdtempSync(join(tmpdir(), "turnomatic-sqlite-"));
     store = `sqlite:${join(dir, "turnomatic.db")}`;
   }
-  const child = Bun.spawn([process.execPath, MAIN, ...(options.args ?? [])], {
+  const child = Bun.spawn([...(options.wrapper ?? []), process.execPath, MAIN, ...(options.args ?? [])], {
     env: {
       ...process.env,
       PORT: String(port),
