@@ -1,20 +1,14 @@
 import type { LoadOptions } from "../options.ts";
-import type { Percentiles, Verification } from "../result.ts";
+import type { LoadResult } from "../result.ts";
 
-/** What a tool adapter hands back; cli.ts adds the settings and the machine and writes the JSON. */
-export interface ToolOutcome {
-  readonly requests: number;
-  readonly seconds: number;
-  readonly latencyMs: Percentiles;
-  readonly errors: number;
-  readonly non2xx: number;
-  readonly statusCounts: Readonly<Record<string, number>>;
-  readonly verification?: Verification;
-  readonly notes: readonly string[];
+/** What a tool adapter hands back (the measured part of a LoadResult); cli.ts adds the settings and the machine and writes the JSON. */
+export type ToolOutcome = Pick<
+  LoadResult,
+  "requests" | "seconds" | "latencyMs" | "errors" | "non2xx" | "statusCounts" | "verification" | "notes" | "extra"
+> & {
   /** The external command line, for tools that are programs. */
   readonly command?: string;
-  readonly extra?: Readonly<Record<string, unknown>>;
-}
+};
 
 export type ToolRunner = (options: LoadOptions) => Promise<ToolOutcome>;
 
