@@ -94,7 +94,7 @@ describe("grafana", () => {
     const all = exprs.map((e) => e.expr).join("\n");
     for (const needle of [
       "turnomatic_http_requests_total",
-      'status=~"5..',
+      'code=~"5..',
       "histogram_quantile(0.5",
       "histogram_quantile(0.99",
       "turnomatic_batch_size",
