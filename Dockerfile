@@ -5,6 +5,10 @@
 # The Bun version is pinned to the one package.json pins (test/deploy/dockerfile.test.ts keeps them
 # equal), so the image runs exactly the runtime the test suite ran.
 ARG BUN_VERSION=1.4.5
+# OCI image labels (below): the version is package.json's (the dockerfile test keeps them equal);
+# pass the commit at build time: docker build --build-arg REVISION="$(git rev-parse HEAD)" .
+ARG TURNOMATIC_VERSION=0.1.0
+ARG REVISION=unknown
 
 # Stage 1: production dependencies only. Bun migrates package-lock.json in memory and
 # --frozen-lockfile refuses to install anything the lockfile does not pin.
@@ -18,6 +22,18 @@ RUN bun install --frozen-lockfile --production --ignore-scripts \
 
 # Stage 2: the runtime. Only the sources and the production node_modules are copied.
 FROM oven/bun:${BUN_VERSION}-slim AS runtime
+ARG BUN_VERSION
+ARG TURNOMATIC_VERSION
+ARG REVISION
+# Standard OCI annotations (github.com/opencontainers/image-spec annotations.md), read by registries,
+# scanners and `docker inspect`.
+LABEL org.opencontainers.image.title="turnomatic" \
+      org.opencontainers.image.description="Distributed ticket-number service: unique, gap-free, ordered turns per id" \
+      org.opencontainers.image.version="${TURNOMATIC_VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.vendor="Turnomatic" \
+      org.opencontainers.image.base.name="oven/bun:${BUN_VERSION}-slim"
 WORKDIR /app
 # BUN_RUNTIME_TRANSPILER_CACHE_PATH=0: the runtime transpiler cache would write under the home
 # directory; off, so the root filesystem can be mounted read-only (Kubernetes readOnlyRootFilesystem).

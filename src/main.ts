@@ -12,7 +12,7 @@ import { startServer } from "./http/server.ts";
 import { createInstruments, storeStateLogger } from "./observability/instrument.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
-import { recordDurability } from "./observability/store-metrics.ts";
+import { recordDurability, storeWriteObserver } from "./observability/store-metrics.ts";
 import { createStore } from "./stores/create-store.ts";
 
 export async function runService(config: Config, logger: Logger): Promise<void> {
@@ -23,6 +23,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     redisWaitReplicas: config.redisWaitReplicas,
     redisWaitTimeoutMs: config.redisWaitTimeoutMs,
     onStateChange: storeStateLogger(logger, config.store),
+    onWriteHealth: storeWriteObserver(logger),
   });
   const durabilityWarnings = await store.durabilityWarnings();
   for (const warning of durabilityWarnings) logger.warn(warning, { event: "store.durability" });

@@ -187,19 +187,27 @@ async function refuseBadBody(
 ): Promise<Response | undefined> {
   if (Number(declared ?? "0") > maxBodyBytes)
     return problem("TURNO_ERR_PAYLOAD_TOO_LARGE", `The body is over ${maxBodyBytes} bytes; send none.`, path);
-  try {
-    const body = await request.arrayBuffer();
-    if (body.byteLength > maxBodyBytes)
-      return problem("TURNO_ERR_PAYLOAD_TOO_LARGE", `The body is over ${maxBodyBytes} bytes; send none.`, path);
-  } catch {
-    // Bun rejects the read when the framing is bad (and answers 400 itself, closing the connection).
-    return problem(
-      "TURNO_ERR_INVALID_BODY",
-      "The request body could not be read (malformed chunked encoding?); send none.",
-      path,
-    );
-  }
+  const body = await readBody(request, maxBodyBytes, path, "; send none");
+  if (body instanceof Response) return body;
+  if (body.byteLength > maxBodyBytes)
+    return problem("TURNO_ERR_PAYLOAD_TOO_LARGE", `The body is over ${maxBodyBytes} bytes; send none.`, path);
   return undefined;
+}
+
+/**
+ * Reads a body; a read that Bun refuses becomes the 4xx it is, never a 500. Bun rejects the
+ * read when a chunked body grows past maxRequestBodySize (it answers 413 itself and closes) or when
+ * the framing is bad (400). Either way the client sent it, so it must not be logged as
+ * http.internal_error nor counted as a 500 (issue 13: an authenticated chunked PUT over the limit).
+ */
+async function readBody(request: Request, maxBodyBytes: number, path: string, hint: string): Promise<ArrayBuffer | Response> {
+  try {
+    return await request.arrayBuffer();
+  } catch (error) {
+    if (/maxRequestBodySize/.test((error as Error)?.message ?? ""))
+      return problem("TURNO_ERR_PAYLOAD_TOO_LARGE", `The body is over ${maxBodyBytes} bytes${hint}.`, path);
+    return problem("TURNO_ERR_INVALID_BODY", `The request body could not be read (malformed chunked encoding?)${hint}.`, path);
+  }
 }
 
 /** Parses the admin PUT body `{"turno": n}`; answers a problem Response when it is not usable. */
@@ -208,8 +216,11 @@ async function readSetBody(request: Request, maxBodyBytes: number, path: string)
   if (!contentType.toLowerCase().startsWith("application/json")) {
     return problem("TURNO_ERR_UNSUPPORTED_MEDIA_TYPE", 'Send the body as application/json: {"turno": n}.', path);
   }
-  const text = await request.text();
-  if (text.length > maxBodyBytes) return problem("TURNO_ERR_PAYLOAD_TOO_LARGE", `The body is over ${maxBodyBytes} bytes.`, path);
+  const bytes = await readBody(request, maxBodyBytes, path, "");
+  if (bytes instanceof Response) return bytes;
+  if (bytes.byteLength > maxBodyBytes)
+    return problem("TURNO_ERR_PAYLOAD_TOO_LARGE", `The body is over ${maxBodyBytes} bytes.`, path);
+  const text = new TextDecoder().decode(bytes);
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -220,7 +231,9 @@ async function readSetBody(request: Request, maxBodyBytes: number, path: string)
   if (typeof body !== "object" || body === null || !isCounterValue(value)) {
     return problem("TURNO_ERR_INVALID_BODY", `Send {"turno": n} with n a whole number from 0 to ${MAX_TURNO}.`, path);
   }
-  return value;
+  // JSON's -0 is the number 0 (RFC 8259 has one zero for integers): accepted as 0, and normalized
+  // here so no store, log or ledger ever sees a negative zero (Object.is(-0, 0) is false).
+  return value === 0 ? 0 : value;
 }
 
 /** Rejects with StoreTimeoutError when `promise` has not settled within `ms`. */

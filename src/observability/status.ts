@@ -43,7 +43,7 @@ export function buildStatus(metrics: readonly MetricJson[], busiest: readonly Bu
     responses += value;
     if (labels.route !== "turno") continue;
     total += value;
-    const status = String(labels.status);
+    const status = String(labels.code);
     if (status.startsWith("5")) errors5xx += value;
     else if (status.startsWith("4")) errors4xx += value;
   }

@@ -6,6 +6,7 @@ import { createRedisClusterStore } from "./redis-cluster-store.ts";
 import { createRedisSentinelStore } from "./redis-sentinel-store.ts";
 import { createRedisStore } from "./redis-store.ts";
 import { SqliteStore } from "./sqlite-store.ts";
+import type { WriteHealthObserver } from "./write-health.ts";
 
 export interface StoreSettings {
   /** The TURNOMATIC_STORE URL. */
@@ -17,6 +18,8 @@ export interface StoreSettings {
   readonly redisWaitTimeoutMs: number;
   /** Told about a network store's connection state changes (for the logs). Default: none. */
   readonly onStateChange?: ConnectionStateListener;
+  /** Told when a local store's writes start failing and work again (SQLite). Default: none. */
+  readonly onWriteHealth?: WriteHealthObserver;
 }
 
 /** Builds the store a TURNOMATIC_STORE URL names; throws ConfigError for forms it cannot serve. */
@@ -26,7 +29,7 @@ export function createStore(settings: StoreSettings): CounterStore {
   if (url.startsWith("sqlite:")) {
     const path = url.slice("sqlite:".length).replace(/^\/\/(?=\/)/, "");
     if (path === "") throw new ConfigError("TURNOMATIC_STORE sqlite: needs a path, e.g. sqlite:./data/turnomatic.db");
-    return new SqliteStore({ path, busyTimeoutMs: settings.commandTimeoutMs });
+    return new SqliteStore({ path, busyTimeoutMs: settings.commandTimeoutMs, onWriteHealth: settings.onWriteHealth });
   }
   const common = {
     url,

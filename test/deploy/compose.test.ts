@@ -128,6 +128,19 @@ function bindMountSources(compose: Json): string[] {
 
 const loadCompose = () => parse(readFileSync(join(REPO, "docker-compose.yml"), "utf8")) as Json;
 
+/**
+ * `docker compose -f a.yml -f b.yml` merging, enough for override files: mappings merge key by key,
+ * everything else (command, healthcheck.test) is replaced by the override's value.
+ */
+function mergeCompose(base: unknown, override: unknown): unknown {
+  if (typeof base !== "object" || base === null || Array.isArray(base)) return override;
+  if (typeof override !== "object" || override === null || Array.isArray(override)) return override;
+  const merged: Json = { ...(base as Json) };
+  for (const [key, value] of Object.entries(override as Json))
+    merged[key] = key in merged ? mergeCompose(merged[key], value) : value;
+  return merged;
+}
+
 describe("docker-compose.yml", () => {
   test("is valid against the Compose Specification schema", () => {
     expect(validateCompose(loadCompose())).toEqual([]);
@@ -152,6 +165,24 @@ describe("docker-compose.yml", () => {
     });
     expect(`${result.stdout}${result.stderr}`).toContain("SUCCESS");
     expect(result.exitCode).toBe(0);
+  });
+});
+
+describe("deploy/compose/valkey.yml (Valkey instead of Redis)", () => {
+  const override = parse(readFileSync(join(REPO, "deploy/compose/valkey.yml"), "utf8")) as { services: Record<string, Json> };
+  const merged = () => mergeCompose(loadCompose(), override) as Json;
+
+  test("overrides only the redis service, with Valkey's server and CLI", () => {
+    expect(Object.keys(override.services)).toEqual(["redis"]);
+    const redis = (merged().services as Record<string, Json>).redis as Json;
+    expect(String(redis.image)).toMatch(/^valkey\/valkey:\d+\.\d+/);
+    expect((redis.command as string[])[0]).toBe("valkey-server");
+    expect((redis.healthcheck as Json).test).toEqual(["CMD", "valkey-cli", "ping"]);
+  });
+
+  test("the merged file is valid and keeps the invariants (fsync on every write)", () => {
+    expect(validateCompose(merged())).toEqual([]);
+    expect(checkComposeInvariants(merged())).toEqual([]);
   });
 });
 

@@ -17,6 +17,8 @@ export interface DockerfileFacts {
   readonly healthcheck: readonly string[] | undefined;
   readonly entrypoint: readonly string[] | undefined;
   readonly cmd: readonly string[] | undefined;
+  /** The final stage's LABELs, ARG references resolved with the ARG defaults before the first FROM. */
+  readonly labels: Readonly<Record<string, string>>;
   /** Source paths of every COPY without --from. */
   readonly copySources: readonly string[];
   /** The linter's errors and warnings. */
@@ -57,6 +59,7 @@ export function parseDockerfile(content: string): DockerfileFacts {
   let entrypoint: string[] | undefined;
   let cmd: string[] | undefined;
   const env: Record<string, string> = {};
+  const labels: Record<string, string> = {};
   const copySources: string[] = [];
   instructions.forEach((instruction, index) => {
     const keyword = instruction.getKeyword();
@@ -80,6 +83,13 @@ export function parseDockerfile(content: string): DockerfileFacts {
         env[property.getName()] = property.getValue() ?? "";
       }
     }
+    if (keyword === "LABEL") {
+      for (const property of (
+        instruction as unknown as { getProperties(): { getName(): string; getValue(): string | null }[] }
+      ).getProperties()) {
+        labels[property.getName()] = resolveArgs(property.getValue() ?? "");
+      }
+    }
     if (keyword === "ENTRYPOINT") entrypoint = execForm(text, "ENTRYPOINT");
     if (keyword === "CMD") cmd = execForm(text, "CMD");
     if (keyword === "HEALTHCHECK") {
@@ -87,7 +97,7 @@ export function parseDockerfile(content: string): DockerfileFacts {
       healthcheck = match ? execForm(match[1]!.trim(), "HEALTHCHECK CMD") : undefined;
     }
   });
-  return { args, bases, user, env, healthcheck, entrypoint, cmd, copySources, lint };
+  return { args, bases, user, env, labels, healthcheck, entrypoint, cmd, copySources, lint };
 }
 
 /** The image rules; returns the broken ones (empty = all hold). */
@@ -107,5 +117,22 @@ export function checkDockerfile(facts: DockerfileFacts, bunVersion: string): str
     problems.push(`USER must be numeric so runAsNonRoot can verify it; got ${facts.user}`);
   if (facts.healthcheck === undefined) problems.push("the final stage needs a HEALTHCHECK CMD in exec form");
   if (facts.entrypoint === undefined) problems.push("the final stage needs an exec-form ENTRYPOINT");
+  return problems;
+}
+
+/** The OCI annotations every published image should carry (image-spec annotations.md). */
+const OCI_LABELS = ["title", "description", "version", "revision", "licenses"] as const;
+
+/** OCI labels present, and version and licence equal to package.json's; returns the broken rules. */
+export function checkOciLabels(facts: DockerfileFacts, pkg: { version: string; license: string }): string[] {
+  const problems: string[] = [];
+  const label = (name: string) => facts.labels[`org.opencontainers.image.${name}`];
+  for (const name of OCI_LABELS) {
+    if (!label(name)) problems.push(`the final stage needs LABEL org.opencontainers.image.${name}`);
+  }
+  if (label("version") !== undefined && label("version") !== pkg.version)
+    problems.push(`org.opencontainers.image.version is ${label("version")}, package.json says ${pkg.version}`);
+  if (label("licenses") !== undefined && label("licenses") !== pkg.license)
+    problems.push(`org.opencontainers.image.licenses is ${label("licenses")}, package.json says ${pkg.license}`);
   return problems;
 }

@@ -9,7 +9,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort, waitFor } from "../helpers/ports.ts";
-import { checkDockerfile, parseDockerfile } from "./dockerfile-validator.ts";
+import { checkDockerfile, checkOciLabels, parseDockerfile } from "./dockerfile-validator.ts";
 import { checkServiceEnvironment } from "./service-environment.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
@@ -37,6 +37,16 @@ const ignorePatterns = () =>
 describe("Dockerfile", () => {
   test("passes the linter and keeps the image rules", () => {
     expect(checkDockerfile(facts(), bunVersion)).toEqual([]);
+  });
+
+  test("carries the OCI image labels, version and licence equal to package.json's", () => {
+    const pkg = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { version: string; license: string };
+    expect(checkOciLabels(facts(), pkg)).toEqual([]);
+    expect(facts().labels["org.opencontainers.image.base.name"]).toBe(`oven/bun:${bunVersion}-slim`);
+    // The check can fail: no labels, or a stale version.
+    const bare = parseDockerfile("FROM oven/bun:1.4.5-slim\nUSER 1000\n");
+    expect(checkOciLabels(bare, pkg).length).toBe(5);
+    expect(checkOciLabels(facts(), { ...pkg, version: "9.9.9" }).join("\n")).toContain("package.json says 9.9.9");
   });
 
   test("its ENV is a valid service configuration", () => {

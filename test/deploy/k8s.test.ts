@@ -12,11 +12,12 @@ import { parse } from "yaml";
 import { requireBinary } from "../helpers/binaries.ts";
 import { startRedis } from "../helpers/redis-server.ts";
 import { type ManifestObject, parseManifests, validateKubernetesObjects } from "./kubernetes-validator.ts";
+import { renderPrometheusRule } from "./prometheus-rule.ts";
 import { checkServiceEnvironment } from "./service-environment.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
 const K8S = join(REPO, "deploy/k8s");
-const BUILDS = ["base", "overlays/example", "optional"] as const;
+const BUILDS = ["base", "overlays/example", "optional", "overlays/valkey"] as const;
 
 function kustomize(directory: string): ManifestObject[] {
   const kubectl = requireBinary("kubectl", "it ships with this machine image; Debian's kubernetes-client also has it");
@@ -157,6 +158,27 @@ describe("Kubernetes manifests", () => {
       expect(checkInvariants(objects)).toEqual([]);
     });
   }
+
+  test("the optional build carries the alert rules as a PrometheusRule, equal to deploy/prometheus/turnomatic-rules.yml", () => {
+    const rule = find(kustomize("optional"), "PrometheusRule", "turnomatic");
+    const rules = parse(readFileSync(join(REPO, "deploy/prometheus/turnomatic-rules.yml"), "utf8")) as Json;
+    expect(at(rule, "spec", "groups")).toEqual(rules.groups);
+    // The file is the generator's output (regenerate: bun test/deploy/prometheus-rule.ts > ...).
+    expect(readFileSync(join(K8S, "optional/prometheus-rule.yaml"), "utf8")).toBe(renderPrometheusRule());
+  });
+
+  test("the valkey overlay runs Valkey with the same durability flags and probes that exist in its image", () => {
+    const redis = find(kustomize("overlays/valkey"), "StatefulSet", "turnomatic-redis");
+    const container = at(redis, "spec", "template", "spec", "containers", 0) as Json;
+    expect(String(container.image)).toMatch(/^valkey\/valkey:\d+\.\d+/);
+    expect((container.args as string[])[0]).toBe("valkey-server");
+    expect(at(container, "readinessProbe", "exec", "command", 0)).toBe("valkey-cli");
+    expect(at(container, "livenessProbe", "exec", "command", 0)).toBe("valkey-cli");
+    const base = find(kustomize("base"), "StatefulSet", "turnomatic-redis");
+    expect((container.args as string[]).slice(1)).toEqual(
+      (at(base, "spec", "template", "spec", "containers", 0, "args") as string[]).slice(1),
+    );
+  });
 
   test("the example overlay routes only /turno publicly and disables nginx's next-upstream retries", () => {
     const ingress = find(kustomize("overlays/example"), "Ingress", "turnomatic");

@@ -7,10 +7,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parse } from "yaml";
 import { requireBinary } from "../helpers/binaries.ts";
 import { type ServiceProcess, startService } from "../helpers/service.ts";
 
-const GRAFANA = join(import.meta.dir, "../../deploy/grafana");
+const REPO = join(import.meta.dir, "../..");
+const GRAFANA = join(REPO, "deploy/grafana");
 /** Host metrics come from node_exporter, which the suite does not run. */
 const NODE_EXPORTER_METRICS = new Set(["node_cpu_seconds_total"]);
 const PROMQL_WORDS = new Set([
@@ -43,7 +45,7 @@ const exprs = panels.flatMap((panel) => (panel.targets ?? []).map((target) => ({
 
 /** Grafana's variables replaced by values Prometheus accepts. */
 function concrete(expr: string): string {
-  return expr.replaceAll("$__rate_interval", "1m").replaceAll("$instance", ".*");
+  return expr.replaceAll("$__rate_interval", "1m").replaceAll("$instance", ".*").replaceAll("$job", ".*");
 }
 
 /** Metric names an expression reads: identifiers followed by a selector or range, or bare ones that are not PromQL words. */
@@ -94,7 +96,7 @@ describe("grafana", () => {
     const all = exprs.map((e) => e.expr).join("\n");
     for (const needle of [
       "turnomatic_http_requests_total",
-      'status=~"5..',
+      'code=~"5..',
       "histogram_quantile(0.5",
       "histogram_quantile(0.99",
       "turnomatic_batch_size",
@@ -102,9 +104,17 @@ describe("grafana", () => {
       "node_cpu_seconds_total",
       "turnomatic_store_round_trip_seconds_bucket",
       "sum by (instance)",
+      "turnomatic_store_durability_warning",
+      "turnomatic_store_writes_failing",
     ]) {
       expect({ needle, found: all.includes(needle) }).toEqual({ needle, found: true });
     }
+  });
+
+  test("no expression hard-codes a job; a Job variable selects it (Kubernetes discovery names jobs freely)", () => {
+    expect(exprs.filter((e) => /job\s*=\s*"/.test(e.expr)).map((e) => e.title)).toEqual([]);
+    expect(exprs.filter((e) => /turnomatic_/.test(e.expr) && !e.expr.includes('job=~"$job"')).map((e) => e.title)).toEqual([]);
+    expect(dashboard.templating.list.map((variable) => variable.name)).toContain("job");
   });
 
   test("every expression is valid PromQL", () => {
@@ -137,5 +147,79 @@ describe("grafana", () => {
       "turnomatic_batch_size_bucket",
       "up",
     ]);
+  });
+});
+
+/**
+ * What Grafana in docker-compose.yml sees: its bind mounts map container paths to repo paths, and
+ * its environment feeds the $VAR references of the provisioning files.
+ */
+describe("grafana provisioning as docker-compose.yml mounts it", () => {
+  type Service = {
+    volumes?: string[];
+    environment?: Record<string, string>;
+    expose?: string[];
+    ports?: string[];
+    command?: string[];
+  };
+  const compose = parse(readFileSync(join(REPO, "docker-compose.yml"), "utf8")) as { services: Record<string, Service> };
+  const grafana = compose.services.grafana as Service;
+  const mounts = (grafana.volumes ?? [])
+    .filter((volume) => volume.startsWith("./"))
+    .map((volume) => {
+      const [host, container] = volume.split(":") as [string, string];
+      return { host: join(REPO, host), container };
+    })
+    .sort((a, b) => b.container.length - a.container.length);
+  /** The repo path a container path resolves to, through the longest matching bind mount. */
+  const resolveInContainer = (path: string): string | undefined => {
+    const mount = mounts.find((m) => path === m.container || path.startsWith(`${m.container}/`));
+    return mount === undefined ? undefined : join(mount.host, path.slice(mount.container.length));
+  };
+  const expand = (text: string, where: string): string =>
+    text.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, braced: string | undefined, bare: string | undefined) => {
+      const name = (braced ?? bare) as string;
+      const value = grafana.environment?.[name];
+      if (value === undefined) throw new Error(`${where} uses $${name}, which the grafana service does not set`);
+      return value;
+    });
+
+  test("the provisioning folder is mounted where Grafana reads it", () => {
+    const provisioning = grafana.environment?.GF_PATHS_PROVISIONING ?? "/etc/grafana/provisioning";
+    expect(resolveInContainer(provisioning)).toBe(join(GRAFANA, "provisioning"));
+  });
+
+  test("every dashboards provider path resolves to a mounted folder holding the dashboard", () => {
+    const providers = parse(readFileSync(join(GRAFANA, "provisioning/dashboards/turnomatic.yml"), "utf8")) as {
+      providers: Array<{ options: { path: string } }>;
+    };
+    for (const provider of providers.providers) {
+      const hostPath = resolveInContainer(provider.options.path);
+      expect({ path: provider.options.path, resolves: hostPath !== undefined }).toEqual({
+        path: provider.options.path,
+        resolves: true,
+      });
+      expect(readFileSync(join(hostPath as string, "turnomatic.json"), "utf8")).toContain('"uid": "turnomatic"');
+    }
+  });
+
+  test("every datasource URL comes from the environment compose sets and names a compose service", () => {
+    const datasources = parse(readFileSync(join(GRAFANA, "provisioning/datasources/prometheus.yml"), "utf8")) as {
+      datasources: Array<{ name: string; url: string }>;
+    };
+    const fromEnvironment = Object.values(grafana.environment ?? {});
+    for (const datasource of datasources.datasources) {
+      // A literal URL would ignore what compose configures (it was http://127.0.0.1:9090).
+      expect({ name: datasource.name, variable: /\$/.test(datasource.url) }).toEqual({ name: datasource.name, variable: true });
+      const url = new URL(expand(datasource.url, `datasource ${datasource.name}`));
+      expect(fromEnvironment).toContain(url.href.replace(/\/$/, ""));
+      const service = compose.services[url.hostname];
+      expect({ name: datasource.name, service: url.hostname, exists: service !== undefined }).toEqual({
+        name: datasource.name,
+        service: url.hostname,
+        exists: true,
+      });
+    }
+    expect(datasources.datasources.some((d) => d.url.includes("PROMETHEUS_URL"))).toBe(true);
   });
 });

@@ -61,9 +61,9 @@ describe("metrics", () => {
     metrics.observer.onTimeout?.(3);
     metrics.observer.onIssued?.("a", Math.floor(MAX_TURNO * 0.95));
     const all = await json();
-    expect(value(all, "turnomatic_http_requests_total", { route: "turno", method: "POST", status: "200" })).toBe(2);
-    expect(value(all, "turnomatic_http_requests_total", { route: "turno", method: "POST", status: "503" })).toBe(1);
-    expect(value(all, "turnomatic_http_requests_total", { route: "not_found", method: "other", status: "405" })).toBe(1);
+    expect(value(all, "turnomatic_http_requests_total", { route: "turno", method: "POST", code: "200" })).toBe(2);
+    expect(value(all, "turnomatic_http_requests_total", { route: "turno", method: "POST", code: "503" })).toBe(1);
+    expect(value(all, "turnomatic_http_requests_total", { route: "not_found", method: "other", code: "405" })).toBe(1);
     expect(value(all, "turnomatic_http_request_duration_seconds", { route: "turno", le: "+Inf" })).toBe(3);
     expect(value(all, "turnomatic_batch_size", { le: "4" })).toBe(1); // the batch of 2
     expect(value(all, "turnomatic_batch_size", { le: "8" })).toBe(2);
@@ -75,7 +75,7 @@ describe("metrics", () => {
     expect(value(all, "turnomatic_rollback_fences_total")).toBe(1);
     expect(value(all, "turnomatic_overload_rejections_total")).toBe(1);
     expect(value(all, "turnomatic_deadline_timeouts_total")).toBe(3);
-    expect(value(all, "turnomatic_counter_max_fraction")).toBeCloseTo(0.95, 6);
+    expect(value(all, "turnomatic_highest_turno_ratio")).toBeCloseTo(0.95, 6);
     expect(value(all, "turnomatic_ids_near_exhaustion")).toBe(1);
     expect(value(all, "turnomatic_waiting_requests")).toBe(7);
     expect(value(all, "turnomatic_store_up")).toBe(1);
@@ -94,14 +94,14 @@ describe("metrics", () => {
     ] as never).getMetricsAsJSON()) as unknown as MetricJson[];
     const a = (name: string, labels?: Record<string, string>) => value(workerA, name, labels) ?? 0;
     const b = (name: string, labels?: Record<string, string>) => value(workerB, name, labels) ?? 0;
-    const labels = { route: "turno", method: "POST", status: "200" };
+    const labels = { route: "turno", method: "POST", code: "200" };
     expect(value(merged, "turnomatic_http_requests_total", labels)).toBe(a("turnomatic_http_requests_total", labels) * 2);
     expect(value(merged, "turnomatic_batch_size", { le: "8" })).toBe(a("turnomatic_batch_size", { le: "8" }) * 2);
     expect(value(merged, "turnomatic_workers")).toBe(2);
     expect(value(merged, "turnomatic_waiting_requests")).toBe(14);
     expect(value(merged, "turnomatic_store_up")).toBe(0); // min: one worker cannot reach the store
-    expect(value(merged, "turnomatic_counter_max_fraction")).toBe(
-      Math.max(a("turnomatic_counter_max_fraction"), b("turnomatic_counter_max_fraction")),
+    expect(value(merged, "turnomatic_highest_turno_ratio")).toBe(
+      Math.max(a("turnomatic_highest_turno_ratio"), b("turnomatic_highest_turno_ratio")),
     );
     expect(value(merged, "turnomatic_build_info", { version: "test" })).toBe(1);
     expect(value(merged, "process_cpu_seconds_total")).toBeCloseTo(

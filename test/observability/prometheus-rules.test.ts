@@ -82,16 +82,48 @@ describe("prometheus rules", () => {
     }
   });
 
-  test("every alert links a runbook section that exists", () => {
+  test("every alert links a runbook section that exists, under the configurable absolute base", () => {
     const runbook = readFileSync(join(ROOT, "docs/runbook.md"), "utf8");
     const anchors = new Set([...runbook.matchAll(/^## (\w+)/gm)].map((match) => (match[1] ?? "").toLowerCase()));
     for (const rule of alertRules()) {
-      expect(rule.annotations?.runbook_url).toBe(`docs/runbook.md#${rule.alert.toLowerCase()}`);
+      expect(rule.annotations?.runbook_url).toBe(`{{ $externalLabels.runbook_base_url }}#${rule.alert.toLowerCase()}`);
       expect({ alert: rule.alert, inRunbook: anchors.has(rule.alert.toLowerCase()) }).toEqual({
         alert: rule.alert,
         inRunbook: true,
       });
     }
+  });
+
+  test("every alert has a summary and a description", () => {
+    for (const rule of alertRules()) {
+      const { summary, description } = rule.annotations ?? {};
+      expect({ alert: rule.alert, summary: (summary ?? "").length > 10, description: (description ?? "").length > 40 }).toEqual({
+        alert: rule.alert,
+        summary: true,
+        description: true,
+      });
+    }
+  });
+
+  test("no rule selects on job, and one fires when every target is gone", () => {
+    for (const rule of alertRules())
+      expect({ alert: rule.alert, job: /\bjob\s*=/.test(rule.expr) }).toEqual({ alert: rule.alert, job: false });
+    expect(alertRules().some((rule) => /^absent\(/.test(rule.expr.trim()))).toBe(true);
+  });
+
+  test("every shipped Prometheus config sets the runbook base as an absolute URL", () => {
+    for (const path of ["deploy/prometheus/prometheus.yml", "deploy/compose/prometheus.yml"]) {
+      const config = Bun.YAML.parse(readFileSync(join(ROOT, path), "utf8")) as {
+        global?: { external_labels?: Record<string, string> };
+      };
+      expect({ path, base: config.global?.external_labels?.runbook_base_url ?? "" }).toEqual({
+        path,
+        base: expect.stringMatching(/^https?:\/\/[^/]+\/.*runbook/),
+      });
+    }
+    // The unit tests render the annotation as Prometheus does: absolute.
+    const tests = readFileSync(RULE_TESTS, "utf8");
+    expect(tests).not.toMatch(/runbook_url: (?!https:\/\/)/);
   });
 });
 

@@ -132,7 +132,12 @@ export async function startPrometheus(targets: string[], alertmanagerUrl: string
   const dir = mkdtempSync(join(tmpdir(), "turnomatic-prom-"));
   writeFileSync(join(dir, "rules.yml"), rules);
   const config = {
-    global: { scrape_interval: "1s", evaluation_interval: "1s", scrape_timeout: "1s" },
+    global: {
+      scrape_interval: "1s",
+      evaluation_interval: "1s",
+      scrape_timeout: "1s",
+      external_labels: { runbook_base_url: "https://runbooks.example.com/turnomatic/runbook.md" },
+    },
     rule_files: [join(dir, "rules.yml")],
     alerting: { alertmanagers: [{ static_configs: [{ targets: [alertmanagerUrl.replace(/^http:\/\//, "")] }] }] },
     scrape_configs: [{ job_name: "turnomatic", static_configs: [{ targets }] }],
