@@ -6,30 +6,24 @@
  *   metrics    the default: prom-client metrics + onResponse hook
  *   trace-1%   metrics + OpenTelemetry, parentbased_traceidratio 0.01, exporting to a local receiver
  *   trace-100% metrics + every request traced
- * Then a micro run in this process: nanoseconds per onResponse hook call and per traceTurn wrapper at
- * 1% sampling, next to a plain await, which is steadier than wrk on a shared machine.
+ * Then a micro run in this process: nanoseconds per onResponse hook call and per traceRequest call at
+ * 1% sampling (the head-sampling decision, plus a whole span for the 1%), which is steadier than wrk
+ * on a shared machine. Spans go over OTLP/HTTP protobuf (the default) to test/observability's collector.
  * Usage: bun bench/observability-overhead.ts [seconds-per-run=5] [rounds=3]
  */
+import { route } from "../src/http/router.ts";
 import { createMetrics } from "../src/observability/metrics.ts";
 import { createTracing } from "../src/observability/tracing.ts";
 import { requireBinary } from "../test/helpers/binaries.ts";
 import { type ServiceProcess, startService } from "../test/helpers/service.ts";
+import { startOtlpCollector } from "../test/observability/helpers/otlp-collector.ts";
 
 const seconds = Number(process.argv[2] ?? 5);
 const rounds = Number(process.argv[3] ?? 3);
 const wrk = requireBinary("wrk");
 
-let spans = 0;
-const receiver = Bun.serve({
-  port: 0,
-  hostname: "127.0.0.1",
-  fetch: async (request) => {
-    const body = (await request.json()) as { resourceSpans?: Array<{ scopeSpans: Array<{ spans: unknown[] }> }> };
-    for (const r of body.resourceSpans ?? []) for (const s of r.scopeSpans) spans += s.spans.length;
-    return Response.json({});
-  },
-});
-const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.port}` };
+const receiver = startOtlpCollector();
+const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url };
 const variants: Array<[string, Record<string, string>]> = [
   ["baseline", { METRICS_PORT: "0" }],
   ["metrics", {}],
@@ -69,11 +63,11 @@ try {
       `${name.padEnd(12)} ${m.toFixed(0).padStart(12)}   ${(m / base).toFixed(3).padStart(17)}   ${values.map((v) => v.toFixed(0)).join(" ")}`,
     );
   }
-  console.log(`spans received by the local OTLP receiver: ${spans}`);
+  console.log(`spans received by the local OTLP receiver: ${receiver.spans.length}`);
   await micro();
 } finally {
   for (const service of services) await service.stop("SIGKILL");
-  receiver.stop(true);
+  receiver.stop();
 }
 
 /** Median of 5 timed loops of `body`, in nanoseconds per call. */
@@ -96,12 +90,14 @@ async function micro(): Promise<void> {
     "memory",
     "bench",
   );
-  const one = () => Promise.resolve(1);
-  const plain = await nsPerCall(200_000, one);
-  const traced = await nsPerCall(200_000, () => tracing?.traceTurn("bench", one, null));
+  const request = new Request("http://127.0.0.1:7017/turno/bench", { method: "POST" });
+  const where = route("/turno/bench");
+  // nsPerCall awaits each call; the empty body is what that await alone costs.
+  const plain = await nsPerCall(200_000, () => undefined);
+  const traced = await nsPerCall(200_000, () => tracing?.traceRequest(request, where, undefined)?.end(200, undefined));
   await tracing?.shutdown();
   console.log(`micro: onResponse hook ${hook.toFixed(0)} ns/request`);
   console.log(
-    `micro: traceTurn at 1% ${traced.toFixed(0)} ns vs plain await ${plain.toFixed(0)} ns (+${(traced - plain).toFixed(0)} ns/request)`,
+    `micro: traceRequest at 1% (decision + 1 span in 100) ${traced.toFixed(0)} ns vs empty ${plain.toFixed(0)} ns (+${(traced - plain).toFixed(0)} ns/request)`,
   );
 }

@@ -13,6 +13,7 @@ import { createInstruments, storeStateLogger, VERSION } from "./observability/in
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { MetricsPortInUseError, metricsUrls, renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
 import { recordDurability } from "./observability/store-metrics.ts";
+import { readTracingSettings, TracingConfigError } from "./observability/trace-settings.ts";
 import { createStore } from "./stores/create-store.ts";
 
 export async function runService(config: Config, logger: Logger): Promise<void> {
@@ -132,8 +133,10 @@ async function main(): Promise<void> {
   let config: Config;
   try {
     config = loadConfig(argv, process.env);
+    // Checked here, not only in each worker: a supervisor would restart a refused worker forever.
+    readTracingSettings(process.env);
   } catch (error) {
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof TracingConfigError) {
       process.stderr.write(`turnomatic: invalid configuration: ${error.message}\n`);
       process.exit(2);
     }
