@@ -144,6 +144,8 @@ const BASE_TARGETS: Target[] = [
         store: redis.url,
         env: {
           OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpReceiver.port}`,
+          // The receiver above reads JSON; the exporter's default is http/protobuf.
+          OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
           OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
           OTEL_TRACES_SAMPLER_ARG: "0.01",
         },

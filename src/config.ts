@@ -316,7 +316,8 @@ export function helpText(): string {
     "Each option is a flag or an environment variable (the flag wins).",
     "",
     ...lines,
-    "  --help\n      print this text and exit",
+    "  --help, -h\n      print this text and exit",
+    "  --version, -v\n      print the version and exit",
   ].join("\n");
 }
 

@@ -9,10 +9,11 @@ import { ConfigError, type Config, helpText, loadConfig, redactConfig } from "./
 import { createApp } from "./http/app.ts";
 import { LOW_OPEN_FILE_LIMIT, openFileLimit } from "./http/open-file-limit.ts";
 import { startServer } from "./http/server.ts";
-import { createInstruments, storeStateLogger } from "./observability/instrument.ts";
+import { createInstruments, storeStateLogger, VERSION } from "./observability/instrument.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
-import { renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
+import { MetricsPortInUseError, metricsUrls, renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
 import { recordDurability, storeWriteObserver } from "./observability/store-metrics.ts";
+import { readTracingSettings, TracingConfigError } from "./observability/trace-settings.ts";
 import { createStore } from "./stores/create-store.ts";
 
 export async function runService(config: Config, logger: Logger): Promise<void> {
@@ -59,6 +60,13 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     onInternalError: (error) => logger.error("internal error", { event: "http.internal_error", error }),
     ...instruments.appHooks,
   });
+  // A worker never serves /metrics itself: its supervisor aggregates every worker's registry. Bound
+  // before the API so that a metrics port held by another process stops the start (exit 2).
+  const worker = workerId();
+  const metricsServer =
+    config.metricsPort === 0 || worker !== undefined
+      ? undefined
+      : startMetricsServer(config.metricsPort, config.host, renderLocalMetrics, instruments.statusHandler);
   const server = startServer(app, {
     port: config.port,
     host: config.host,
@@ -66,15 +74,13 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     idleTimeoutSeconds: config.idleTimeoutSeconds,
     maxBodyBytes: config.maxBodyBytes,
   });
-  // A worker never serves /metrics itself: its supervisor aggregates every worker's registry.
-  const worker = workerId();
-  const metricsServer =
-    config.metricsPort === 0 || worker !== undefined
-      ? undefined
-      : startMetricsServer(config.metricsPort, config.host, renderLocalMetrics, instruments.statusHandler);
-  logger.info("turnomatic listening", {
+  // The operator's first line: what runs, where to send turns, where to scrape and look. A worker
+  // names the supervisor's host-wide metrics port.
+  logger.info(`turnomatic ${VERSION} listening`, {
     event: "start",
+    version: VERSION,
     url: `http://${config.host}:${server.port}`,
+    ...metricsUrls(config.host, config.metricsPort),
     store: store.kind,
     config: redactConfig(config),
   });
@@ -121,11 +127,17 @@ async function main(): Promise<void> {
     process.stdout.write(`${helpText()}\n`);
     return;
   }
+  if (argv.includes("--version") || argv.includes("-v")) {
+    process.stdout.write(`turnomatic ${VERSION}\n`);
+    return;
+  }
   let config: Config;
   try {
     config = loadConfig(argv, process.env);
+    // Checked here, not only in each worker: a supervisor would restart a refused worker forever.
+    readTracingSettings(process.env);
   } catch (error) {
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof TracingConfigError) {
       process.stderr.write(`turnomatic: invalid configuration: ${error.message}\n`);
       process.exit(2);
     }
@@ -143,7 +155,7 @@ async function main(): Promise<void> {
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     logger.error(`failed to start: ${message}`, { event: "start.failed", error });
-    process.exit(error instanceof ConfigError ? 2 : 1);
+    process.exit(error instanceof ConfigError || error instanceof MetricsPortInUseError ? 2 : 1);
   }
 }
 

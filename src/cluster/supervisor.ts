@@ -12,9 +12,9 @@ import type { Subprocess } from "bun";
 import { AggregatorRegistry } from "prom-client";
 import { type Config, ConfigError } from "../config.ts";
 import type { Logger } from "../observability/logger.ts";
-import { type RenderedMetrics, startMetricsServer } from "../observability/metrics-server.ts";
+import { metricsUrls, type RenderedMetrics, startMetricsServer } from "../observability/metrics-server.ts";
 import type { BusyId } from "../observability/busy-ids.ts";
-import { STATUS_BUSIEST } from "../observability/instrument.ts";
+import { STATUS_BUSIEST, VERSION } from "../observability/instrument.ts";
 import { createStatusHandler, type MetricJson } from "../observability/status.ts";
 import { isMetricsReply, type MetricsRequest } from "./ipc-messages.ts";
 
@@ -204,7 +204,8 @@ export function runSupervisor(config: Config, logger: Logger, options: Superviso
     );
   }
   const supervisor = new Supervisor(config, logger, options);
-  supervisor.start();
+  // The metrics port is bound before any worker is spawned: if another process holds it, the start
+  // fails (exit 2) with no worker left behind.
   const metricsServer =
     config.metricsPort === 0
       ? undefined
@@ -218,11 +219,14 @@ export function runSupervisor(config: Config, logger: Logger, options: Superviso
             () => supervisor.busiest(),
           ),
         );
-  logger.info("turnomatic supervisor started", {
+  supervisor.start();
+  logger.info(`turnomatic ${VERSION} supervisor started`, {
     event: "supervisor.start",
+    version: VERSION,
     workers: config.workers,
     port: config.port,
     metricsPort: config.metricsPort,
+    ...metricsUrls(config.host, config.metricsPort),
   });
   let stopping = false;
   const shutdown = async (signal: NodeJS.Signals) => {

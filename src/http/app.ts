@@ -2,6 +2,7 @@
  * The request handler, independent of the server it runs in: `handle(request)` answers every
  * route of the API. Bun.serve (server.ts) calls it; tests may too.
  */
+import type { Server } from "bun";
 import type { Coalescer } from "../allocation/coalescer.ts";
 import type { CounterStore } from "../domain/counter-store.ts";
 import { StoreTimeoutError } from "../domain/errors.ts";
@@ -10,6 +11,16 @@ import { IDEMPOTENCY_KEY_PATTERN, isCounterValue, MAX_TURNO } from "../domain/li
 import { createAdminAuth } from "./admin-auth.ts";
 import { jsonResponse, problem, problemResponse, toTurnoError, turnoResponse } from "./responses.ts";
 import { pathOf, type Route, type RouteName, route } from "./router.ts";
+
+/** One sampled request's span (observability/tracing.ts): `turn` wraps a turn's number, `end` takes the response. */
+export interface RequestSpan {
+  turn(id: string, next: () => Promise<number>): Promise<number>;
+  /** `error` is what the handler threw (mapped to the answer), undefined when it answered normally. */
+  end(status: number, error: unknown): void;
+}
+
+/** A span for a sampled, traced request, else undefined. */
+export type RequestTracer = (request: Request, route: Route, server: Server<undefined> | undefined) => RequestSpan | undefined;
 
 export interface AppOptions {
   readonly coalescer: Coalescer;
@@ -20,8 +31,8 @@ export interface AppOptions {
   readonly maxBodyBytes: number;
   /** Serves the status page at `/` and its data at `/status.json` (given the path); undefined = 404. */
   readonly statusPage?: (path: string) => Response | Promise<Response>;
-  /** Wraps each turn request (tracing); undefined costs nothing on the hot path. */
-  readonly traceTurn?: (id: string, next: () => Promise<number>, traceparent: string | null) => Promise<number>;
+  /** Tracing: a span for each sampled request, ended with its response; undefined costs nothing on the hot path. */
+  readonly traceRequest?: RequestTracer;
   /** Called once per response; keep it cheap (metrics, sampled access log). */
   readonly onResponse?: (route: RouteName, method: string, status: number, startedAt: number) => void;
   /** Called for errors that are the service's fault (5xx other than store/overload). */
@@ -29,7 +40,8 @@ export interface AppOptions {
 }
 
 export interface App {
-  handle(request: Request): Response | Promise<Response>;
+  /** Bun.serve's fetch; `server` (for the client's address in traces) is optional for in-process callers. */
+  handle(request: Request, server?: Server<undefined>): Response | Promise<Response>;
   /** Makes /readyz fail (graceful shutdown); turns are still served until the listener closes. */
   startDraining(): void;
   readonly draining: boolean;
@@ -42,9 +54,10 @@ const ADMIN_ALLOW = { allow: "PUT, DELETE" };
 export function createApp(options: AppOptions): App {
   const { coalescer, store, deadlineMs } = options;
   const isAdmin = options.adminToken === undefined ? undefined : createAdminAuth(options.adminToken);
+  const traceRequest = options.traceRequest;
   let draining = false;
 
-  async function turn(request: Request, where: Route): Promise<Response> {
+  async function turn(request: Request, where: Route, span: RequestSpan | undefined): Promise<Response> {
     const id = parseId(where.rawId);
     // A turn request's body means nothing, but it is read (bounded) before a number is taken: a body
     // that is too large or malformed (bad chunked framing) is bad input and must change no counter.
@@ -60,10 +73,9 @@ export function createApp(options: AppOptions): App {
       return problem("TURNO_ERR_INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-128 visible ASCII characters.", where.path);
     }
     const turnRequest = { gone: () => request.signal.aborted, idempotencyKey: key ?? undefined };
-    const trace = options.traceTurn;
-    const turno = await (trace === undefined
+    const turno = await (span === undefined
       ? coalescer.next(id, turnRequest)
-      : trace(id, () => coalescer.next(id, turnRequest), request.headers.get("traceparent")));
+      : span.turn(id, () => coalescer.next(id, turnRequest)));
     return turnoResponse(id, turno);
   }
 
@@ -103,13 +115,13 @@ export function createApp(options: AppOptions): App {
     }
   }
 
-  function dispatch(request: Request, where: Route): Response | Promise<Response> {
+  function dispatch(request: Request, where: Route, span: RequestSpan | undefined): Response | Promise<Response> {
     const method = request.method;
     switch (where.name) {
       case "turno":
         // While draining, turns are still served: only /readyz fails, so load balancers move away
         // before the listener closes and no request is refused.
-        return method === "GET" || method === "POST" ? turn(request, where) : notAllowed(method, where, TURN_ALLOW);
+        return method === "GET" || method === "POST" ? turn(request, where, span) : notAllowed(method, where, TURN_ALLOW);
       case "actual":
         return method === "GET" ? actual(where) : notAllowed(method, where, READ_ALLOW);
       case "admin":
@@ -127,37 +139,48 @@ export function createApp(options: AppOptions): App {
   }
 
   /** Awaits an async route's answer, maps errors, and reports the response (no extra promise per request). */
-  async function settle(pending: Promise<Response>, where: Route, method: string, startedAt: number): Promise<Response> {
+  async function settle(
+    pending: Promise<Response>,
+    where: Route,
+    method: string,
+    startedAt: number,
+    span: RequestSpan | undefined,
+  ): Promise<Response> {
     let response: Response;
+    let thrown: unknown;
     try {
       response = await pending;
     } catch (error) {
+      thrown = error;
       const turnoError = toTurnoError(error);
       if (turnoError.status === 500) options.onInternalError?.(error);
       response = problemResponse(turnoError, where.path);
     }
     options.onResponse?.(where.name, method, response.status, startedAt);
+    span?.end(response.status, thrown);
     return response;
   }
 
-  function handle(request: Request): Response | Promise<Response> {
+  function handle(request: Request, server?: Server<undefined>): Response | Promise<Response> {
     const startedAt = performance.now();
     const url = request.url;
     const path = pathOf(url);
     const where = route(path);
+    const span = traceRequest === undefined ? undefined : traceRequest(request, where, server);
     let response: Response;
     if (url.length > options.maxUrlLength) {
       response = problem("TURNO_ERR_URI_TOO_LONG", `The request target is longer than ${options.maxUrlLength} characters.`, "/");
     } else {
       try {
-        const result = dispatch(request, where);
-        if (result instanceof Promise) return settle(result, where, request.method, startedAt);
+        const result = dispatch(request, where, span);
+        if (result instanceof Promise) return settle(result, where, request.method, startedAt, span);
         response = result;
       } catch (error) {
-        return settle(Promise.reject(error), where, request.method, startedAt);
+        return settle(Promise.reject(error), where, request.method, startedAt, span);
       }
     }
     options.onResponse?.(where.name, request.method, response.status, startedAt);
+    span?.end(response.status, undefined);
     return response;
   }
 

@@ -35,7 +35,7 @@ export interface InstrumentOptions {
 
 export interface Instruments {
   readonly observer: CoalescerObserver;
-  readonly appHooks: Pick<AppOptions, "onResponse" | "traceTurn" | "statusPage">;
+  readonly appHooks: Pick<AppOptions, "onResponse" | "traceRequest" | "statusPage">;
   /** Serves `/` and `/status.json` on the metrics port. */
   readonly statusHandler: (path: string) => Promise<Response>;
   /** This process's busiest ids (sent to the supervisor in worker mode). */
@@ -70,12 +70,19 @@ export function createInstruments(options: InstrumentOptions): Instruments {
       : metrics.onResponse;
   const busiest = () => metrics.busyIds.top(STATUS_BUSIEST);
   const statusHandler = createStatusHandler(async () => (await register.getMetricsAsJSON()) as unknown as MetricJson[], busiest);
-  if (tracing !== undefined) logger.info("tracing on", { event: "tracing.start", endpoint: traceEndpoint(options.env) });
+  if (tracing !== undefined) {
+    const { exporters, protocol, url } = tracing.settings;
+    logger.info("tracing on", {
+      event: "tracing.start",
+      exporters,
+      ...(exporters.includes("otlp") ? { protocol, endpoint: url ?? "http://localhost:4318/v1/traces (default)" } : {}),
+    });
+  }
   return {
     observer,
     appHooks: options.metrics
-      ? { onResponse, traceTurn: tracing?.traceTurn, statusPage: statusHandler }
-      : { traceTurn: tracing?.traceTurn },
+      ? { onResponse, traceRequest: tracing?.traceRequest, statusPage: statusHandler }
+      : { traceRequest: tracing?.traceRequest },
     statusHandler,
     busiest,
     tracing: tracing !== undefined,
@@ -93,10 +100,6 @@ export function storeStateLogger(logger: Logger, store: string): ConnectionState
       logger.warn(`store connection ${state}`, fields);
     else logger.info(`store connection ${state}`, fields);
   };
-}
-
-function traceEndpoint(env: Record<string, string | undefined>): string {
-  return env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "http://localhost:4318 (default)";
 }
 
 /** Drops credentials from a store URL before it is logged (as redactConfig does). */
