@@ -8,6 +8,7 @@
  * a handful of lines, not one per retry.
  */
 import { StoreUnavailableError, TurnoError } from "../domain/errors.ts";
+import { type ProbeTarget, probeConnection } from "./connection-probe.ts";
 import { classifyStoreError, type StoreCauseKind } from "./store-errors.ts";
 
 export type ConnectionState = "connect" | "ready" | "close" | "reconnecting" | "end" | "error" | "silent";
@@ -38,11 +39,29 @@ export interface ConnectionWatch {
   whenReady(timeoutMs?: number): Promise<boolean>;
 }
 
-export function watchConnection(client: Emitter, listener: ConnectionStateListener = () => {}): ConnectionWatch {
+/**
+ * `probe`: where to connect by itself when the client reports only that it could not connect
+ * (connection-probe.ts); Sentinel and Cluster stores give their first sentinel or node.
+ */
+export function watchConnection(
+  client: Emitter,
+  listener: ConnectionStateListener = () => {},
+  probe?: ProbeTarget,
+): ConnectionWatch {
   let down = false;
   let reportedReconnect = false;
   let lastError: string | undefined;
   const waiting = new Set<() => void>();
+  let probing = false;
+  /** Connects once to `probe` and reports what stops it, unless the client got ready meanwhile. */
+  const diagnose = () => {
+    if (probe === undefined || probing) return;
+    probing = true;
+    void probeConnection(probe, 2000).then((cause) => {
+      probing = false;
+      if (cause !== undefined && client.status !== "ready") report("error", { error: cause.message, cause: cause.kind });
+    });
+  };
   const report = (state: ConnectionState, detail?: { error?: string; cause?: StoreCauseKind; delayMs?: number }) => {
     switch (state) {
       case "error":
@@ -75,16 +94,21 @@ export function watchConnection(client: Emitter, listener: ConnectionStateListen
   };
   for (const state of ["connect", "ready", "close", "end"] as const) client.on(state, () => report(state));
   client.on("reconnecting", (delay) => report("reconnecting", { delayMs: typeof delay === "number" ? delay : undefined }));
-  // A Cluster client reports each node's failures as "node error", and "error" only once all failed.
-  for (const event of ["error", "node error"])
+  // A Cluster client reports each node's failures as "node error", a Sentinel client its sentinels'
+  // as "sentinelError"; their "error" then only says that all of them failed.
+  for (const event of ["error", "node error", "sentinelError"]) {
     client.on(event, (error) => {
       const cause = classifyStoreError(error);
-      const raw = error instanceof Error ? error.message : String(error);
-      report(
-        "error",
-        cause === undefined || cause.kind === "not-connected" ? { error: raw } : { error: cause.message, cause: cause.kind },
-      );
+      if (cause !== undefined && cause.kind !== "not-connected") {
+        report("error", { error: cause.message, cause: cause.kind });
+        return;
+      }
+      // "All sentinels are unreachable", "Failed to refresh slots cache": the known cause says more.
+      if (lastError !== undefined) return;
+      report("error", { error: error instanceof Error ? error.message : String(error) });
+      if (cause?.kind === "not-connected" || cause === undefined) diagnose();
     });
+  }
 
   const downCause = () => (client.status === "ready" ? undefined : lastError);
   return {
@@ -93,7 +117,10 @@ export function watchConnection(client: Emitter, listener: ConnectionStateListen
       if (error instanceof TurnoError) return error;
       const cause = classifyStoreError(error);
       if (cause === undefined) return error;
-      if (cause.kind !== "not-connected") return new StoreUnavailableError(cause.message);
+      // A command that timed out in the offline queue of a client that is not connected: the
+      // connection's cause is the real one.
+      const queued = cause.kind === "timeout" && client.status !== "ready" && lastError !== undefined;
+      if (cause.kind !== "not-connected" && !queued) return new StoreUnavailableError(cause.message);
       const why = lastError ?? (client.status === "ready" ? "the connection to Redis was lost" : "not connected to Redis yet");
       return new StoreUnavailableError(why);
     },

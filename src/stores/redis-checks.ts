@@ -37,7 +37,18 @@ export interface CheckedNode {
   /** How the node is named in a warning: "redis store", "redis-cluster node 10.0.0.1:7000"... */
   readonly label: string;
   readonly client: CheckedClient;
+  /** Closes a connection made for the check only (a probe); called once the check is done. */
+  readonly dispose?: () => void;
 }
+
+/** ioredis options of a probe: one attempt, no retries; a probe that fails is reported, not retried. */
+export const PROBE_OPTIONS = {
+  connectTimeout: 1000,
+  commandTimeout: 2000,
+  maxRetriesPerRequest: 0,
+  retryStrategy: () => null,
+  enableReadyCheck: false,
+} as const;
 
 export interface CheckOptions {
   /** Accept an eviction policy that can evict counters (warn instead of refusing). Default false. */
@@ -235,5 +246,10 @@ export async function checkAtStart(
       connected: connection.whenReady().then(() => undefined),
     };
   }
-  return checkNodes(kind, await nodes(), options);
+  const list = await nodes();
+  try {
+    return await checkNodes(kind, list, options);
+  } finally {
+    for (const node of list) node.dispose?.();
+  }
 }

@@ -14,10 +14,10 @@
  * Rollback fencing (every reservation carries this process's high-water mark) keeps a running process
  * from re-issuing those numbers; docs/redis.md explains what it cannot cover.
  */
-import { Cluster, type ClusterOptions } from "ioredis";
+import Redis, { Cluster, type ClusterOptions } from "ioredis";
 import { ConfigError } from "../config.ts";
 import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
-import type { CheckedNode, CheckOptions } from "./redis-checks.ts";
+import { type CheckedNode, type CheckOptions, PROBE_OPTIONS } from "./redis-checks.ts";
 import {
   baseRedisOptions,
   defineScripts,
@@ -84,13 +84,39 @@ class RedisClusterCounterStore extends RedisCounterStore {
   /**
    * Every node, replicas included: a primary that loses data on restart rolls back the ids in its
    * slots, a replica is promoted with its own settings, and any node's eviction policy applies to
-   * the counters it holds.
+   * the counters it holds. The client's pool knows the primaries; CLUSTER NODES lists the replicas
+   * (Redis 7 leaves a replica out of CLUSTER SLOTS until it has replicated data), which are read
+   * through short-lived probes with the same credentials and TLS settings.
    */
   protected override async checkedNodes(): Promise<CheckedNode[]> {
-    return this.#cluster.nodes("all").map((node) => ({
-      label: `redis-cluster node ${node.options.host}:${node.options.port}`,
-      client: node,
-    }));
+    const pool = new Map(this.#cluster.nodes("all").map((node) => [`${node.options.host}:${node.options.port}`, node]));
+    const nodes: CheckedNode[] = [...pool].map(([where, node]) => ({ label: `redis-cluster node ${where}`, client: node }));
+    const [first] = pool.values();
+    if (first === undefined) return nodes;
+    let listed: string;
+    try {
+      listed = String(await first.cluster("NODES"));
+    } catch {
+      return nodes;
+    }
+    for (const line of listed.split("\n")) {
+      const [, address, flags] = line.split(" ");
+      if (address === undefined || flags === undefined || /fail|noaddr|handshake/.test(flags)) continue;
+      const where = address.split("@")[0] as string;
+      if (pool.has(where)) continue;
+      const colon = where.lastIndexOf(":");
+      const probe = new Redis({
+        ...this.#cluster.options.redisOptions,
+        host: where.slice(0, colon),
+        port: Number(where.slice(colon + 1)),
+        ...PROBE_OPTIONS,
+      });
+      probe.on("error", () => {
+        // Reported by the check as settings that cannot be read.
+      });
+      nodes.push({ label: `redis-cluster node ${where}`, client: probe, dispose: () => probe.disconnect() });
+    }
+    return nodes;
   }
 }
 
@@ -102,12 +128,14 @@ export function createRedisClusterStore(options: RedisClusterStoreOptions): Redi
       `TURNOMATIC_STORE: a redis+cluster:// URL has no path or database ('/${url.path}'); Redis Cluster has only database 0.`,
     );
   }
-  const cluster = new Cluster([...url.hosts], clusterOptions(options.commandTimeoutMs, url, options.tls));
+  const settings = clusterOptions(options.commandTimeoutMs, url, options.tls);
+  const cluster = new Cluster([...url.hosts], settings);
   defineScripts(cluster);
   cluster.on("error", () => {
     // Node errors surface as failed commands (503s), in /readyz and (watchConnection) in the logs.
   });
-  const connection = watchConnection(cluster, options.onStateChange);
+  const first = url.hosts[0] as { host: string; port: number };
+  const connection = watchConnection(cluster, options.onStateChange, { ...first, tls: settings.redisOptions?.tls });
   // Translation only (silence Infinity): the Cluster client reconnects each node by itself.
   const silence = new SilenceGuard(cluster, Number.POSITIVE_INFINITY, undefined, connection.translate);
   return new RedisClusterCounterStore(cluster, options.keyPrefix, { silence, connection, checks: options.checks });

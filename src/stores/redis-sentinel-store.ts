@@ -15,7 +15,7 @@
 import Redis from "ioredis";
 import { ConfigError } from "../config.ts";
 import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
-import type { CheckedNode, CheckOptions } from "./redis-checks.ts";
+import { type CheckedNode, type CheckOptions, PROBE_OPTIONS } from "./redis-checks.ts";
 import {
   baseRedisOptions,
   defineScripts,
@@ -54,7 +54,6 @@ export interface RedisSentinelStoreOptions {
  */
 class RedisSentinelCounterStore extends RedisCounterStore {
   readonly #redis: Redis;
-  readonly #probes: Redis[] = [];
 
   constructor(redis: Redis, keyPrefix: string, options: RedisCounterStoreOptions) {
     super("redis-sentinel", redis as unknown as ScriptedClient, keyPrefix, options);
@@ -65,14 +64,13 @@ class RedisSentinelCounterStore extends RedisCounterStore {
     const nodes: CheckedNode[] = [{ label: "redis-sentinel primary", client: this.#redis }];
     for (const replica of await this.#replicas()) {
       const probe = this.#probe(replica);
-      nodes.push({ label: `redis-sentinel replica ${replica.host}:${replica.port}`, client: probe });
+      nodes.push({
+        label: `redis-sentinel replica ${replica.host}:${replica.port}`,
+        client: probe,
+        dispose: () => probe.disconnect(),
+      });
     }
     return nodes;
-  }
-
-  override async close(): Promise<void> {
-    for (const probe of this.#probes.splice(0)) probe.disconnect();
-    await super.close();
   }
 
   async #replicas(): Promise<HostPort[]> {
@@ -119,20 +117,9 @@ class RedisSentinelCounterStore extends RedisCounterStore {
     probe.on("error", () => {
       // Reported by the check as settings that cannot be read.
     });
-    this.#probes.push(probe);
     return probe;
   }
 }
-
-/** One attempt, no retries: a probe that fails is reported, not retried. */
-const PROBE_OPTIONS = {
-  lazyConnect: false,
-  connectTimeout: 1000,
-  commandTimeout: 2000,
-  maxRetriesPerRequest: 0,
-  retryStrategy: () => null,
-  enableReadyCheck: false,
-} as const;
 
 export function createRedisSentinelStore(options: RedisSentinelStoreOptions): RedisCounterStore {
   const url = parseMultiHostUrl(options.url, 26379);
@@ -169,7 +156,8 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
   client.on("error", () => {
     // Connection errors surface as failed commands (503s), in /readyz and (watchConnection) in the logs.
   });
-  const connection = watchConnection(client, options.onStateChange);
+  const first = url.hosts[0] as { host: string; port: number };
+  const connection = watchConnection(client, options.onStateChange, { ...first, tls: tlsSettings });
   const ack =
     options.waitReplicas > 0
       ? new ReplicaAck(client, { replicas: options.waitReplicas, timeoutMs: options.waitTimeoutMs })
