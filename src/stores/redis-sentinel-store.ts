@@ -160,7 +160,11 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
   const connection = watchConnection(client, options.onStateChange, { ...first, tls: tlsSettings });
   const ack =
     options.waitReplicas > 0
-      ? new ReplicaAck(client, { replicas: options.waitReplicas, timeoutMs: options.waitTimeoutMs })
+      ? new ReplicaAck(client, {
+          replicas: options.waitReplicas,
+          timeoutMs: options.waitTimeoutMs,
+          translate: connection.translate,
+        })
       : undefined;
   // One primary holds every key, so the reservations of many ids can share one script call.
   const silence = guardAgainstSilence(client, options.commandTimeoutMs, options.onStateChange, connection.translate);

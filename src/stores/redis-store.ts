@@ -283,7 +283,10 @@ export function createRedisStore(options: RedisStoreOptions): RedisCounterStore 
   });
   const connection = watchConnection(client, options.onStateChange);
   const replicas = options.waitReplicas ?? 0;
-  const ack = replicas > 0 ? new ReplicaAck(client, { replicas, timeoutMs: options.waitTimeoutMs ?? 500 }) : undefined;
+  const ack =
+    replicas > 0
+      ? new ReplicaAck(client, { replicas, timeoutMs: options.waitTimeoutMs ?? 500, translate: connection.translate })
+      : undefined;
   const silence = guardAgainstSilence(client, options.commandTimeoutMs, options.onStateChange, connection.translate);
   return new RedisCounterStore("redis", client as unknown as ScriptedClient, options.keyPrefix, {
     batchAcrossIds: true,
