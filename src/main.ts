@@ -125,12 +125,12 @@ async function runStoreChecks(store: CounterStore, logger: Logger, waitMs: numbe
   const check = await checkStoreAtStart(store, waitMs);
   if (check.state === "unreachable") {
     logger.warn(
-      `store unreachable at start: ${check.cause}. Serving 503 on turns and on /readyz until it connects; the persistence and eviction checks run then`,
-      { event: "store.unreachable", store: store.kind },
+      `store unavailable at start: ${check.cause}. Serving 503 on turns and on /readyz until it connects; the persistence and eviction checks run then`,
+      { event: "store.unavailable", store: store.kind },
     );
     recordDurability(store.kind, "unknown");
     void check.connected.then(async () => {
-      logger.info("store connected after being unreachable at start; turns are served", {
+      logger.info("store connected after being unavailable at start; turns are served", {
         event: "store.connected",
         store: store.kind,
       });

@@ -65,6 +65,8 @@ export interface NodeSettings {
   readonly configRefused?: string;
   /** Set when nothing could be read at all. */
   readonly unreadable?: string;
+  /** True when that is because the user may not run the commands (not a connection failure). */
+  readonly refused?: boolean;
 }
 
 /** Why a read failed, briefly: "CONFIG GET is refused (NOPERM)" or the connection cause. */
@@ -102,6 +104,7 @@ export async function readNodeSettings(client: CheckedClient): Promise<NodeSetti
       const both = configRefused.endsWith("(NOPERM)") && infoRefused.endsWith("(NOPERM)");
       return {
         configRefused,
+        refused: !infoRefused.includes(" failed: "),
         unreadable: both ? "CONFIG GET and INFO are refused for this user (NOPERM)" : `${configRefused}, and ${infoRefused}`,
       };
     }
@@ -185,7 +188,7 @@ export async function checkNodes(
     if (settings.unreadable !== undefined) {
       add(node.label, {
         state: "unknown",
-        text: `the persistence and eviction settings cannot be verified with this Redis user (${settings.unreadable}). Check on the provider's console that persistence is on with every write fsynced (appendonly yes, appendfsync always, or the provider's durable equivalent) and that maxmemory-policy is noeviction; otherwise acknowledged numbers can be lost on a restart, or evicted`,
+        text: `the persistence and eviction settings ${settings.refused === true ? "cannot be verified with this Redis user" : "could not be read"} (${settings.unreadable}). Check on the provider's console that persistence is on with every write fsynced (appendonly yes, appendfsync always, or the provider's durable equivalent) and that maxmemory-policy is noeviction; otherwise acknowledged numbers can be lost on a restart, or evicted`,
       });
       continue;
     }

@@ -97,7 +97,7 @@ async function expectCauseEverywhere(s: ServiceProcess, cause: string): Promise<
   const errors = events(s, "store.error").filter((line) => String(line.error).includes(cause));
   expect(errors).toHaveLength(1);
   expect(String(errors[0]?.msg)).toContain(cause);
-  expect(events(s, "store.unreachable")).toHaveLength(1);
+  expect(events(s, "store.unavailable")).toHaveLength(1);
   // Unreachable is not "settings unreadable": no persistence warning at all.
   expect(events(s, "store.durability")).toHaveLength(0);
   expect(await gauge(s)).toBe("2");
@@ -219,7 +219,7 @@ describe("managed Redis: TLS on a private CA, an ACL user without @dangerous", (
       const s = await service(`rediss://app:app-pass@127.0.0.1:${port}`, ["--redis-tls-ca", pki.ca]);
       await waitFor("the timeout named in /readyz", async () => (await readyz(s)).body.detail?.includes("timed out") === true);
       expectOwnWords((await readyz(s)).body.detail);
-      expect(events(s, "store.unreachable")).toHaveLength(1);
+      expect(events(s, "store.unavailable")).toHaveLength(1);
       expect(events(s, "store.durability")).toHaveLength(0);
       await s.stop("SIGKILL");
     } finally {
@@ -233,7 +233,7 @@ describe("Redis unreachable at start", () => {
     const port = await freePort();
     const s = await service(`redis://127.0.0.1:${port}`);
     await expectCauseEverywhere(s, "Redis refused the connection at 127.0.0.1");
-    expect(String(events(s, "store.unreachable")[0]?.msg)).toContain("Serving 503 on turns and on /readyz until it connects");
+    expect(String(events(s, "store.unavailable")[0]?.msg)).toContain("Serving 503 on turns and on /readyz until it connects");
     // Redis comes up on that port: the service connects by itself and checks the settings then.
     const server = await startRedis({ port, args: ["--appendonly", "yes", "--appendfsync", "always"] });
     servers.push(server);

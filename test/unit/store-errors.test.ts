@@ -38,7 +38,7 @@ test.each([
     "not-connected",
     "not connected",
   ],
-] as const)("%p is classified as %s", (error, kind, words) => {
+] as const)("classifies case %#", (error, kind, words) => {
   const cause = classifyStoreError(error);
   expect(cause?.kind).toBe(kind);
   expect(cause?.message).toContain(words);
