@@ -33,6 +33,11 @@ export interface RedisSentinelOptions {
   readonly downAfterMs?: number;
   /** TLS only, for the data servers, replication and the sentinels; the URL is then rediss+sentinel://. */
   readonly tls?: RedisTlsSetup;
+  /**
+   * An ACL user of the data servers (defined in `args`) that replicas, sentinels and redis-cli
+   * authenticate as, for deployments with `user default off`.
+   */
+  readonly admin?: { readonly user: string; readonly password: string };
 }
 
 export async function startRedisSentinel(options: RedisSentinelOptions = {}): Promise<RedisSentinelProcess> {
@@ -63,10 +68,15 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
   try {
     // Replicas announce themselves and may be promoted: they need the same settings as the primary.
     const args = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", ...(options.args ?? [])];
-    const primary = await startRedis({ args, tls: options.tls });
+    const admin = options.admin;
+    const cliUser = admin;
+    const primary = await startRedis({ args, tls: options.tls, cliUser });
     servers.push(primary);
-    for (let i = 0; i < 2; i++)
-      servers.push(await startRedis({ args: [...args, "--replicaof", "127.0.0.1", String(primary.port)], tls: options.tls }));
+    const replicaAuth = admin === undefined ? [] : ["--masteruser", admin.user, "--masterauth", admin.password];
+    for (let i = 0; i < 2; i++) {
+      const replicaArgs = [...args, ...replicaAuth, "--replicaof", "127.0.0.1", String(primary.port)];
+      servers.push(await startRedis({ args: replicaArgs, tls: options.tls, cliUser }));
+    }
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
       const conf = join(dir, `sentinel-${i}.conf`);
@@ -81,6 +91,12 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
           `sentinel down-after-milliseconds ${MASTER_NAME} ${options.downAfterMs ?? 1000}`,
           `sentinel failover-timeout ${MASTER_NAME} 5000`,
           `sentinel parallel-syncs ${MASTER_NAME} 2`,
+          ...(options.admin === undefined
+            ? []
+            : [
+                `sentinel auth-user ${MASTER_NAME} ${options.admin.user}`,
+                `sentinel auth-pass ${MASTER_NAME} ${options.admin.password}`,
+              ]),
           "",
         ].join("\n"),
       );

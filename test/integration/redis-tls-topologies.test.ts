@@ -83,3 +83,39 @@ describe("Cluster over TLS", () => {
     }
   });
 });
+
+describe("Sentinel over TLS with a managed ACL user (no CONFIG, no INFO)", () => {
+  test("serves, and the checks find the replicas through the sentinels: 'cannot be verified' on each node", async () => {
+    const acl = [
+      ["--user", "default", "off"],
+      ["--user", "app", "on", ">app-pass", "~*", "&*", "+@all", "-@dangerous"],
+      ["--user", "admin", "on", ">admin-pass", "~*", "&*", "+@all"],
+    ].flat();
+    const deployment = await startRedisSentinel({
+      args: [...DURABLE, ...acl],
+      tls: { pki },
+      admin: { user: "admin", password: "admin-pass" },
+    });
+    const url = deployment.url.replace("rediss+sentinel://", "rediss+sentinel://app:app-pass@");
+    const store = createRedisSentinelStore({
+      url,
+      keyPrefix: "a:",
+      commandTimeoutMs: 1000,
+      waitReplicas: 1,
+      waitTimeoutMs: 500,
+      tls: { caFile: pki.ca },
+    });
+    try {
+      const check = await store.checkAtStart(5000);
+      expect(check.state).toBe("unknown");
+      const warnings = check.state === "unreachable" ? [] : check.warnings.join("\n");
+      expect(warnings).toContain("redis-sentinel primary");
+      for (const replica of deployment.servers.slice(1)) expect(warnings).toContain(`replica 127.0.0.1:${replica.port}`);
+      expect(warnings).toContain("cannot be verified with this Redis user");
+      expect(await store.reserve("acl", 3)).toMatchObject({ first: 1, count: 3 });
+    } finally {
+      await store.close();
+      await deployment.stop();
+    }
+  });
+});
