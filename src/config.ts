@@ -3,6 +3,7 @@
  * meaning, in one table. `--help` prints the table; values are validated when read, and a bad value
  * stops the start with a message that names the option.
  */
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 export interface Config {
@@ -39,6 +40,14 @@ export interface Config {
   readonly redisWaitReplicas: number | "auto";
   /** Longest WAIT for replica acknowledgements (ms). Default 500. */
   readonly redisWaitTimeoutMs: number;
+  /** PEM CA bundle trusted for the Redis TLS certificate (rediss*:// only). Default unset: Node's roots. */
+  readonly redisTlsCa: string | undefined;
+  /** PEM client certificate for Redis mutual TLS; needs redisTlsKey. Default unset. */
+  readonly redisTlsCert: string | undefined;
+  /** PEM private key of redisTlsCert. Default unset. */
+  readonly redisTlsKey: string | undefined;
+  /** Start even when a Redis maxmemory-policy can evict counters (allkeys-*). Default false. */
+  readonly redisAllowEviction: boolean;
   /** Idle keep-alive connections are closed after this many seconds (1-255). Default 10. */
   readonly idleTimeoutSeconds: number;
   /** Largest accepted request body (bytes). Default 1024. */
@@ -120,6 +129,21 @@ function storeUrl(raw: string, name: string): string {
 function waitReplicas(raw: string, name: string): number | "auto" {
   if (raw.trim() === "auto") return "auto";
   return integer(0, 16)(raw, name);
+}
+
+/** A path that must be readable now and hold PEM data (certificates, keys); "" = unset. */
+function pemFile(raw: string, name: string): string | undefined {
+  if (raw === "") return undefined;
+  let content: string;
+  try {
+    content = readFileSync(raw, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new ConfigError(`${name} names '${raw}', which cannot be read (${code}); give a readable PEM file.`);
+  }
+  if (!content.includes("-----BEGIN "))
+    throw new ConfigError(`${name} names '${raw}', which is not a PEM file (no -----BEGIN line).`);
+  return raw;
 }
 
 function workers(raw: string, name: string): number {
@@ -246,6 +270,38 @@ export const OPTIONS: readonly OptionSpec[] = [
     parse: integer(1, 60_000),
   },
   {
+    key: "redisTlsCa",
+    flag: "redis-tls-ca",
+    env: "TURNOMATIC_REDIS_TLS_CA",
+    fallback: undefined,
+    help: "PEM file of the CA(s) that signed the Redis TLS certificate (rediss*:// only); unset = the system's roots",
+    parse: pemFile,
+  },
+  {
+    key: "redisTlsCert",
+    flag: "redis-tls-cert",
+    env: "TURNOMATIC_REDIS_TLS_CERT",
+    fallback: undefined,
+    help: "PEM client certificate for Redis mutual TLS (with --redis-tls-key)",
+    parse: pemFile,
+  },
+  {
+    key: "redisTlsKey",
+    flag: "redis-tls-key",
+    env: "TURNOMATIC_REDIS_TLS_KEY",
+    fallback: undefined,
+    help: "PEM private key of --redis-tls-cert",
+    parse: pemFile,
+  },
+  {
+    key: "redisAllowEviction",
+    flag: "redis-allow-eviction",
+    env: "TURNOMATIC_REDIS_ALLOW_EVICTION",
+    fallback: "false",
+    help: "start even if a Redis maxmemory-policy can evict counters (allkeys-*): evicted counters restart at 1",
+    parse: boolean,
+  },
+  {
     key: "idleTimeoutSeconds",
     flag: "idle-timeout",
     env: "TURNOMATIC_IDLE_TIMEOUT",
@@ -339,6 +395,11 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     config[option.key] = raw === undefined ? undefined : option.parse(raw, name);
   }
   const result = config as unknown as Config;
+  if ((result.redisTlsCert === undefined) !== (result.redisTlsKey === undefined)) {
+    throw new ConfigError(
+      "--redis-tls-cert and --redis-tls-key go together (a client certificate needs its key); set both or neither.",
+    );
+  }
   if (result.metricsPort !== 0 && result.metricsPort === result.port) {
     throw new ConfigError(`METRICS_PORT (${result.metricsPort}) must differ from PORT; use 0 to turn metrics off.`);
   }

@@ -2,6 +2,7 @@
  * Composition root: read the configuration, build the store, the coalescer and the HTTP server,
  * and shut down gracefully on SIGTERM/SIGINT.
  */
+import type { CounterStore } from "./domain/counter-store.ts";
 import { Coalescer } from "./allocation/coalescer.ts";
 import { runSupervisor } from "./cluster/supervisor.ts";
 import { attachWorkerIpc, workerId } from "./cluster/worker-ipc.ts";
@@ -14,7 +15,7 @@ import { createLogger, type Logger } from "./observability/logger.ts";
 import { MetricsPortInUseError, metricsUrls, renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
 import { recordDurability, storeWriteObserver } from "./observability/store-metrics.ts";
 import { readTracingSettings, TracingConfigError } from "./observability/trace-settings.ts";
-import { createStore } from "./stores/create-store.ts";
+import { checkStoreAtStart, createStore } from "./stores/create-store.ts";
 
 export async function runService(config: Config, logger: Logger): Promise<void> {
   const store = createStore({
@@ -25,10 +26,10 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     redisWaitTimeoutMs: config.redisWaitTimeoutMs,
     onStateChange: storeStateLogger(logger, config.store),
     onWriteHealth: storeWriteObserver(logger),
+    redisTls: { caFile: config.redisTlsCa, certFile: config.redisTlsCert, keyFile: config.redisTlsKey },
+    redisAllowEviction: config.redisAllowEviction,
   });
-  const durabilityWarnings = await store.durabilityWarnings();
-  for (const warning of durabilityWarnings) logger.warn(warning, { event: "store.durability" });
-  recordDurability(store.kind, durabilityWarnings);
+  await runStoreChecks(store, logger, Math.max(2000, 2 * config.deadlineMs));
   const instruments = createInstruments({
     logger,
     metrics: config.metricsPort !== 0,
@@ -119,6 +120,39 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
   if (worker !== undefined) attachWorkerIpc(() => void shutdown("supervisor-gone"), instruments.busiest);
+}
+
+/**
+ * The store's start-up checks (persistence, eviction), logged and published as the durability gauge.
+ * A store unreachable at start is said to be so (not "settings unreadable"), the service serves 503
+ * until it connects, and the checks run then; a refusal found then stops the process (exit 2), as
+ * it would have at start.
+ */
+async function runStoreChecks(store: CounterStore, logger: Logger, waitMs: number): Promise<void> {
+  const check = await checkStoreAtStart(store, waitMs);
+  if (check.state === "unreachable") {
+    logger.warn(
+      `store unavailable at start: ${check.cause}. Serving 503 on turns and on /readyz until it connects; the persistence and eviction checks run then`,
+      { event: "store.unavailable", store: store.kind },
+    );
+    recordDurability(store.kind, "unknown");
+    void check.connected.then(async () => {
+      logger.info("store connected after being unavailable at start; turns are served", {
+        event: "store.connected",
+        store: store.kind,
+      });
+      try {
+        await runStoreChecks(store, logger, waitMs);
+      } catch (error) {
+        logger.error(`store refused: ${(error as Error).message}`, { event: "start.failed", error });
+        process.exit(error instanceof ConfigError ? 2 : 1);
+      }
+    });
+    return;
+  }
+  for (const warning of check.warnings) logger.warn(warning, { event: "store.durability" });
+  for (const note of check.notes) logger.info(note, { event: "store.durability" });
+  recordDurability(store.kind, check.state);
 }
 
 async function main(): Promise<void> {

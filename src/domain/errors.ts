@@ -57,7 +57,8 @@ export class CounterExhaustedError extends TurnoError {
 
 export class StoreUnavailableError extends TurnoError {
   constructor(detail: string) {
-    super("TURNO_ERR_STORE_UNAVAILABLE", `The counter store is unavailable: ${detail}. Retry later.`, 1);
+    // A detail quoted from elsewhere may end with its own period ("Connection is closed.").
+    super("TURNO_ERR_STORE_UNAVAILABLE", `The counter store is unavailable: ${detail.replace(/\.+$/, "")}. Retry later.`, 1);
   }
 }
 

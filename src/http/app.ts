@@ -111,7 +111,10 @@ export function createApp(options: AppOptions): App {
       await withDeadline(store.ping(), Math.min(deadlineMs, 1000));
       return jsonResponse({ status: "ready", store: store.kind });
     } catch (error) {
-      return jsonResponse({ status: "store-unavailable", store: store.kind, detail: toTurnoError(error).message }, 503);
+      const turnoError = toTurnoError(error);
+      // "Unexpected error; it has been logged." must be true here too.
+      if (turnoError.status === 500) options.onInternalError?.(error);
+      return jsonResponse({ status: "store-unavailable", store: store.kind, detail: turnoError.message }, 503);
     }
   }
 

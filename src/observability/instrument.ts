@@ -96,9 +96,10 @@ export function createInstruments(options: InstrumentOptions): Instruments {
 export function storeStateLogger(logger: Logger, store: string): ConnectionStateListener {
   return (state, detail) => {
     const fields = { event: `store.${state}`, store: redactUrl(store), ...detail };
-    if (state === "error" || state === "close" || state === "end" || state === "silent")
-      logger.warn(`store connection ${state}`, fields);
-    else logger.info(`store connection ${state}`, fields);
+    // The cause in the message too, so a reader of plain log lines sees it (store-errors.ts).
+    const message = detail?.error === undefined ? `store connection ${state}` : `store connection ${state}: ${detail.error}`;
+    if (state === "error" || state === "close" || state === "end" || state === "silent") logger.warn(message, fields);
+    else logger.info(message, fields);
   };
 }
 

@@ -8,6 +8,7 @@
 import { Counter, Gauge, register } from "prom-client";
 import type { WriteHealthObserver } from "../stores/write-health.ts";
 import type { Logger } from "./logger.ts";
+import type { DurabilityState } from "../stores/redis-checks.ts";
 
 const NAME = "turnomatic_store_durability_warning";
 
@@ -16,15 +17,17 @@ const durabilityWarning: Gauge<"store"> =
   (register.getSingleMetric(NAME) as Gauge<"store"> | undefined) ??
   new Gauge({
     name: NAME,
-    help: "1 when the store's settings let a restart lose acknowledged numbers (see the store.durability log and docs/redis.md), else 0",
+    help: "1 when the store's settings let a restart or eviction lose acknowledged numbers, 2 when they cannot be verified (settings unreadable with this user, or store unreachable at start), else 0; see the store.durability log and docs/redis.md",
     labelNames: ["store"],
     // Workers share one store: their values agree, so a supervisor should not add them up.
     aggregator: "max",
   });
 
+const GAUGE_VALUE: Record<DurabilityState, number> = { ok: 0, "at-risk": 1, unknown: 2 };
+
 /** Publishes the start-up durability check of `store` (its kind, e.g. "redis-sentinel"). */
-export function recordDurability(store: string, warnings: readonly string[]): void {
-  durabilityWarning.set({ store }, warnings.length > 0 ? 1 : 0);
+export function recordDurability(store: string, state: DurabilityState): void {
+  durabilityWarning.set({ store }, GAUGE_VALUE[state]);
 }
 
 const WRITE_FAILURES = "turnomatic_store_write_failures_total";

@@ -14,18 +14,20 @@
  * Rollback fencing (every reservation carries this process's high-water mark) keeps a running process
  * from re-issuing those numbers; docs/redis.md explains what it cannot cover.
  */
-import { Cluster, type ClusterOptions } from "ioredis";
+import Redis, { Cluster, type ClusterOptions } from "ioredis";
 import { ConfigError } from "../config.ts";
 import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
+import { type CheckedNode, type CheckOptions, PROBE_OPTIONS } from "./redis-checks.ts";
 import {
   baseRedisOptions,
   defineScripts,
-  describePersistence,
   RedisCounterStore,
-  readPersistence,
+  type RedisCounterStoreOptions,
   type ScriptedClient,
 } from "./redis-store.ts";
+import { type RedisTlsFiles, tlsOptions } from "./redis-tls.ts";
 import { parseMultiHostUrl } from "./redis-url.ts";
+import { SilenceGuard } from "./silence-guard.ts";
 
 export interface RedisClusterStoreOptions {
   /** redis+cluster://[user:password@]h1:p1,h2:p2 (rediss+cluster:// or ?tls=true for TLS). */
@@ -36,10 +38,18 @@ export interface RedisClusterStoreOptions {
   readonly commandTimeoutMs: number;
   /** Told about connection state changes (for the logs). Default: none. */
   readonly onStateChange?: ConnectionStateListener;
+  /** CA bundle and client certificate for TLS (redis-tls.ts). Default: Node's default roots. */
+  readonly tls?: RedisTlsFiles;
+  /** What the start-up checks accept (redis-checks.ts). Default: refuse an evicting policy. */
+  readonly checks?: CheckOptions;
 }
 
 /** ioredis Cluster options; see the header for the retry choices. */
-export function clusterOptions(commandTimeoutMs: number, url: ReturnType<typeof parseMultiHostUrl>): ClusterOptions {
+export function clusterOptions(
+  commandTimeoutMs: number,
+  url: ReturnType<typeof parseMultiHostUrl>,
+  tls?: RedisTlsFiles,
+): ClusterOptions {
   const { retryStrategy: _perNodeRetry, ...redisOptions } = baseRedisOptions(commandTimeoutMs);
   return {
     scaleReads: "master",
@@ -58,7 +68,7 @@ export function clusterOptions(commandTimeoutMs: number, url: ReturnType<typeof 
       ...redisOptions,
       username: url.username,
       password: url.password,
-      tls: url.tls ? {} : undefined,
+      tls: url.tls ? tlsOptions(tls) : undefined,
     },
   };
 }
@@ -66,46 +76,47 @@ export function clusterOptions(commandTimeoutMs: number, url: ReturnType<typeof 
 class RedisClusterCounterStore extends RedisCounterStore {
   readonly #cluster: Cluster;
 
-  constructor(cluster: Cluster, keyPrefix: string) {
-    super("redis-cluster", cluster as unknown as ScriptedClient, keyPrefix);
+  constructor(cluster: Cluster, keyPrefix: string, options: RedisCounterStoreOptions) {
+    super("redis-cluster", cluster as unknown as ScriptedClient, keyPrefix, options);
     this.#cluster = cluster;
   }
 
-  /** Every primary must persist: one that loses data on restart rolls back the ids in its slots. */
-  override async durabilityWarnings(): Promise<string[]> {
-    const warnings = new Set<string>();
-    if (this.#cluster.status !== "ready") await this.#ready();
-    const nodes = this.#cluster.nodes("master");
-    if (nodes.length === 0) {
-      return [
-        "redis-cluster store: no primary reachable yet, persistence settings unknown; use appendonly yes with appendfsync always on every node",
-      ];
+  /**
+   * Every node, replicas included: a primary that loses data on restart rolls back the ids in its
+   * slots, a replica is promoted with its own settings, and any node's eviction policy applies to
+   * the counters it holds. The client's pool knows the primaries; CLUSTER NODES lists the replicas
+   * (Redis 7 leaves a replica out of CLUSTER SLOTS until it has replicated data), which are read
+   * through short-lived probes with the same credentials and TLS settings.
+   */
+  protected override async checkedNodes(): Promise<CheckedNode[]> {
+    const pool = new Map(this.#cluster.nodes("all").map((node) => [`${node.options.host}:${node.options.port}`, node]));
+    const nodes: CheckedNode[] = [...pool].map(([where, node]) => ({ label: `redis-cluster node ${where}`, client: node }));
+    const [first] = pool.values();
+    if (first === undefined) return nodes;
+    let listed: string;
+    try {
+      listed = String(await first.cluster("NODES"));
+    } catch {
+      return nodes;
     }
-    for (const node of nodes) {
-      const where = `${node.options.host}:${node.options.port}`;
-      try {
-        for (const warning of describePersistence(`redis-cluster (node ${where})`, await readPersistence(node)))
-          warnings.add(warning);
-      } catch (error) {
-        warnings.add(
-          `redis-cluster node ${where}: could not read the persistence settings (${(error as Error).message}); make sure every node uses appendonly yes with appendfsync always`,
-        );
-      }
+    for (const line of listed.split("\n")) {
+      const [, address, flags] = line.split(" ");
+      if (address === undefined || flags === undefined || /fail|noaddr|handshake/.test(flags)) continue;
+      const where = address.split("@")[0] as string;
+      if (pool.has(where)) continue;
+      const colon = where.lastIndexOf(":");
+      const probe = new Redis({
+        ...this.#cluster.options.redisOptions,
+        host: where.slice(0, colon),
+        port: Number(where.slice(colon + 1)),
+        ...PROBE_OPTIONS,
+      });
+      probe.on("error", () => {
+        // Reported by the check as settings that cannot be read.
+      });
+      nodes.push({ label: `redis-cluster node ${where}`, client: probe, dispose: () => probe.disconnect() });
     }
-    return [...warnings];
-  }
-
-  /** Waits (bounded) for the first slot map, so the primaries are known. */
-  #ready(): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.#cluster.off("ready", done);
-        resolve();
-      };
-      const timer = setTimeout(done, 5000);
-      this.#cluster.once("ready", done);
-    });
+    return nodes;
   }
 }
 
@@ -117,11 +128,15 @@ export function createRedisClusterStore(options: RedisClusterStoreOptions): Redi
       `TURNOMATIC_STORE: a redis+cluster:// URL has no path or database ('/${url.path}'); Redis Cluster has only database 0.`,
     );
   }
-  const cluster = new Cluster([...url.hosts], clusterOptions(options.commandTimeoutMs, url));
+  const settings = clusterOptions(options.commandTimeoutMs, url, options.tls);
+  const cluster = new Cluster([...url.hosts], settings);
   defineScripts(cluster);
   cluster.on("error", () => {
-    // Node errors surface as failed commands (503s) and in /readyz; the client refreshes the slot map itself.
+    // Node errors surface as failed commands (503s), in /readyz and (watchConnection) in the logs.
   });
-  if (options.onStateChange !== undefined) watchConnection(cluster, options.onStateChange);
-  return new RedisClusterCounterStore(cluster, options.keyPrefix);
+  const first = url.hosts[0] as { host: string; port: number };
+  const connection = watchConnection(cluster, options.onStateChange, { ...first, tls: settings.redisOptions?.tls });
+  // Translation only (silence Infinity): the Cluster client reconnects each node by itself.
+  const silence = new SilenceGuard(cluster, Number.POSITIVE_INFINITY, undefined, connection.translate);
+  return new RedisClusterCounterStore(cluster, options.keyPrefix, { silence, connection, checks: options.checks });
 }

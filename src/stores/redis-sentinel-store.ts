@@ -15,16 +15,16 @@
 import Redis from "ioredis";
 import { ConfigError } from "../config.ts";
 import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
+import { type CheckedNode, type CheckOptions, PROBE_OPTIONS } from "./redis-checks.ts";
 import {
   baseRedisOptions,
   defineScripts,
-  describePersistence,
   RedisCounterStore,
   type RedisCounterStoreOptions,
-  readPersistence,
   type ScriptedClient,
 } from "./redis-store.ts";
-import { parseMultiHostUrl } from "./redis-url.ts";
+import { type RedisTlsFiles, tlsOptions } from "./redis-tls.ts";
+import { type HostPort, parseMultiHostUrl } from "./redis-url.ts";
 import { ReplicaAck } from "./replica-ack.ts";
 import { guardAgainstSilence } from "./silence-guard.ts";
 
@@ -41,12 +41,16 @@ export interface RedisSentinelStoreOptions {
   readonly waitReplicas: number;
   /** Longest WAIT (ms). */
   readonly waitTimeoutMs: number;
+  /** CA bundle and client certificate for TLS, to sentinels and data nodes alike. Default: none. */
+  readonly tls?: RedisTlsFiles;
+  /** What the start-up checks accept (redis-checks.ts). Default: refuse an evicting policy. */
+  readonly checks?: CheckOptions;
 }
 
 /**
- * Any replica may become the primary, so the durability check reads the replicas too (the primary
- * lists them in INFO replication); a replica without persistence that gets promoted and restarts
- * loses everything.
+ * Any replica may become the primary, so the start-up checks read the replicas too: a replica
+ * without persistence that gets promoted and restarts loses everything. The primary lists them in
+ * INFO replication; a user without INFO (Redis 7 puts it in @dangerous) has them from the sentinels.
  */
 class RedisSentinelCounterStore extends RedisCounterStore {
   readonly #redis: Redis;
@@ -56,45 +60,64 @@ class RedisSentinelCounterStore extends RedisCounterStore {
     this.#redis = redis;
   }
 
-  override async durabilityWarnings(): Promise<string[]> {
-    const warnings = await super.durabilityWarnings();
-    let replicas: Array<{ host: string; port: number }>;
+  protected override async checkedNodes(): Promise<CheckedNode[]> {
+    const nodes: CheckedNode[] = [{ label: "redis-sentinel primary", client: this.#redis }];
+    for (const replica of await this.#replicas()) {
+      const probe = this.#probe(replica);
+      nodes.push({
+        label: `redis-sentinel replica ${replica.host}:${replica.port}`,
+        client: probe,
+        dispose: () => probe.disconnect(),
+      });
+    }
+    return nodes;
+  }
+
+  async #replicas(): Promise<HostPort[]> {
     try {
       const info = await this.#redis.info("replication");
-      replicas = [...info.matchAll(/^slave\d+:ip=([^,]+),port=(\d+)/gm)].map((m) => ({
-        host: m[1] as string,
-        port: Number(m[2]),
-      }));
+      return [...info.matchAll(/^slave\d+:ip=([^,]+),port=(\d+)/gm)].map((m) => ({ host: m[1] as string, port: Number(m[2]) }));
     } catch {
-      return warnings;
+      return this.#replicasFromSentinels();
     }
-    const { username, password, tls } = this.#redis.options;
-    for (const replica of replicas) {
-      const kind = `redis-sentinel (replica ${replica.host}:${replica.port})`;
+  }
+
+  /** SENTINEL REPLICAS <name> from the first sentinel that answers; [] when none does. */
+  async #replicasFromSentinels(): Promise<HostPort[]> {
+    const { sentinels, name, sentinelUsername, sentinelPassword, sentinelTLS } = this.#redis.options;
+    for (const sentinel of sentinels ?? []) {
       const probe = new Redis({
-        ...replica,
-        username,
-        password,
-        tls,
-        lazyConnect: true,
-        connectTimeout: 1000,
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
+        host: sentinel.host,
+        port: sentinel.port,
+        username: sentinelUsername ?? undefined,
+        password: sentinelPassword ?? undefined,
+        tls: sentinelTLS,
+        ...PROBE_OPTIONS,
       });
-      probe.on("error", () => {
-        // Reported below as "could not read".
-      });
+      probe.on("error", () => {});
       try {
-        warnings.push(...describePersistence(kind, await readPersistence(probe)));
-      } catch (error) {
-        warnings.push(
-          `${kind}: could not read the persistence settings (${(error as Error).message}); give every replica appendonly yes with appendfsync always`,
-        );
+        const replies = (await probe.call("SENTINEL", "REPLICAS", name as string)) as string[][];
+        return replies.map((fields) => ({
+          host: fields[fields.indexOf("ip") + 1] as string,
+          port: Number(fields[fields.indexOf("port") + 1]),
+        }));
+      } catch {
+        // Try the next sentinel.
       } finally {
         probe.disconnect();
       }
     }
-    return warnings;
+    return [];
+  }
+
+  /** A short-lived connection to one replica, with the data nodes' credentials and TLS settings. */
+  #probe(replica: HostPort): Redis {
+    const { username, password, tls } = this.#redis.options;
+    const probe = new Redis({ ...replica, username, password, tls, ...PROBE_OPTIONS });
+    probe.on("error", () => {
+      // Reported by the check as settings that cannot be read.
+    });
+    return probe;
   }
 }
 
@@ -108,6 +131,7 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
   const db = Number(url.params.get("db") ?? "0");
   if (!Number.isInteger(db) || db < 0)
     throw new ConfigError(`TURNOMATIC_STORE: db must be a database number; got '${url.params.get("db")}'.`);
+  const tlsSettings = url.tls ? tlsOptions(options.tls) : undefined;
   const client = new Redis({
     ...baseRedisOptions(options.commandTimeoutMs),
     sentinels: url.hosts.map((h) => ({ host: h.host, port: h.port })),
@@ -117,8 +141,10 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
     username: url.username,
     password: url.password,
     sentinelPassword: url.params.get("sentinelPassword") ?? undefined,
-    tls: url.tls ? {} : undefined,
+    // TLS to the data nodes (tls + enableTLSForSentinelMode) and to the sentinels (sentinelTLS).
+    tls: tlsSettings,
     enableTLSForSentinelMode: url.tls,
+    sentinelTLS: tlsSettings,
     failoverDetector: true,
     // A primary demoted to replica answers writes with READONLY: reconnect, which asks the
     // sentinels for the current primary (the failed write did not run; it is not resent).
@@ -128,14 +154,25 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
   });
   defineScripts(client);
   client.on("error", () => {
-    // Connection errors surface as failed commands (503s) and in /readyz; ioredis reconnects by itself.
+    // Connection errors surface as failed commands (503s), in /readyz and (watchConnection) in the logs.
   });
-  if (options.onStateChange !== undefined) watchConnection(client, options.onStateChange);
+  const first = url.hosts[0] as { host: string; port: number };
+  const connection = watchConnection(client, options.onStateChange, { ...first, tls: tlsSettings });
   const ack =
     options.waitReplicas > 0
-      ? new ReplicaAck(client, { replicas: options.waitReplicas, timeoutMs: options.waitTimeoutMs })
+      ? new ReplicaAck(client, {
+          replicas: options.waitReplicas,
+          timeoutMs: options.waitTimeoutMs,
+          translate: connection.translate,
+        })
       : undefined;
   // One primary holds every key, so the reservations of many ids can share one script call.
-  const silence = guardAgainstSilence(client, options.commandTimeoutMs, options.onStateChange);
-  return new RedisSentinelCounterStore(client, options.keyPrefix, { batchAcrossIds: true, ack, silence });
+  const silence = guardAgainstSilence(client, options.commandTimeoutMs, options.onStateChange, connection.translate);
+  return new RedisSentinelCounterStore(client, options.keyPrefix, {
+    batchAcrossIds: true,
+    ack,
+    silence,
+    connection,
+    checks: options.checks,
+  });
 }

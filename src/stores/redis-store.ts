@@ -12,10 +12,13 @@
 import Redis, { type RedisOptions } from "ioredis";
 import type { CounterSnapshot, CounterStore, Fence, IdempotentReservation, Reservation } from "../domain/counter-store.ts";
 import { MAX_TURNO } from "../domain/limits.ts";
-import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
+import { StoreUnavailableError } from "../domain/errors.ts";
+import { type ConnectionStateListener, type ConnectionWatch, watchConnection } from "./connection-events.ts";
+import { type CheckedNode, type CheckOptions, checkAtStart, type StartCheck } from "./redis-checks.ts";
 import { RESERVE_IDEMPOTENT_SCRIPT, RESERVE_MANY_SCRIPT, RESERVE_SCRIPT, SET_SCRIPT } from "./redis-scripts.ts";
 import { ReplicaAck } from "./replica-ack.ts";
 import { guardAgainstSilence, type SilenceGuard } from "./silence-guard.ts";
+import { type RedisTlsFiles, tlsOptions } from "./redis-tls.ts";
 
 export interface RedisStoreOptions {
   /** redis:// or rediss:// URL (user, password and database number as in the URL). */
@@ -30,6 +33,10 @@ export interface RedisStoreOptions {
   readonly waitTimeoutMs?: number;
   /** Told about connection state changes (for the logs). Default: none. */
   readonly onStateChange?: ConnectionStateListener;
+  /** CA bundle and client certificate for rediss:// (redis-tls.ts). Default: Node's default roots. */
+  readonly tls?: RedisTlsFiles;
+  /** What the start-up checks accept (redis-checks.ts). Default: refuse an evicting policy. */
+  readonly checks?: CheckOptions;
 }
 
 /** Script replies: decimal strings (see redis-scripts.ts for why not integers). */
@@ -74,16 +81,10 @@ export interface RedisCounterStoreOptions {
   readonly ack?: ReplicaAck;
   /** Reconnect when a command times out on a connection that went silent (see silence-guard.ts). */
   readonly silence?: SilenceGuard;
-}
-
-/** Reads one server's persistence settings (CONFIG GET appendonly, appendfsync, save). */
-export async function readPersistence(client: Pick<Redis, "config">): Promise<Map<string, string>> {
-  const settings = new Map<string, string>();
-  for (const name of ["appendonly", "appendfsync", "save"]) {
-    const reply = (await client.config("GET", name)) as string[];
-    if (reply.length >= 2) settings.set(name, String(reply[1]));
-  }
-  return settings;
+  /** The connection's state and last cause of failure (connection-events.ts), for ping and checks. */
+  readonly connection?: ConnectionWatch;
+  /** What the start-up checks accept (redis-checks.ts). Default: refuse an evicting policy. */
+  readonly checks?: CheckOptions;
 }
 
 /** ioredis options shared by every Redis-based store; see the header for why each is set. */
@@ -122,6 +123,8 @@ export class RedisCounterStore implements CounterStore {
   readonly #batchAcrossIds: boolean;
   readonly #ack: ReplicaAck | undefined;
   readonly #silence: SilenceGuard | undefined;
+  readonly #connection: ConnectionWatch | undefined;
+  readonly #checks: CheckOptions;
   #pending: PendingReservation[] = [];
   #closed = false;
 
@@ -132,6 +135,8 @@ export class RedisCounterStore implements CounterStore {
     this.#batchAcrossIds = options.batchAcrossIds ?? false;
     this.#ack = options.ack;
     this.#silence = options.silence;
+    this.#connection = options.connection;
+    this.#checks = options.checks ?? {};
   }
 
   #watch<T>(call: Promise<T>): Promise<T> {
@@ -226,19 +231,29 @@ export class RedisCounterStore implements CounterStore {
     return { value: Number(stored), epoch: Number(epoch) };
   }
 
+  /** Fails at once, naming the cause, while the connection is down (for /readyz). */
   async ping(): Promise<void> {
+    const down = this.#connection?.downCause();
+    if (down !== undefined) throw new StoreUnavailableError(down);
     await this.#watch(this.client.ping());
   }
 
-  /** Reads the server's persistence settings (CONFIG GET may be disabled on managed Redis). */
+  /**
+   * Waits up to `waitMs` for the connection, then checks persistence and eviction on every node
+   * (redis-checks.ts). Throws ConfigError when a node's eviction policy can evict counters.
+   */
+  checkAtStart(waitMs: number): Promise<StartCheck> {
+    return checkAtStart(this.kind, this.#connection, () => this.checkedNodes(), this.#checks, waitMs);
+  }
+
+  /** The servers the start-up checks read; Sentinel and Cluster stores list more than one. */
+  protected async checkedNodes(): Promise<CheckedNode[]> {
+    return [{ label: `${this.kind} store`, client: this.client }];
+  }
+
   async durabilityWarnings(): Promise<string[]> {
-    try {
-      return describePersistence(this.kind, await readPersistence(this.client));
-    } catch (error) {
-      return [
-        `${this.kind} store: could not read the persistence settings (${(error as Error).message}); make sure the server uses appendonly yes with appendfsync always, or acknowledged numbers may be lost on a Redis restart`,
-      ];
-    }
+    const check = await this.checkAtStart(5000);
+    return check.state === "unreachable" ? [check.cause] : [...check.warnings];
   }
 
   async close(): Promise<void> {
@@ -258,36 +273,26 @@ function toReservation(first: string, count: string, epoch: string, fenced: stri
   return { first: Number(first), count: Number(count), epoch: Number(epoch), fenced: fenced === "1" };
 }
 
-/** Turns CONFIG GET results into warnings about what a Redis restart could lose. */
-export function describePersistence(kind: string, settings: Map<string, string>): string[] {
-  if (settings.get("appendonly") !== "yes") {
-    const rdb = settings.get("save") ? ` (RDB snapshots "${settings.get("save")}" lose everything since the last one)` : "";
-    return [
-      `${kind} store: appendonly is off${rdb}; a Redis restart can roll counters back. Rollback fencing keeps each process from re-issuing numbers it issued, but a restarted service cannot: set appendonly yes and appendfsync always`,
-    ];
-  }
-  if (settings.get("appendfsync") !== "always") {
-    return [
-      `${kind} store: appendfsync is ${settings.get("appendfsync")}; a Redis crash can lose up to a second of acknowledged numbers. Set appendfsync always for numbers that survive a crash`,
-    ];
-  }
-  return [];
-}
-
 /** Connects to one Redis server (redis:// or rediss:// URL). */
 export function createRedisStore(options: RedisStoreOptions): RedisCounterStore {
-  const client = new Redis(options.url, baseRedisOptions(options.commandTimeoutMs));
+  const tls = options.url.startsWith("rediss://") ? { tls: tlsOptions(options.tls) } : {};
+  const client = new Redis(options.url, { ...baseRedisOptions(options.commandTimeoutMs), ...tls });
   defineScripts(client);
   client.on("error", () => {
-    // Connection errors surface as failed commands (503s) and in /readyz; ioredis reconnects by itself.
+    // Connection errors surface as failed commands (503s), in /readyz and (watchConnection) in the logs.
   });
-  if (options.onStateChange !== undefined) watchConnection(client, options.onStateChange);
+  const connection = watchConnection(client, options.onStateChange);
   const replicas = options.waitReplicas ?? 0;
-  const ack = replicas > 0 ? new ReplicaAck(client, { replicas, timeoutMs: options.waitTimeoutMs ?? 500 }) : undefined;
-  const silence = guardAgainstSilence(client, options.commandTimeoutMs, options.onStateChange);
+  const ack =
+    replicas > 0
+      ? new ReplicaAck(client, { replicas, timeoutMs: options.waitTimeoutMs ?? 500, translate: connection.translate })
+      : undefined;
+  const silence = guardAgainstSilence(client, options.commandTimeoutMs, options.onStateChange, connection.translate);
   return new RedisCounterStore("redis", client as unknown as ScriptedClient, options.keyPrefix, {
     batchAcrossIds: true,
     ack,
     silence,
+    connection,
+    checks: options.checks,
   });
 }

@@ -26,6 +26,8 @@ export interface ReplicaAckOptions {
   readonly replicas: number;
   /** Longest WAIT (ms); Redis answers with the count reached by then. */
   readonly timeoutMs: number;
+  /** Names the cause of a failed WAIT (connection-events.ts translate). Default: the error as is. */
+  readonly translate?: (error: unknown) => unknown;
 }
 
 export class ReplicaAck {
@@ -58,7 +60,12 @@ export class ReplicaAck {
   async #wait(): Promise<void> {
     const { replicas, timeoutMs } = this.#options;
     this.stats.waits++;
-    const acknowledged = await this.#client.wait(replicas, timeoutMs);
+    let acknowledged: number;
+    try {
+      acknowledged = await this.#client.wait(replicas, timeoutMs);
+    } catch (error) {
+      throw this.#options.translate === undefined ? error : this.#options.translate(error);
+    }
     if (acknowledged < replicas) {
       this.stats.short++;
       throw new StoreUnavailableError(

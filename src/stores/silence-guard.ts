@@ -14,6 +14,11 @@
  *
  * Commands in flight on the dropped connection fail; their reservations are "in doubt" and counted,
  * as for any failed reservation (autoResendUnfulfilledCommands is off, so nothing is sent twice).
+ *
+ * Every failure it passes on goes through `translate` first (connection-events.ts), so a command that
+ * failed for want of a connection names the cause (untrusted certificate, wrong password...) instead
+ * of ioredis's "max retries per request" message. A guard made with `silenceMs` Infinity only
+ * translates (Redis Cluster: its client reconnects per node by itself).
  */
 import type { ConnectionStateListener } from "./connection-events.ts";
 
@@ -31,6 +36,7 @@ export class SilenceGuard {
   readonly #client: Reconnectable;
   readonly #silenceMs: number;
   readonly #onReconnect: ((silentMs: number) => void) | undefined;
+  readonly #translate: (error: unknown) => unknown;
   #lastReplyAt = performance.now();
 
   /** Noted for every reply; a bound function so `call.then(noteReply)` allocates nothing per call. */
@@ -53,13 +59,19 @@ export class SilenceGuard {
     } else if (error instanceof Error && error.name === "ReplyError") {
       this.#lastReplyAt = now;
     }
-    throw error;
+    throw this.#translate(error);
   };
 
-  constructor(client: Reconnectable, silenceMs: number, onReconnect?: (silentMs: number) => void) {
+  constructor(
+    client: Reconnectable,
+    silenceMs: number,
+    onReconnect?: (silentMs: number) => void,
+    translate: (error: unknown) => unknown = (error) => error,
+  ) {
     this.#client = client;
     this.#silenceMs = silenceMs;
     this.#onReconnect = onReconnect;
+    this.#translate = translate;
   }
 
   /** Passes a command's outcome through, noting replies and reconnecting after a silent timeout. */
@@ -73,6 +85,7 @@ export function guardAgainstSilence(
   client: Reconnectable,
   commandTimeoutMs: number,
   onStateChange: ConnectionStateListener | undefined,
+  translate?: (error: unknown) => unknown,
 ): SilenceGuard {
-  return new SilenceGuard(client, commandTimeoutMs, (silentMs) => onStateChange?.("silent", { silentMs }));
+  return new SilenceGuard(client, commandTimeoutMs, (silentMs) => onStateChange?.("silent", { silentMs }), translate);
 }

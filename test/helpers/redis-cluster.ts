@@ -6,6 +6,7 @@
 import { requireBinary } from "./binaries.ts";
 import { freePort, waitFor } from "./ports.ts";
 import { type RedisProcess, startRedis } from "./redis-server.ts";
+import { type RedisTlsSetup, redisCliTlsArgs } from "./redis-tls.ts";
 
 export interface RedisClusterProcess {
   /** redis+cluster:// URL listing every node. */
@@ -27,6 +28,8 @@ export interface RedisClusterOptions {
   readonly args?: readonly string[];
   /** cluster-node-timeout (ms). Default 1000. */
   readonly nodeTimeoutMs?: number;
+  /** TLS only, for clients and the cluster bus (`tls-cluster yes`); the URL is then rediss+cluster://. */
+  readonly tls?: RedisTlsSetup;
 }
 
 export async function startRedisCluster(options: RedisClusterOptions = {}): Promise<RedisClusterProcess> {
@@ -43,12 +46,23 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       "nodes.conf",
       "--cluster-node-timeout",
       String(options.nodeTimeoutMs ?? 1000),
+      ...(options.tls === undefined ? [] : ["--tls-cluster", "yes"]),
       ...(options.args ?? []),
     ];
     // The bus port defaults to port + 10000, which may be taken or past 65535: pick one.
-    for (let i = 0; i < 6; i++) nodes.push(await startRedis({ args: [...args, "--cluster-port", String(await freePort())] }));
+    for (let i = 0; i < 6; i++)
+      nodes.push(await startRedis({ args: [...args, "--cluster-port", String(await freePort())], tls: options.tls }));
     const create = Bun.spawn(
-      [cliBinary, "--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "1", "--cluster-yes"],
+      [
+        cliBinary,
+        ...(options.tls === undefined ? [] : redisCliTlsArgs(options.tls.pki)),
+        "--cluster",
+        "create",
+        ...nodes.map((n) => `127.0.0.1:${n.port}`),
+        "--cluster-replicas",
+        "1",
+        "--cluster-yes",
+      ],
       { stdout: "pipe", stderr: "pipe" },
     );
     const out = await new Response(create.stdout).text();
@@ -118,7 +132,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   };
   return {
     shards,
-    url: `redis+cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(",")}`,
+    url: `${options.tls === undefined ? "redis" : "rediss"}+cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(",")}`,
     nodes,
     primaries,
     waitHealthy,

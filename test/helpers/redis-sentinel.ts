@@ -9,6 +9,7 @@ import type { Subprocess } from "bun";
 import { requireBinary } from "./binaries.ts";
 import { freePort, waitFor } from "./ports.ts";
 import { type RedisProcess, startRedis } from "./redis-server.ts";
+import { type RedisTlsSetup, redisCliTlsArgs } from "./redis-tls.ts";
 
 export const MASTER_NAME = "turnomatic";
 
@@ -30,6 +31,13 @@ export interface RedisSentinelOptions {
   readonly args?: readonly string[];
   /** Sentinel down-after-milliseconds. Default 1000. */
   readonly downAfterMs?: number;
+  /** TLS only, for the data servers, replication and the sentinels; the URL is then rediss+sentinel://. */
+  readonly tls?: RedisTlsSetup;
+  /**
+   * An ACL user of the data servers (defined in `args`) that replicas, sentinels and redis-cli
+   * authenticate as, for deployments with `user default off`.
+   */
+  readonly admin?: { readonly user: string; readonly password: string };
 }
 
 export async function startRedisSentinel(options: RedisSentinelOptions = {}): Promise<RedisSentinelProcess> {
@@ -48,7 +56,11 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
     rmSync(dir, { recursive: true, force: true });
   };
   const cliAt = async (port: number, ...args: string[]) => {
-    const child = Bun.spawn([cliBinary, "-h", "127.0.0.1", "-p", String(port), ...args], { stdout: "pipe", stderr: "pipe" });
+    const tlsArgs = options.tls === undefined ? [] : redisCliTlsArgs(options.tls.pki);
+    const child = Bun.spawn([cliBinary, "-h", "127.0.0.1", "-p", String(port), ...tlsArgs, ...args], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     const out = await new Response(child.stdout).text();
     await child.exited;
     return out.trim();
@@ -56,17 +68,22 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
   try {
     // Replicas announce themselves and may be promoted: they need the same settings as the primary.
     const args = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", ...(options.args ?? [])];
-    const primary = await startRedis({ args });
+    const admin = options.admin;
+    const cliUser = admin;
+    const primary = await startRedis({ args, tls: options.tls, cliUser });
     servers.push(primary);
-    for (let i = 0; i < 2; i++)
-      servers.push(await startRedis({ args: [...args, "--replicaof", "127.0.0.1", String(primary.port)] }));
+    const replicaAuth = admin === undefined ? [] : ["--masteruser", admin.user, "--masterauth", admin.password];
+    for (let i = 0; i < 2; i++) {
+      const replicaArgs = [...args, ...replicaAuth, "--replicaof", "127.0.0.1", String(primary.port)];
+      servers.push(await startRedis({ args: replicaArgs, tls: options.tls, cliUser }));
+    }
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
       const conf = join(dir, `sentinel-${i}.conf`);
       writeFileSync(
         conf,
         [
-          `port ${port}`,
+          ...(options.tls === undefined ? [`port ${port}`] : sentinelTlsConfig(options.tls, port)),
           "bind 127.0.0.1",
           "protected-mode no",
           `dir ${dir}`,
@@ -74,6 +91,12 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
           `sentinel down-after-milliseconds ${MASTER_NAME} ${options.downAfterMs ?? 1000}`,
           `sentinel failover-timeout ${MASTER_NAME} 5000`,
           `sentinel parallel-syncs ${MASTER_NAME} 2`,
+          ...(options.admin === undefined
+            ? []
+            : [
+                `sentinel auth-user ${MASTER_NAME} ${options.admin.user}`,
+                `sentinel auth-pass ${MASTER_NAME} ${options.admin.password}`,
+              ]),
           "",
         ].join("\n"),
       );
@@ -107,7 +130,7 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
     return "";
   };
   return {
-    url: `redis+sentinel://${sentinelPorts.map((p) => `127.0.0.1:${p}`).join(",")}/${MASTER_NAME}`,
+    url: `${options.tls === undefined ? "redis" : "rediss"}+sentinel://${sentinelPorts.map((p) => `127.0.0.1:${p}`).join(",")}/${MASTER_NAME}`,
     servers,
     sentinelPorts,
     sentinelCli,
@@ -119,4 +142,18 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
     },
     stop,
   };
+}
+
+/** sentinel.conf lines for TLS only: clients, other sentinels and the data servers all over TLS. */
+function sentinelTlsConfig(tls: RedisTlsSetup, port: number): string[] {
+  const cert = tls.serverCert ?? tls.pki.server;
+  return [
+    "port 0",
+    `tls-port ${port}`,
+    `tls-cert-file ${cert.cert}`,
+    `tls-key-file ${cert.key}`,
+    `tls-ca-cert-file ${tls.pki.ca}`,
+    `tls-auth-clients ${tls.authClients ?? "no"}`,
+    "tls-replication yes",
+  ];
 }

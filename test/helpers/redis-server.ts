@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { requireBinary } from "./binaries.ts";
 import { freePort, waitFor } from "./ports.ts";
+import { type RedisTlsSetup, redisCliTlsArgs, redisTlsArgs } from "./redis-tls.ts";
 
 export interface RedisProcess {
   readonly port: number;
@@ -23,6 +24,12 @@ export interface RedisStartOptions {
   /** Extra redis-server arguments, e.g. ["--appendonly", "yes", "--appendfsync", "always"]. */
   readonly args?: readonly string[];
   readonly host?: string;
+  /** Port to listen on; default a free one. */
+  readonly port?: number;
+  /** Serve TLS only, on the port (`--port 0 --tls-port <port>`); the URL is then rediss://. */
+  readonly tls?: RedisTlsSetup;
+  /** The user redis-cli authenticates as (for servers with `user default off`). */
+  readonly cliUser?: { readonly user: string; readonly password: string };
 }
 
 /** Starts a real redis-server on a free port with its data in a fresh temporary directory. */
@@ -30,12 +37,21 @@ export async function startRedis(options: RedisStartOptions = {}): Promise<Redis
   const binary = requireBinary("redis-server", "apt-get install redis-server");
   const cliBinary = requireBinary("redis-cli", "apt-get install redis-tools");
   const host = options.host ?? "127.0.0.1";
-  const port = await freePort(host);
+  const port = options.port ?? (await freePort(host));
   const dir = mkdtempSync(join(tmpdir(), "turnomatic-redis-"));
   let child: Subprocess | undefined;
 
+  const cliArgs = [
+    ...(options.tls === undefined ? [] : redisCliTlsArgs(options.tls.pki)),
+    ...(options.cliUser === undefined
+      ? []
+      : ["--user", options.cliUser.user, "--pass", options.cliUser.password, "--no-auth-warning"]),
+  ];
   const cli = async (...args: string[]) => {
-    const result = Bun.spawn([cliBinary, "-h", host, "-p", String(port), ...args], { stdout: "pipe", stderr: "pipe" });
+    const result = Bun.spawn([cliBinary, "-h", host, "-p", String(port), ...cliArgs, ...args], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     const out = await new Response(result.stdout).text();
     await result.exited;
     return out.trim();
@@ -56,6 +72,7 @@ export async function startRedis(options: RedisStartOptions = {}): Promise<Redis
         "no",
         "--protected-mode",
         "no",
+        ...(options.tls === undefined ? [] : redisTlsArgs(options.tls, port)),
         ...(options.args ?? []),
       ],
       { stdout: "ignore", stderr: "ignore" },
@@ -69,7 +86,7 @@ export async function startRedis(options: RedisStartOptions = {}): Promise<Redis
   await launch();
   return {
     port,
-    url: `redis://${host}:${port}`,
+    url: `${options.tls === undefined ? "redis" : "rediss"}://${host}:${port}`,
     dir,
     cli,
     kill,

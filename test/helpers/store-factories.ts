@@ -10,6 +10,7 @@ import { SqliteStore } from "../../src/stores/sqlite-store.ts";
 import { type RedisClusterProcess, startRedisCluster } from "./redis-cluster.ts";
 import { type RedisSentinelProcess, startRedisSentinel } from "./redis-sentinel.ts";
 import { type RedisProcess, startRedis } from "./redis-server.ts";
+import { createTestPki, type TestPki } from "./redis-tls.ts";
 
 /** A store under test plus how to get a fresh one and clean up; every backend has one. */
 export interface StoreFixture {
@@ -18,6 +19,8 @@ export interface StoreFixture {
   create(): Promise<CounterStore>;
   /** TURNOMATIC_STORE URL for a service process using the same backend. */
   serviceUrl(): Promise<string>;
+  /** Options such a service process needs besides the URL (e.g. --redis-tls-ca). Default none. */
+  readonly serviceArgs?: () => string[];
   teardown(): Promise<void>;
 }
 
@@ -49,6 +52,44 @@ export function redisFixture(): StoreFixture {
       return r.url;
     },
     teardown: async () => redis?.stop(),
+  };
+}
+
+/**
+ * A Redis as managed services run it: TLS only on a private CA (given through the store's TLS
+ * option), `user default off`, and an ACL user without @dangerous commands (no CONFIG, no INFO).
+ */
+export function redisTlsFixture(): StoreFixture {
+  let redis: RedisProcess | undefined;
+  let pki: TestPki | undefined;
+  let n = 0;
+  // The test's own admin user empties the database between tests (FLUSHDB is @dangerous).
+  const acl = [
+    ["--user", "default", "off"],
+    ["--user", "app", "on", ">app-pass", "~*", "&*", "+@all", "-@dangerous"],
+    ["--user", "admin", "on", ">admin-pass", "~*", "&*", "+@all"],
+  ].flat();
+  const server = async () => {
+    pki ??= createTestPki();
+    redis ??= await startRedis({ tls: { pki }, args: acl, cliUser: { user: "admin", password: "admin-pass" } });
+    return { redis, pki, url: redis.url.replace("rediss://", "rediss://app:app-pass@") };
+  };
+  return {
+    name: "redis-tls-acl",
+    create: async () => {
+      const { url, pki } = await server();
+      return createRedisStore({ url, keyPrefix: `t${n++}:`, commandTimeoutMs: 1000, tls: { caFile: pki.ca } });
+    },
+    serviceUrl: async () => {
+      const { redis, url } = await server();
+      await redis.cli("FLUSHDB");
+      return url;
+    },
+    serviceArgs: () => (pki === undefined ? [] : ["--redis-tls-ca", pki.ca]),
+    teardown: async () => {
+      await redis?.stop();
+      pki?.remove();
+    },
   };
 }
 
@@ -98,6 +139,7 @@ export const STORE_FIXTURES: ReadonlyArray<() => StoreFixture> = [
   memoryFixture,
   sqliteFixture,
   redisFixture,
+  redisTlsFixture,
   redisClusterFixture,
   redisSentinelFixture,
 ];

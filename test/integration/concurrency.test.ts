@@ -18,7 +18,7 @@ for (const makeFixture of STORE_FIXTURES) {
 
     for (const idCount of [1, 50]) {
       test(`200 clients on ${idCount} id(s): no duplicate, no gap, real-time order`, async () => {
-        const service = await startService({ store: await fixture.serviceUrl() });
+        const service = await startService({ store: await fixture.serviceUrl(), args: fixture.serviceArgs?.() });
         try {
           const ids = Array.from({ length: idCount }, (_, i) => `c${idCount}-${i}`);
           const history = await runTurnLoad({ url: service.url, ids, clients: 200, requests: REQUESTS });
