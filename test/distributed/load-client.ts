@@ -8,6 +8,7 @@
  *   bun test/distributed/load-client.ts '<json options>'
  */
 import { writeFileSync } from "node:fs";
+import { namespaceTargetProblem } from "../../scripts/cluster/netns-guard.ts";
 import type { HistoryEntry } from "../helpers/history-checker.ts";
 import { RawKeepAliveConnection } from "../helpers/raw-keepalive-client.ts";
 
@@ -98,4 +99,17 @@ async function main(options: LoadClientOptions): Promise<void> {
   process.stdout.write(`done ${history.length}\n`);
 }
 
-if (import.meta.main) await main(JSON.parse(process.argv[2] ?? "{}") as LoadClientOptions);
+if (import.meta.main) {
+  const arg = process.argv[2];
+  if (arg === undefined || arg === "--help" || arg === "-h") {
+    process.stdout.write("usage: ip netns exec tm-client bun test/distributed/load-client.ts '<json LoadClientOptions>'\n");
+    process.exit(arg === undefined ? 2 : 0);
+  }
+  const options = JSON.parse(arg) as LoadClientOptions;
+  const problem = namespaceTargetProblem(options.url);
+  if (problem !== undefined) {
+    process.stderr.write(`load-client: ${problem}\n`);
+    process.exit(2);
+  }
+  await main(options);
+}
