@@ -58,6 +58,8 @@ export interface HaproxyConfigOptions {
   readonly serverMaxconn?: number;
   /** Connection handling, see LbMode. Default "keepalive". */
   readonly lbMode?: LbMode;
+  /** HAProxy threads (`nbthread`). Default: HAProxy's own (one per CPU it may run on). */
+  readonly threads?: number;
   /**
    * @deprecated Use lbMode. Read only when lbMode is not given: the old switch of the client side
    * alone, with a fresh server connection per request either way (false = strict).
@@ -95,6 +97,9 @@ const CONNECTION_LINES: Record<LbMode, { client: string; server: string }> = {
 
 export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
   if (options.servers.length === 0) throw new RangeError("renderHaproxyConfig needs at least one app server.");
+  if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads >= 1 && options.threads <= 64)) {
+    throw new RangeError(`threads must be an integer from 1 to 64; got '${options.threads}'.`);
+  }
   options.servers.forEach(checkServer);
   const legacy = options.lbMode === undefined && options.clientKeepAlive !== undefined;
   const lbMode = options.lbMode ?? (legacy ? "strict" : "keepalive");
@@ -107,6 +112,8 @@ export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
   const values: Record<string, string> = {
     LB_MODE: legacy && options.clientKeepAlive === true ? "client keep-alive, server close (legacy clientKeepAlive)" : lbMode,
     MAXCONN: String(options.maxconn ?? 4096),
+    NBTHREAD:
+      options.threads === undefined ? "# nbthread: HAProxy's default (one thread per CPU)" : `nbthread ${options.threads}`,
     BIND: options.bind ?? "0.0.0.0:80",
     STATS_BIND: options.statsBind ?? "0.0.0.0:8404",
     STATS_SOCKET: options.statsSocket ?? "/run/haproxy-turnomatic.sock",
