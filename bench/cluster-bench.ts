@@ -8,7 +8,9 @@
  *
  * The cluster is `npm run cluster -- up`'s default (lb-mode keepalive, Redis with appendfsync always).
  * For the strict mode (option httpclose + http-server-close) a second HAProxy runs in the same LB
- * namespace on port 81, in front of the same app hosts, so both modes are measured in the same run.
+ * namespace on port 81, in front of the same app hosts, so both modes are measured in the same run;
+ * a third (keepalive, port 82) in front of app1 alone separates the cost of the LB hop from the cost
+ * of splitting the load over two app hosts (smaller coalesced batches per process).
  *
  * Honest caveat: every "host" here shares the same CPU cores (2 on the development machine), load
  * generator included, so req/s are not capacity figures; CPU per request is the steadier figure, and
@@ -137,7 +139,7 @@ interface Run {
   readonly socketErrors: string | undefined;
   /** CPU microseconds per request, per component, plus "wrk" and the sum of the path ("path"). */
   readonly cpuUsPerRequest: Record<string, number>;
-  /** Commands redis-server ran per request (health checks' and the app's background calls included). */
+  /** Script calls (EVAL/EVALSHA/FCALL) redis-server ran per request: the store's round trips for reservations. */
   readonly redisCallsPerRequest: number;
   /** Whole machine busy over the run (percent of all cores). */
   readonly hostBusyPercent: number;
@@ -153,13 +155,18 @@ function luaScript(state: ClusterState, ids: number): string {
   return file;
 }
 
-/** Commands redis-server has executed so far (INFO commandstats, all commands but INFO itself). */
+/**
+ * Script calls (EVAL/EVALSHA/FCALL) redis-server has run so far: the store's reservation round
+ * trips. INFO commandstats also counts the commands a script runs inside, which are not round trips.
+ */
 async function redisCalls(state: ClusterState): Promise<number> {
   const child = spawnIn(state, "redis", ["redis-cli", "-p", "6379", "info", "commandstats"], { stdout: "pipe" });
   const text = await new Response(child.stdout as ReadableStream<Uint8Array>).text();
   await child.exited;
   let calls = 0;
-  for (const match of text.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) if (match[1] !== "info") calls += Number(match[2]);
+  for (const match of text.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) {
+    if (/^(eval|evalsha|eval_ro|evalsha_ro|fcall|fcall_ro)$/.test(match[1] ?? "")) calls += Number(match[2]);
+  }
   return calls;
 }
 
@@ -224,25 +231,28 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
-/** A second HAProxy in the LB namespace, in strict mode, on port 81 in front of the same apps. */
-function startStrictLb(state: ClusterState): { url: string; pid: number } {
+/**
+ * An extra HAProxy in the LB namespace on `port`, in front of `apps` (strict mode on :81 in front of
+ * both apps; keepalive on :82 in front of app1 alone, to tell the hop's cost from the split's).
+ */
+function startExtraLb(state: ClusterState, port: number, lbMode: LbMode, apps: readonly string[]): { url: string; pid: number } {
   const lb = state.hosts.lb?.address as string;
-  const file = join(state.stateDir, "haproxy-strict.cfg");
+  const file = join(state.stateDir, `haproxy-${port}.cfg`);
   writeFileSync(
     file,
     renderHaproxyConfig({
-      servers: appNames(state).map((app) => ({ name: app, address: state.hosts[app]?.address as string, port: APP_PORT })),
-      bind: `${lb}:${STRICT_PORT}`,
-      statsBind: `${lb}:8405`,
-      statsSocket: join(state.stateDir, "haproxy-strict.sock"),
+      servers: apps.map((app) => ({ name: app, address: state.hosts[app]?.address as string, port: APP_PORT })),
+      bind: `${lb}:${port}`,
+      statsBind: `${lb}:${port + 8300}`,
+      statsSocket: join(state.stateDir, `haproxy-${port}.sock`),
       checkInterMs: CHECK.interMs,
       checkFall: CHECK.fall,
       checkRise: CHECK.rise,
-      lbMode: "strict",
+      lbMode,
     }),
   );
   const child = spawnIn(state, "lb", ["haproxy", "-db", "-f", file], { stdout: "ignore", stderr: "ignore" });
-  return { url: `http://${lb}:${STRICT_PORT}`, pid: child.pid };
+  return { url: `http://${lb}:${port}`, pid: child.pid };
 }
 
 interface Summary {
@@ -299,15 +309,20 @@ async function bench(options: Options): Promise<void> {
     const redis = namespacePids(state.hosts.redis?.namespace as string);
     const lbPids = namespacePids(state.hosts.lb?.namespace as string);
     const targets: Target[] = [{ name: "direct-app1", url: appUrl(state, "app1"), path: { app1: apps.app1 ?? [], redis } }];
+    const extra: Array<[string, { url: string; pid: number }, Record<string, number[]>]> = [];
     if (options.lbModes.includes("keepalive")) {
       targets.push({ name: "lb-keepalive", url: state.lbUrl, path: { haproxy: lbPids, ...apps, redis } });
+      const one = startExtraLb(state, 82, "keepalive", ["app1"]);
+      extra.push(["lb-keepalive-app1", one, { app1: apps.app1 ?? [], redis }]);
     }
     if (options.lbModes.includes("strict")) {
-      const strict = startStrictLb(state);
-      await waitReady(state, [`${strict.url}/readyz`]);
-      await Bun.sleep(CHECK.interMs * CHECK.rise + 200); // both servers UP in the strict instance
-      targets.push({ name: "lb-strict", url: strict.url, path: { haproxy: [strict.pid], ...apps, redis } });
+      extra.push(["lb-strict", startExtraLb(state, STRICT_PORT, "strict", appNames(state)), { ...apps, redis }]);
     }
+    for (const [name, lb, path] of extra) {
+      await waitReady(state, [`${lb.url}/readyz`]);
+      targets.push({ name, url: lb.url, path: { haproxy: [lb.pid], ...path } });
+    }
+    await Bun.sleep(CHECK.interMs * CHECK.rise + 200); // every server UP in the extra instances
     const runs: Run[] = [];
     for (let round = 1; round <= options.rounds; round++) {
       for (const ids of options.ids) {
@@ -337,12 +352,17 @@ async function bench(options: Options): Promise<void> {
       const of = (target: string) => summary.find((s) => s.workload === workload && s.target === target);
       const direct = of("direct-app1");
       const r: Record<string, number> = {};
-      for (const mode of options.lbModes) {
-        const lb = of(`lb-${mode}`);
+      for (const [key, target] of [
+        ["keepalive", "lb-keepalive"],
+        ["strict", "lb-strict"],
+        ["keepaliveOneApp", "lb-keepalive-app1"],
+      ] as const) {
+        const lb = of(target);
         if (direct === undefined || lb === undefined) continue;
-        r[`${mode}ThroughputVsDirect`] = Math.round((lb.medianRequestsPerSecond / direct.medianRequestsPerSecond) * 100) / 100;
-        r[`${mode}PathCpuUsPerRequest`] = lb.medianCpuUsPerRequest.path ?? Number.NaN;
+        r[`${key}ThroughputVsDirect`] = Math.round((lb.medianRequestsPerSecond / direct.medianRequestsPerSecond) * 100) / 100;
+        r[`${key}PathCpuUsPerRequest`] = lb.medianCpuUsPerRequest.path ?? Number.NaN;
       }
+      if (direct !== undefined) r.directPathCpuUsPerRequest = direct.medianCpuUsPerRequest.path ?? Number.NaN;
       if (r.strictPathCpuUsPerRequest !== undefined && r.keepalivePathCpuUsPerRequest !== undefined)
         r.strictOverKeepaliveCpu = Math.round((r.strictPathCpuUsPerRequest / r.keepalivePathCpuUsPerRequest) * 100) / 100;
       ratios[workload] = r;
