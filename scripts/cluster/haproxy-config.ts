@@ -16,7 +16,7 @@ export const HAPROXY_TEMPLATE = join(import.meta.dir, "../../deploy/haproxy/hapr
  *   the client, and counted in the store's ledger (`lost`, GET /admin/turno/:id/ledger) instead.
  * - "strict": one request per client connection (`option httpclose`) and a fresh server connection
  *   per request (`option http-server-close`): every failure reaches the client as a 502/503/504 and
- *   nothing is replayed, at about 3x the LB + app CPU per request (docs/scalability.md section 1a).
+ *   nothing is replayed, at about 2x the CPU per request of the whole path (docs/scalability.md section 1a).
  */
 export const LB_MODES = ["keepalive", "strict"] as const;
 export type LbMode = (typeof LB_MODES)[number];
@@ -139,7 +139,7 @@ export const USAGE = `usage: bun scripts/cluster/haproxy-config.ts [--lb-mode ke
   Renders deploy/haproxy/haproxy.cfg.template with one server line per HOST:PORT (app1, app2, ...).
   --lb-mode keepalive  (default) keep-alive to clients and pooled server connections (http-reuse safe)
   --lb-mode strict     one request per client connection (option httpclose + http-server-close):
-                       every failure reaches the client, nothing is replayed; ~3x the CPU per request
+                       every failure reaches the client, nothing is replayed; ~2x the CPU per request
   --bind ADDR:PORT     public listener (default 0.0.0.0:80)
   --stats-bind ADDR:PORT  /metrics and /stats listener (default 0.0.0.0:8404)
   -h, --help           this text`;
