@@ -153,7 +153,7 @@ async function main(argv: string[]): Promise<void> {
       if (values.json) return statusJson(name);
       const report = await status(loadState(name));
       process.stdout.write(
-        `cluster ${report.name}  lb-mode ${report.lbMode}  LB ${report.lbUrl} (from namespace ${report.clientNamespace})\n`,
+        `cluster ${report.name}  lb-mode ${report.lbMode}  LB: ip netns exec ${report.clientNamespace} curl ${report.lbUrl}/turno/<id>\n`,
       );
       for (const h of report.hosts as Array<Record<string, unknown>>) {
         const pids = (h.pids as number[]).join(",") || "-";

@@ -82,3 +82,12 @@ export function refuseNamespaceTarget(url: string): void {
 }
 
 export class NamespaceTargetError extends Error {}
+
+if (import.meta.main) {
+  // A module of the cluster tool, not a command of its own.
+  const help = process.argv.includes("--help") || process.argv.includes("-h");
+  (help ? process.stdout : process.stderr).write(
+    "usage: scripts/cluster/netns-guard.ts is a module of the cluster tool; run: npm run cluster -- --help\n",
+  );
+  process.exit(help ? 0 : 2);
+}

@@ -714,3 +714,12 @@ export async function removeAppHost(state: ClusterState, name: string, timeoutMs
   saveState(next);
   return next;
 }
+
+if (import.meta.main) {
+  // A module of the cluster tool, not a command of its own.
+  const help = process.argv.includes("--help") || process.argv.includes("-h");
+  (help ? process.stdout : process.stderr).write(
+    "usage: scripts/cluster/topology.ts is a module of the cluster tool; run: npm run cluster -- --help\n",
+  );
+  process.exit(help ? 0 : 2);
+}

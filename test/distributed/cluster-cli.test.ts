@@ -77,6 +77,12 @@ test("up: every app host gets the admin token; the output names its file and onl
   ]);
   expect(["200", "204"]).toContain(withToken);
 
+  // status: any URL it prints is inside a namespaced command.
+  const plain = await cli(["status", "--name", NAME]);
+  expect(plain.code).toBe(0);
+  for (const line of plain.stdout.split("\n").filter((l) => /https?:\/\/10\./.test(l))) {
+    expect(line).toContain(`ip netns exec tm-${NAME}-client curl http://10.`);
+  }
   // status --json through npm -s is one JSON document.
   const npm = Bun.spawn(["npm", "run", "-s", "cluster", "--", "status", "--json", "--name", NAME], { cwd: REPO, stdout: "pipe" });
   expect(await npm.exited).toBe(0);

@@ -94,12 +94,43 @@ describe("npm run cluster", () => {
   });
 });
 
+describe("every cluster and bench:cluster script answers --help", () => {
+  const REPO = join(import.meta.dir, "../..");
+  for (const script of ["cli", "haproxy-config", "probe", "topology", "autoscaler", "netns-guard"]) {
+    test(`scripts/cluster/${script}.ts --help: usage, exit 0; an unknown option: exit 2`, async () => {
+      const path = join(REPO, "scripts/cluster", `${script}.ts`);
+      const help = await run(["--help"], false, path);
+      expect({ code: help.code, stderr: help.stderr }).toEqual({ code: 0, stderr: "" });
+      expect(help.stdout).toContain("usage:");
+      const bad = await run(["--no-such-option"], false, path);
+      expect(bad.code).toBe(2);
+      expect(bad.stdout).toBe("");
+    });
+  }
+
+  test("npm run -s bench:cluster -- --help: usage, exit 0, nothing started", async () => {
+    const before = (await Bun.$`ip netns list`.nothrow().quiet()).stdout.toString();
+    const child = Bun.spawn(["npm", "run", "-s", "bench:cluster", "--", "--help"], { cwd: REPO, stdout: "pipe", stderr: "pipe" });
+    expect(await child.exited).toBe(0);
+    expect(await new Response(child.stdout).text()).toStartWith("usage: npm run bench:cluster");
+    expect((await Bun.$`ip netns list`.nothrow().quiet()).stdout.toString()).toBe(before);
+    const bad = Bun.spawn(["npm", "run", "-s", "bench:cluster", "--", "--rounds", "x"], {
+      cwd: REPO,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    expect(await bad.exited).toBe(2);
+    expect(await new Response(bad.stderr).text()).toContain("--rounds must be an integer");
+  });
+});
+
 describe("cluster addresses from the root namespace", () => {
   test("the probe and the distributed load client refuse a cluster address outside the namespaces", async () => {
     const probe = await run(["1000", "http://10.200.0.3:80/readyz"], false, PROBE);
     expect(probe.code).toBe(2);
     expect(probe.stderr).toContain("refusing 10.200.0.3");
-    expect(probe.stderr).toContain("ip netns exec tm-client curl http://10.200.0.3:80/readyz");
+    // Names a client namespace of a cluster on that subnet (tm-client, or tm-NAME-client if one is up).
+    expect(probe.stderr).toMatch(/ip netns exec tm-([a-z0-9]+-)?client curl http:\/\/10\.200\.0\.3:80\/readyz/);
     const options = {
       url: "http://10.200.0.3:80",
       ids: ["x"],

@@ -52,6 +52,7 @@ describe("deploy/haproxy template", () => {
     strict: { ...BASE, lbMode: "strict" },
     "one server, defaults": { servers: [{ name: "app1", address: "10.0.0.1", port: 7017 }] },
     "strict, one server": { servers: [{ name: "app1", address: "10.0.0.1", port: 7017 }], lbMode: "strict" },
+    "keepalive, nbthread 1": { ...BASE, threads: 1 },
   };
   for (const [name, options] of Object.entries(variants)) {
     test(`haproxy -c accepts the rendered configuration (${name})`, () => {
@@ -102,6 +103,9 @@ describe("deploy/haproxy template", () => {
     expect(bad({ name: "app 1", address: "127.0.0.1", port: 7017 })).toThrow(/server name/);
     expect(bad({ name: "app1", address: "a b", port: 7017 })).toThrow(/server address/);
     expect(() => renderHaproxyConfig({ servers: [] })).toThrow(/at least one/);
+    expect(() => renderHaproxyConfig({ ...BASE, threads: 0 })).toThrow(/threads must be/);
+    expect(directives(renderHaproxyConfig({ ...BASE, threads: 2 }))).toContain("nbthread 2");
+    expect(directives(renderHaproxyConfig(BASE)).some((line) => line.startsWith("nbthread"))).toBe(false);
   });
 });
 
