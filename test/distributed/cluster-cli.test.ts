@@ -130,3 +130,19 @@ test("Ctrl-C during up removes every namespace it created", async () => {
   }
   expect(listNamespaces(name)).toEqual([]);
 }, 60_000);
+
+test("inside one of our namespaces a cluster address is not refused (the guard only acts outside)", () => {
+  requireClusterPrerequisites();
+  const ns = `tm-guard${process.pid % 10000}`;
+  expect(Bun.spawnSync(["ip", "netns", "add", ns]).exitCode).toBe(0);
+  try {
+    const guard = join(REPO, "scripts/cluster/netns-guard.ts");
+    const code = `const { namespaceTargetProblem } = await import(${JSON.stringify(guard)}); process.stdout.write(String(namespaceTargetProblem("http://10.200.0.9:7017")))`;
+    const inside = Bun.spawnSync(["ip", "netns", "exec", ns, process.execPath, "-e", code], { stdout: "pipe" });
+    expect(inside.stdout.toString()).toBe("undefined");
+    const outside = Bun.spawnSync([process.execPath, "-e", code], { stdout: "pipe" });
+    expect(outside.stdout.toString()).toContain("refusing 10.200.0.9");
+  } finally {
+    Bun.spawnSync(["ip", "netns", "del", ns]);
+  }
+});

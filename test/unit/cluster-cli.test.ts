@@ -2,7 +2,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { STATE_ROOT } from "../../scripts/cluster/netns-guard.ts";
+import { namespaceTargetProblem, STATE_ROOT } from "../../scripts/cluster/netns-guard.ts";
 import { requireBinary, requireRoot } from "../helpers/binaries.ts";
 
 const CLI = join(import.meta.dir, "../../scripts/cluster/cli.ts");
@@ -143,6 +143,14 @@ describe("cluster addresses from the root namespace", () => {
     const load = await run([JSON.stringify(options)], false, LOAD_CLIENT);
     expect(load.code).toBe(2);
     expect(load.stderr).toContain("refusing 10.200.0.3");
+  });
+
+  test("only addresses of a cluster subnet are refused, and not inside a namespace of ours", async () => {
+    expect(namespaceTargetProblem("http://10.200.0.9:7017")).toContain("refusing 10.200.0.9");
+    for (const url of ["http://127.0.0.1:7017", "http://10.99.0.1:80", "http://192.0.2.10", "http://localhost:1", "not a url"]) {
+      expect({ url, problem: namespaceTargetProblem(url) }).toEqual({ url, problem: undefined });
+    }
+    // Inside a namespace of ours it is not refused: test/distributed/cluster-cli.test.ts.
   });
 
   test("loopback and other addresses are not refused; --help answers", async () => {
