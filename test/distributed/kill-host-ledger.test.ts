@@ -28,8 +28,9 @@
  * process has had two flush intervals to report.
  *
  * Pending: the ledger is being built on the lead's branch. Until `GET /admin/turno/x/ledger`
- * answers something else than 404 on an app with the admin API enabled (checked at load time on a
- * local app), both tests are skipped with a loud message; any other answer runs them.
+ * answers something else than 404 on an app with the admin API enabled and a number issued for x
+ * (checked at load time on a local app), the tests are skipped with a loud message; any other
+ * answer runs them.
  */
 import { afterAll, expect, test } from "bun:test";
 import {
@@ -83,6 +84,9 @@ async function ledgerRouteStatus(): Promise<number> {
       headers: { authorization: "Bearer wrong-token-0123456789" },
     });
     if (auth.status !== 401) throw new Error(`admin API not enabled on the probe app (PUT with a wrong token: ${auth.status})`);
+    // The id has a number, so a 404 cannot mean "no such id", only "no such route".
+    const turn = await fetch(`${app.url}/turno/x`);
+    if (turn.status !== 200) throw new Error(`probe app did not give a turn: ${turn.status}`);
     const ledger = await fetch(`${app.url}/admin/turno/x/ledger`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     await ledger.arrayBuffer();
     return ledger.status;
