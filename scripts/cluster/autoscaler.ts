@@ -378,3 +378,12 @@ export function scaleInCandidate(state: ClusterState): string {
   if (last === undefined) throw new RangeError(`cluster '${state.name}' has no app host to remove.`);
   return last;
 }
+
+if (import.meta.main) {
+  // A module of the cluster tool, not a command of its own.
+  const help = process.argv.includes("--help") || process.argv.includes("-h");
+  (help ? process.stdout : process.stderr).write(
+    "usage: scripts/cluster/autoscaler.ts is a module of the cluster tool; run: npm run cluster -- --help\n",
+  );
+  process.exit(help ? 0 : 2);
+}

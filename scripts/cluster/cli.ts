@@ -1,21 +1,11 @@
 /**
  * npm run cluster -- <command> [options]: the local multi-host topology (see docs/scale-out.md).
- *
- *   up [--apps 2] [--max-apps N] [--workers 1] [--store redis] [--subnet 10.200.0.0/24]
- *   status [--json]          each host's role, namespace, address, pids, link and HAProxy state
- *   stop HOST                kill -9 every process of HOST (a crash)
- *   start HOST               start HOST's process again
- *   restart HOST             SIGTERM (graceful drain), wait, start, wait until HAProxy has it UP
- *   link HOST down|up        cut or restore HOST's network link
- *   down                     kill every process, remove every namespace (idempotent)
- *   autoscale [--min 2] [--max 4] [--interval-ms 1000] [--scale-out-cpu 0.6] [--scale-in-cpu 0.2]
- *             [--p99-ms 0] [--cooldown-out-ms 5000] [--cooldown-in-ms 15000] [--duration-s S]
- *                            add/remove app hosts from measured CPU and latency (needs up --max-apps)
- *
- * Every command takes --name NAME (default "default") to run several clusters side by side.
+ * Run it as root (network namespaces); `npm run -s cluster -- status --json` for JSON only (-s keeps
+ * npm's own banner off stdout). See USAGE below for every command and option.
  */
 import { parseArgs } from "node:util";
 import { autoscale, DEFAULT_POLICY } from "./autoscaler.ts";
+import { LB_MODES } from "./haproxy-config.ts";
 import {
   appUrl,
   ClusterError,
@@ -28,22 +18,37 @@ import {
   status,
   stopHost,
   terminateHost,
+  type ClusterState,
   up,
   waitLbState,
   waitReady,
 } from "./topology.ts";
 
-const USAGE = `usage: npm run cluster -- <up|status|stop|start|restart|link|down|autoscale> [HOST] [options]
+const USAGE = `usage: npm run cluster -- <command> [HOST] [options]      (as root: it creates network namespaces)
   up [--apps 2] [--max-apps APPS] [--workers 1] [--store redis] [--subnet 10.200.0.0/24]
-  status [--json] | stop HOST | start HOST | restart HOST | link HOST down|up | down
+     [--lb-mode ${LB_MODES.join("|")}]   keepalive (default): keep-alive on both sides of HAProxy, lost numbers
+                                 counted by the store's ledger; strict: option httpclose, every failure
+                                 reaches the client, ~2x the CPU per request (docs/scale-out.md)
+  status [--json]          each host's role, namespace, address, pids, link and HAProxy state; exit 1
+                           when the cluster is not up. JSON only: npm run -s cluster -- status --json
+  stop HOST                kill -9 every process of HOST (a crash)
+  start HOST               start HOST's process again
+  restart HOST             SIGTERM (graceful drain), wait, start, wait until HAProxy has it UP
+  link HOST down|up        cut or restore HOST's network link
+  down                     kill every process, remove every namespace (idempotent; also after Ctrl-C)
   autoscale [--min 2] [--max 4] [--interval-ms 1000] [--scale-out-cpu 0.6] [--scale-in-cpu 0.2]
             [--p99-ms 0 (off)] [--cooldown-out-ms 5000] [--cooldown-in-ms 15000] [--duration-s S]
-  all commands: --name NAME (default "default")`;
+                           add/remove app hosts from measured CPU and latency (needs up --max-apps)
+  all commands: --name NAME (default "default"), -h/--help
+The cluster's addresses exist only inside its namespaces: reach them with ip netns exec tm-client ...`;
 
-async function main(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
+class UsageError extends Error {}
+
+function parse(argv: string[]) {
+  return parseArgs({
     args: argv,
     allowPositionals: true,
+    strict: true,
     options: {
       name: { type: "string", default: "default" },
       apps: { type: "string", default: "2" },
@@ -60,16 +65,60 @@ async function main(argv: string[]): Promise<void> {
       workers: { type: "string", default: "1" },
       store: { type: "string", default: "redis" },
       subnet: { type: "string", default: "10.200.0.0/24" },
+      "lb-mode": { type: "string", default: "keepalive" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
   });
+}
+
+/** What `up` prints: only commands that work from this shell (the LB address is namespace-only). */
+function howToReach(state: ClusterState): string {
+  const ns = state.hosts.client?.namespace as string;
+  const token = state.adminTokenFile as string;
+  const nameFlag = state.name === "default" ? "" : ` --name ${state.name}`;
+  return [
+    `cluster '${state.name}' is up: ${state.apps} app hosts x ${state.workers} workers, Redis, HAProxy (lb-mode ${state.lbMode})`,
+    `Its addresses (${state.subnet}) exist only inside its network namespaces: from the root namespace they`,
+    `route off this machine. Use the client namespace:`,
+    `  ip netns exec ${ns} curl ${state.lbUrl}/turno/demo`,
+    `  ip netns exec ${ns} curl -H "Authorization: Bearer $(cat ${token})" ${state.lbUrl}/admin/turno/demo/ledger`,
+    `  ip netns exec ${ns} curl ${state.lbStatsUrl}        (HAProxy metrics)`,
+    `Admin token: ${token} (mode 0600; every app host has it as TURNOMATIC_ADMIN_TOKEN${process.env.TURNOMATIC_ADMIN_TOKEN ? ", taken from your TURNOMATIC_ADMIN_TOKEN" : ", generated"})`,
+    `Status: npm run cluster -- status${nameFlag}   Remove: npm run cluster -- down${nameFlag}`,
+    "",
+  ].join("\n");
+}
+
+/** `status --json`: one JSON document on stdout and nothing else; {"up": false} and exit 1 when not up. */
+async function statusJson(name: string): Promise<void> {
+  let state: ClusterState;
+  try {
+    state = loadState(name);
+  } catch (error) {
+    if (!(error instanceof ClusterError)) throw error;
+    process.stdout.write(`${JSON.stringify({ name, up: false, reason: error.message })}\n`);
+    process.stderr.write(`cluster: ${error.message}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(`${JSON.stringify(await status(state), null, 2)}\n`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (error) {
+    if (error instanceof TypeError && "code" in error) throw new UsageError(error.message);
+    throw error;
+  }
+  const { values, positionals } = parsed;
   const [command, host, arg] = positionals;
-  if (values.help || command === undefined) {
+  if (values.help) {
     process.stdout.write(`${USAGE}\n`);
-    if (command === undefined && !values.help) process.exit(2);
     return;
   }
+  if (command === undefined) throw new UsageError("no command given.");
   requireClusterRoot();
   const name = values.name;
   const needHost = () => {
@@ -78,31 +127,39 @@ async function main(argv: string[]): Promise<void> {
   };
   switch (command) {
     case "up": {
+      // Ctrl-C while the topology comes up: take down what exists, as a failure would.
+      const interrupted = () => {
+        down(name);
+        process.stderr.write(`cluster: interrupted; cluster '${name}' removed\n`);
+        process.exit(130);
+      };
+      process.once("SIGINT", interrupted);
+      process.once("SIGTERM", interrupted);
       const state = await up({
         name,
         apps: Number(values.apps),
         workers: Number(values.workers),
         store: values.store,
         subnet: values.subnet,
+        lbMode: values["lb-mode"],
         ...(values["max-apps"] === undefined ? {} : { maxApps: Number(values["max-apps"]) }),
       });
-      process.stdout.write(`cluster '${state.name}' is up: ${state.apps} app hosts x ${state.workers} workers, Redis, HAProxy\n`);
-      process.stdout.write(`LB URL: ${state.lbUrl}  (reach it from the client namespace:`);
-      process.stdout.write(` ip netns exec ${state.hosts.client?.namespace} curl ${state.lbUrl}/turno/demo)\n`);
-      process.stdout.write(`HAProxy metrics: ${state.lbStatsUrl}\n`);
+      process.off("SIGINT", interrupted);
+      process.off("SIGTERM", interrupted);
+      process.stdout.write(howToReach(state));
       return;
     }
     case "status": {
+      if (values.json) return statusJson(name);
       const report = await status(loadState(name));
-      if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-      else {
-        process.stdout.write(`cluster ${report.name}  LB ${report.lbUrl}\n`);
-        for (const h of report.hosts as Array<Record<string, unknown>>) {
-          const pids = (h.pids as number[]).join(",") || "-";
-          process.stdout.write(
-            `  ${String(h.name).padEnd(8)} ${String(h.role).padEnd(6)} ${String(h.namespace).padEnd(20)} ${String(h.address ?? "").padEnd(14)} link=${h.link ?? "-"} lb=${h.lb ?? "-"} pids=${pids}\n`,
-          );
-        }
+      process.stdout.write(
+        `cluster ${report.name}  lb-mode ${report.lbMode}  LB: ip netns exec ${report.clientNamespace} curl ${report.lbUrl}/turno/<id>\n`,
+      );
+      for (const h of report.hosts as Array<Record<string, unknown>>) {
+        const pids = (h.pids as number[]).join(",") || "-";
+        process.stdout.write(
+          `  ${String(h.name).padEnd(8)} ${String(h.role).padEnd(6)} ${String(h.namespace).padEnd(20)} ${String(h.address ?? "").padEnd(14)} link=${h.link ?? "-"} lb=${h.lb ?? "-"} pids=${pids}\n`,
+        );
       }
       return;
     }
@@ -169,14 +226,18 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     default:
-      throw new ClusterError(`unknown command '${command}'.\n${USAGE}`);
+      throw new UsageError(`unknown command '${command}'.`);
   }
 }
 
 try {
   await main(process.argv.slice(2));
 } catch (error) {
-  if (error instanceof ClusterError || (error instanceof TypeError && "code" in error)) {
+  if (error instanceof UsageError) {
+    process.stderr.write(`cluster: ${error.message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (error instanceof ClusterError) {
     process.stderr.write(`cluster: ${error.message}\n`);
     process.exit(1);
   }

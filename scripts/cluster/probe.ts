@@ -1,10 +1,36 @@
 /**
  * Readiness probe run inside a namespace by the cluster tool (the root namespace cannot reach the
  * topology's subnet): polls every URL until each answers 200, or fails after the timeout.
- *   bun scripts/cluster/probe.ts <timeoutMs> <url>...
  */
-const [timeoutArg, ...urls] = process.argv.slice(2);
-const until = performance.now() + Number(timeoutArg ?? 20_000);
+import { NamespaceTargetError, refuseNamespaceTarget } from "./netns-guard.ts";
+
+const USAGE = `usage: ip netns exec tm-client bun scripts/cluster/probe.ts TIMEOUT_MS URL...
+  Polls every URL until each answers 200 (exit 0), or exits 1 after TIMEOUT_MS. Used by the cluster
+  tool inside the client namespace; from the root namespace, cluster addresses are refused.`;
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`probe: ${message}\n${code === 2 ? `${USAGE}\n` : ""}`);
+  process.exit(code);
+}
+
+const args = process.argv.slice(2);
+if (args.includes("--help") || args.includes("-h")) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+const unknown = args.find((arg) => arg.startsWith("-"));
+if (unknown !== undefined) fail(`unknown option '${unknown}'.`, 2);
+const [timeoutArg, ...urls] = args;
+const timeoutMs = Number(timeoutArg);
+if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) fail(`TIMEOUT_MS must be a positive integer; got '${timeoutArg}'.`, 2);
+if (urls.length === 0) fail("give at least one URL.", 2);
+try {
+  urls.forEach(refuseNamespaceTarget);
+} catch (error) {
+  if (error instanceof NamespaceTargetError) fail(error.message, 2);
+  throw error;
+}
+const until = performance.now() + timeoutMs;
 const pending = new Set(urls);
 let lastError = "";
 while (pending.size > 0 && performance.now() < until) {
@@ -20,8 +46,4 @@ while (pending.size > 0 && performance.now() < until) {
   }
   if (pending.size > 0) await Bun.sleep(100);
 }
-if (pending.size > 0) {
-  process.stderr.write(`not ready: ${[...pending].join(", ")} (last: ${lastError})\n`);
-  process.exit(1);
-}
-export {};
+if (pending.size > 0) fail(`not ready: ${[...pending].join(", ")} (last: ${lastError})`, 1);

@@ -8,14 +8,16 @@
  * Every process is started with setsid inside its namespace and outlives the tool; `ip netns pids`
  * finds them again, so `stop`/`down` work from any shell even without the state file.
  */
+import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { checkWindowMs, renderHaproxyConfig } from "./haproxy-config.ts";
+import { checkWindowMs, type LbMode, parseLbMode, renderHaproxyConfig } from "./haproxy-config.ts";
+import { STATE_ROOT } from "./netns-guard.ts";
 
 const ROOT_DIR = join(import.meta.dir, "../..");
 const MAIN = join(ROOT_DIR, "src/main.ts");
 const PROBE = join(import.meta.dir, "probe.ts");
-export const STATE_ROOT = "/tmp/turnomatic-cluster";
+export { STATE_ROOT };
 
 export const APP_PORT = 7017;
 export const APP_METRICS_PORT = 9464;
@@ -50,6 +52,13 @@ export interface ClusterState {
   readonly lbUrl: string;
   readonly lbStatsUrl: string;
   readonly haproxySocket: string;
+  /** HAProxy's connection mode (absent in state files written before it existed: strict). */
+  readonly lbMode?: LbMode;
+  /**
+   * File (mode 0600) holding the admin token every app host gets as TURNOMATIC_ADMIN_TOKEN: the
+   * caller's TURNOMATIC_ADMIN_TOKEN, or a random one. Absent in older state files.
+   */
+  readonly adminTokenFile?: string;
   /**
    * App server slots declared in HAProxy (app1..appN; those without a host are in maintenance). The
    * autoscaler adds hosts only into these. Absent in state files of clusters without spare slots.
@@ -74,6 +83,8 @@ export interface UpOptions {
    * hosts up to this many without reloading HAProxy. Default: apps (no spare slot).
    */
   readonly maxApps?: number;
+  /** HAProxy's connection mode (see scripts/cluster/haproxy-config.ts). Default "keepalive". */
+  readonly lbMode?: string;
 }
 
 export class ClusterError extends Error {}
@@ -110,10 +121,32 @@ export function stateDirOf(name: string): string {
   return join(STATE_ROOT, validName(name));
 }
 
+/**
+ * The state of a cluster that is up. A state file without the cluster's namespaces (after `down` from
+ * an older version, a reboot, or someone deleting the namespaces) is stale: refused, not shown.
+ */
 export function loadState(name = "default"): ClusterState {
   const file = join(stateDirOf(name), "state.json");
-  if (!existsSync(file)) throw new ClusterError(`no cluster '${name}' (no ${file}); start it with: npm run cluster -- up`);
+  const up = `start it with: npm run cluster -- up${name === "default" ? "" : ` --name ${name}`}`;
+  if (!existsSync(file)) throw new ClusterError(`no cluster '${name}' is up (no ${file}); ${up}`);
+  if (listNamespaces(name).length === 0) {
+    throw new ClusterError(`no cluster '${name}' is up (its namespaces are gone; ${file} is stale); ${up}`);
+  }
   return JSON.parse(readFileSync(file, "utf8")) as ClusterState;
+}
+
+/** The admin token of a cluster (see ClusterState.adminTokenFile); undefined for older clusters. */
+export function adminToken(state: ClusterState): string | undefined {
+  if (state.adminTokenFile === undefined || !existsSync(state.adminTokenFile)) return undefined;
+  return readFileSync(state.adminTokenFile, "utf8").trim();
+}
+
+/** The caller's TURNOMATIC_ADMIN_TOKEN (checked as the app checks it), or a fresh random token. */
+function chooseAdminToken(): string {
+  const given = process.env.TURNOMATIC_ADMIN_TOKEN;
+  if (given === undefined || given === "") return randomBytes(24).toString("hex");
+  if (given.length < 16) throw new ClusterError("TURNOMATIC_ADMIN_TOKEN must be at least 16 characters (use a random secret).");
+  return given;
 }
 
 /** Runs a command to completion; throws with its stderr when it fails (unless `allowFailure`). */
@@ -220,12 +253,18 @@ function commandOf(state: ClusterState, host: HostState): { argv: string[]; env:
           TURNOMATIC_STORE: `redis://${redis.address}:${REDIS_PORT}`,
           TURNOMATIC_WORKERS: String(state.workers),
           TURNOMATIC_DRAIN_DELAY_MS: String(DRAIN_DELAY_MS),
-          ...(process.env.TURNOMATIC_ADMIN_TOKEN ? { TURNOMATIC_ADMIN_TOKEN: process.env.TURNOMATIC_ADMIN_TOKEN } : {}),
+          ...appAdminEnv(state),
         },
       };
     default:
       throw new ClusterError(`host '${host.name}' runs no process (role ${host.role}).`);
   }
+}
+
+/** Every app host gets the cluster's admin token; clusters from before the token file keep the caller's. */
+function appAdminEnv(state: ClusterState): Record<string, string> {
+  const token = adminToken(state) ?? process.env.TURNOMATIC_ADMIN_TOKEN;
+  return token === undefined || token === "" ? {} : { TURNOMATIC_ADMIN_TOKEN: token };
 }
 
 /** Pids of every process inside a namespace (empty when the namespace is gone). */
@@ -367,6 +406,13 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   const slots = options.maxApps ?? apps;
   if (!Number.isInteger(slots) || slots < apps || slots > 200)
     throw new ClusterError(`--max-apps must be an integer from --apps (${apps}) to 200; got ${slots}.`);
+  let lbMode: LbMode;
+  try {
+    lbMode = parseLbMode(options.lbMode ?? "keepalive");
+  } catch (error) {
+    throw new ClusterError((error as Error).message);
+  }
+  const token = chooseAdminToken();
   if (listNamespaces(name).length > 0) {
     throw new ClusterError(`cluster '${name}' is already up (namespaces exist); run: npm run cluster -- down --name ${name}`);
   }
@@ -386,9 +432,12 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     lbUrl: `http://${lb.address}:${LB_PORT}`,
     lbStatsUrl: `http://${lb.address}:${LB_STATS_PORT}/metrics`,
     haproxySocket: join(stateDir, "haproxy.sock"),
+    lbMode,
+    adminTokenFile: join(stateDir, "admin-token"),
     slots,
     hosts,
   };
+  writeFileSync(state.adminTokenFile as string, `${token}\n`, { mode: 0o600 });
   writeFileSync(join(stateDir, "state.json"), `${JSON.stringify(state, null, 2)}\n`);
   try {
     wire(state);
@@ -407,6 +456,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
         checkInterMs: CHECK.interMs,
         checkFall: CHECK.fall,
         checkRise: CHECK.rise,
+        lbMode,
       }),
     );
     startHost(state, "redis");
@@ -447,6 +497,8 @@ export function down(name = "default"): string[] {
     }
   }
   for (const ns of namespaces) run(["ip", "netns", "del", ns], true);
+  // The logs stay (for a post-mortem); the state file goes, so nothing shows a cluster that is gone.
+  rmSync(join(stateDirOf(name), "state.json"), { force: true });
   return namespaces;
 }
 
@@ -556,7 +608,17 @@ export async function status(state: ClusterState): Promise<Record<string, unknow
       log: host.logFile,
     };
   });
-  return { name: state.name, subnet: state.subnet, lbUrl: state.lbUrl, lbMetricsUrl: state.lbStatsUrl, hosts };
+  return {
+    name: state.name,
+    up: true,
+    subnet: state.subnet,
+    lbMode: state.lbMode ?? "strict",
+    lbUrl: state.lbUrl,
+    lbMetricsUrl: state.lbStatsUrl,
+    clientNamespace: state.hosts.client?.namespace,
+    adminTokenFile: state.adminTokenFile,
+    hosts,
+  };
 }
 
 const APP_BACKEND = "turnomatic_apps";
@@ -651,4 +713,13 @@ export async function removeAppHost(state: ClusterState, name: string, timeoutMs
   const next: ClusterState = { ...state, hosts };
   saveState(next);
   return next;
+}
+
+if (import.meta.main) {
+  // A module of the cluster tool, not a command of its own.
+  const help = process.argv.includes("--help") || process.argv.includes("-h");
+  (help ? process.stdout : process.stderr).write(
+    "usage: scripts/cluster/topology.ts is a module of the cluster tool; run: npm run cluster -- --help\n",
+  );
+  process.exit(help ? 0 : 2);
 }

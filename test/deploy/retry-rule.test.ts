@@ -16,6 +16,11 @@
  * - The same keep-alive client with an Idempotency-Key: the replay carries the key and gets the
  *   number the first attempt was given; no gap, no failure. This is what docs/operations.md asks of
  *   clients.
+ * - Keep-alive on both sides (the default since HAProxy pools server connections, `http-reuse safe`):
+ *   the proxy passes the first response of each server connection and drops later ones, so every
+ *   lost response is on a connection HAProxy *reused*. A keep-alive client that never resends gets
+ *   no answer for each (a counted failure) and no silent gap: HAProxy resent nothing. The negative
+ *   control (an L7 retry) shows the same setup catches a resend.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -26,6 +31,7 @@ import { requireBinary } from "../helpers/binaries.ts";
 import { checkHistory, type HistoryEntry } from "../helpers/history-checker.ts";
 import { freePort, waitFor } from "../helpers/ports.ts";
 import { type ServiceProcess, startService } from "../helpers/service.ts";
+import { RawKeepAliveConnection } from "../helpers/raw-keepalive-client.ts";
 import { readCounters, requestTurn } from "../helpers/turn-load.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
@@ -34,24 +40,37 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A TCP proxy that passes everything except the responses to turn requests: those it drops. */
-async function startResponseDroppingProxy(targetPort: number): Promise<{ port: number; dropped: () => number }> {
+/**
+ * A TCP proxy that passes everything except the responses to turn requests: those it drops, from the
+ * `dropFrom`-th request of each connection on (1: all of them; 2: only on reused connections).
+ */
+async function startResponseDroppingProxy(
+  targetPort: number,
+  dropFrom = 1,
+): Promise<{ port: number; dropped: () => number; droppedOnReused: () => number }> {
   let dropped = 0;
+  let droppedOnReused = 0;
   const server: Server = createServer((client) => {
     const upstream = connect(targetPort, "127.0.0.1");
-    let isTurn: boolean | undefined;
+    let requests = 0;
+    let isTurn = false;
     const closeBoth = () => {
       client.destroy();
       upstream.destroy();
     };
     client.on("data", (chunk) => {
-      isTurn ??= /^(GET|POST) \/turno\//.test(chunk.toString("latin1"));
+      const text = chunk.toString("latin1");
+      if (/^[A-Z]+ \//.test(text)) {
+        requests++;
+        isTurn = /^(GET|POST) \/turno\/[^/ ]+ /.test(text);
+      }
       upstream.write(chunk);
     });
     upstream.on("data", (chunk) => {
-      if (!isTurn) return void client.write(chunk);
+      if (!isTurn || requests < dropFrom) return void client.write(chunk);
       // The app has answered, so it issued a number; nobody will receive it.
       dropped++;
+      if (requests >= 2) droppedOnReused++;
       closeBoth();
     });
     upstream.on("end", () => client.end());
@@ -62,7 +81,7 @@ async function startResponseDroppingProxy(targetPort: number): Promise<{ port: n
   const port = await freePort();
   await new Promise<void>((done) => server.listen(port, "127.0.0.1", done));
   cleanups.push(() => new Promise((done) => server.close(done)));
-  return { port, dropped: () => dropped };
+  return { port, dropped: () => dropped, droppedOnReused: () => droppedOnReused };
 }
 
 /** The compose config with two loopback servers: s1 behind the fault proxy, s2 direct. */
@@ -86,8 +105,13 @@ function configFor(frontendPort: number, statsPort: number, proxyPort: number, a
 }
 
 interface ClientStyle {
-  /** "close": one connection per request; "keep-alive": the client's pool (replays on a dead reused connection). */
-  readonly connection: "close" | "keep-alive";
+  /**
+   * "close": one connection per request; "keep-alive": fetch's pool (replays on a dead reused
+   * connection); "raw-keep-alive": one keep-alive connection that never resends.
+   */
+  readonly connection: "close" | "keep-alive" | "raw-keep-alive";
+  /** The proxy drops turn responses from this request of each server connection on. Default 1. */
+  readonly dropFrom?: number;
   readonly idempotencyKeys: boolean;
   readonly method: "GET" | "POST";
 }
@@ -95,7 +119,7 @@ interface ClientStyle {
 async function runThroughHaproxy(retryOn: string, client: ClientStyle) {
   const service: ServiceProcess = await startService({ store: "memory:", env: { TURNOMATIC_LOG_LEVEL: "error" } });
   cleanups.push(() => service.stop("SIGKILL"));
-  const proxy = await startResponseDroppingProxy(service.port);
+  const proxy = await startResponseDroppingProxy(service.port, client.dropFrom ?? 1);
   const [frontendPort, statsPort] = [await freePort(), await freePort()];
   const directory = mkdtempSync(join(tmpdir(), "turnomatic-retry-"));
   cleanups.push(() => rmSync(directory, { recursive: true, force: true }));
@@ -109,15 +133,30 @@ async function runThroughHaproxy(retryOn: string, client: ClientStyle) {
   });
   const url = `http://127.0.0.1:${frontendPort}`;
   const history: HistoryEntry[] = [];
+  const raw = client.connection === "raw-keep-alive" ? new RawKeepAliveConnection(url) : undefined;
+  cleanups.push(() => raw?.close());
   // Sequential and bounded: enough requests for several to land on s1.
-  for (let i = 0; i < 12 && proxy.dropped() < 3; i++) {
+  for (let i = 0; i < 24 && proxy.dropped() < 3; i++) {
     const headers: Record<string, string> = {};
     if (client.connection === "close") headers.Connection = "close";
     if (client.idempotencyKeys) headers["Idempotency-Key"] = `request-${i}`;
-    history.push(await requestTurn(url, "retry", 5000, client.method, headers));
+    history.push(raw === undefined ? await requestTurn(url, "retry", 5000, client.method, headers) : await rawTurn(raw, "retry"));
   }
   const after = await readCounters(`http://127.0.0.1:${service.port}`, ["retry"]);
-  return { history, dropped: proxy.dropped(), verdict: checkHistory(history, { after, faults: true }) };
+  return {
+    history,
+    dropped: proxy.dropped(),
+    droppedOnReused: proxy.droppedOnReused(),
+    verdict: checkHistory(history, { after, faults: true }),
+  };
+}
+
+async function rawTurn(connection: RawKeepAliveConnection, id: string): Promise<HistoryEntry> {
+  const sentAt = performance.now();
+  const answer = await connection.request(`/turno/${id}`, 5000);
+  const doneAt = performance.now();
+  if (answer === undefined || answer.status !== 200) return { id, sentAt, doneAt, status: answer?.status ?? 0 };
+  return { id, sentAt, doneAt, status: 200, turno: (JSON.parse(answer.body) as { turno: number }).turno };
 }
 
 const FRESH: ClientStyle = { connection: "close", idempotencyKeys: false, method: "GET" };
@@ -169,5 +208,31 @@ describe("lost responses behind HAProxy and I2", () => {
       gaps: failed,
       duplicates: 0,
     });
+  }, 60_000);
+
+  const REUSED: ClientStyle = { connection: "raw-keep-alive", idempotencyKeys: false, method: "GET", dropFrom: 2 };
+
+  test("keep-alive on both sides, responses lost on reused server connections: counted failures, nothing resent", async () => {
+    const { history, dropped, droppedOnReused, verdict } = await runThroughHaproxy("conn-failure", REUSED);
+    console.log(
+      `retry-rule (reused connections): ${dropped} responses dropped, ${droppedOnReused} on reused server connections; statuses ${history.map((e) => e.status).join(",")}`,
+    );
+    expect(droppedOnReused).toBeGreaterThanOrEqual(1); // HAProxy did reuse server connections, and lost those
+    expect(droppedOnReused).toBe(dropped);
+    const failed = history.filter((entry) => entry.status !== 200);
+    expect(failed.length).toBe(dropped);
+    expect({ ok: verdict.ok, gaps: verdict.totals.gaps, duplicates: verdict.totals.duplicates }).toEqual({
+      ok: true,
+      gaps: dropped,
+      duplicates: 0,
+    });
+  }, 60_000);
+
+  test("negative control: with an L7 retry, a response lost on a reused server connection is resent (a silent gap)", async () => {
+    const { dropped, droppedOnReused, verdict, history } = await runThroughHaproxy("conn-failure empty-response", REUSED);
+    expect(droppedOnReused).toBeGreaterThanOrEqual(1);
+    expect(history.filter((entry) => entry.status !== 200).length).toBeLessThan(dropped);
+    expect(verdict.totals.gaps).toBeGreaterThan(verdict.totals.failed);
+    expect(verdict.ok).toBe(false);
   }, 60_000);
 });

@@ -5,6 +5,7 @@
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import type { LbMode } from "../../scripts/cluster/haproxy-config.ts";
 import { type ClusterState, down, spawnIn, up } from "../../scripts/cluster/topology.ts";
 import { requireBinary, requireRoot } from "../helpers/binaries.ts";
 import { checkHistory, type HistoryEntry, type Verdict } from "../helpers/history-checker.ts";
@@ -27,9 +28,20 @@ export function removeCluster(name: string): void {
   if (process.getuid?.() === 0) down(name);
 }
 
-export async function startCluster(name: string, apps = 2, workers = 2): Promise<ClusterState> {
+/** Brings a cluster up for one test; `lbMode` defaults to the production default (keepalive). */
+export async function startCluster(name: string, apps = 2, workers = 2, lbMode?: LbMode): Promise<ClusterState> {
   down(name); // leftovers of a crashed earlier run of this same test
-  return up({ name, apps, workers });
+  started.add(name);
+  return up({ name, apps, workers, ...(lbMode === undefined ? {} : { lbMode }) });
+}
+
+// Ctrl-C (or a kill) of `bun test` skips afterAll: remove this run's clusters here, then exit.
+const started = new Set<string>();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    for (const name of started) removeCluster(name);
+    process.exit(130);
+  });
 }
 
 export interface RunningLoad {

@@ -1,7 +1,11 @@
 /**
- * kill -9 one app host mid-run: zero duplicates; the only failures are requests that were in flight
- * on it while it died (all sent before HAProxy marked it down, counted and printed); HAProxy marks it
- * down within its health-check window and the run goes on on the other host.
+ * kill -9 one app host mid-run behind the *strict* LB (`--lb-mode strict`: option httpclose): zero
+ * duplicates; the only failures are requests that were in flight on it while it died (all sent before
+ * HAProxy marked it down, counted and printed), and even a client that replays GETs on its own (Bun's
+ * fetch) sees every lost number as a failure (I2: gaps <= failed). HAProxy marks the host down within
+ * its health-check window and the run goes on on the other host. This is what strict mode promises;
+ * the default keepalive mode, where a replaying client's gap is counted by the store's ledger
+ * instead, is tested in kill-host-ledger.test.ts.
  */
 import { afterAll, expect, test } from "bun:test";
 import { checkWindowMs } from "../../scripts/cluster/haproxy-config.ts";
@@ -26,9 +30,9 @@ afterAll(() => removeCluster(NAME));
 // "fetch": Bun's fetch, which (like browsers) silently resends a GET when a keep-alive connection
 // drops; the HAProxy template must leave it nothing to resend. "raw": a client that never resends.
 for (const client of ["raw", "fetch"] as const) {
-  test(`kill -9 of one app host mid-run (${client} client): no duplicates, failures only for its in-flight requests`, async () => {
+  test(`strict LB, kill -9 of one app host mid-run (${client} client): no duplicates, failures only for its in-flight requests`, async () => {
     requireClusterPrerequisites();
-    const state = await startCluster(NAME, 2, 2);
+    const state = await startCluster(NAME, 2, 2, "strict");
     const requests = FULL ? 150_000 : 40_000;
     const ids = [...uniqueIds("hot", 4), ...uniqueIds("cool", 28)];
     const load = startLoad(state, { ids, clients: CLIENTS, requests, durationMs: FULL ? 600_000 : 120_000, client });

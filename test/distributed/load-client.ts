@@ -8,8 +8,9 @@
  *   bun test/distributed/load-client.ts '<json options>'
  */
 import { writeFileSync } from "node:fs";
-import type { Socket } from "bun";
+import { namespaceTargetProblem } from "../../scripts/cluster/netns-guard.ts";
 import type { HistoryEntry } from "../helpers/history-checker.ts";
+import { RawKeepAliveConnection } from "../helpers/raw-keepalive-client.ts";
 
 export interface LoadClientOptions {
   readonly url: string;
@@ -36,100 +37,6 @@ export interface LoadClientResult {
 }
 
 const now = () => performance.timeOrigin + performance.now();
-
-/**
- * One keep-alive HTTP/1.1 connection that never resends a request. fetch() is not used on purpose:
- * Bun's fetch silently retries a GET whose keep-alive connection closed before the response (as
- * browsers do), and a turn request that is sent twice may be counted twice: the checker must see
- * every attempt as it happened.
- */
-class RawConnection {
-  readonly #host: string;
-  readonly #port: number;
-  #socket: Socket | undefined;
-  #buffer = "";
-  #generation = 0;
-  #waiter: ((result: { status: number; body: string } | undefined) => void) | undefined;
-
-  constructor(url: string) {
-    const parsed = new URL(url);
-    this.#host = parsed.hostname;
-    this.#port = Number(parsed.port || 80);
-  }
-
-  async request(path: string, timeoutMs: number): Promise<{ status: number; body: string } | undefined> {
-    if (this.#socket === undefined) {
-      try {
-        this.#socket = await this.#connect();
-      } catch {
-        return undefined;
-      }
-    }
-    const socket = this.#socket;
-    const answer = new Promise<{ status: number; body: string } | undefined>((resolve) => {
-      this.#waiter = resolve;
-    });
-    const timer = setTimeout(() => this.#fail(), timeoutMs);
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${this.#host}\r\n\r\n`);
-    const result = await answer;
-    clearTimeout(timer);
-    return result;
-  }
-
-  #connect(): Promise<Socket> {
-    this.#buffer = "";
-    // Events of an earlier, dropped connection must not touch the current one.
-    const generation = ++this.#generation;
-    const current = () => generation === this.#generation;
-    return Bun.connect({
-      hostname: this.#host,
-      port: this.#port,
-      socket: {
-        data: (_socket, data) => {
-          if (!current()) return;
-          this.#buffer += data.toString("latin1");
-          this.#parse();
-        },
-        close: () => {
-          if (current()) this.#fail();
-        },
-        error: () => {
-          if (current()) this.#fail();
-        },
-      },
-    });
-  }
-
-  #parse(): void {
-    const headerEnd = this.#buffer.indexOf("\r\n\r\n");
-    if (headerEnd < 0) return;
-    const head = this.#buffer.slice(0, headerEnd);
-    const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
-    if (this.#buffer.length < headerEnd + 4 + length) return;
-    const status = Number(head.slice(9, 12));
-    const body = this.#buffer.slice(headerEnd + 4, headerEnd + 4 + length);
-    this.#buffer = this.#buffer.slice(headerEnd + 4 + length);
-    if (/\r\nconnection:\s*close/i.test(head)) this.#drop();
-    const waiter = this.#waiter;
-    this.#waiter = undefined;
-    waiter?.({ status, body });
-  }
-
-  #drop(): void {
-    this.#generation++;
-    this.#socket?.terminate();
-    this.#socket = undefined;
-    this.#buffer = "";
-  }
-
-  /** No answer (closed, reset, timed out): the request may or may not have been counted. */
-  #fail(): void {
-    this.#drop();
-    const waiter = this.#waiter;
-    this.#waiter = undefined;
-    waiter?.(undefined);
-  }
-}
 
 interface Connection {
   request(path: string, timeoutMs: number): Promise<{ status: number; body: string } | undefined>;
@@ -171,7 +78,7 @@ async function main(options: LoadClientOptions): Promise<void> {
     stopRequested = true;
   });
   const client = async (index: number) => {
-    const connection = options.client === "fetch" ? fetchConnection(options.url) : new RawConnection(options.url);
+    const connection = options.client === "fetch" ? fetchConnection(options.url) : new RawKeepAliveConnection(options.url);
     let k = index;
     while (next < options.requests && now() < stopAt && !stopRequested) {
       next++;
@@ -192,4 +99,17 @@ async function main(options: LoadClientOptions): Promise<void> {
   process.stdout.write(`done ${history.length}\n`);
 }
 
-if (import.meta.main) await main(JSON.parse(process.argv[2] ?? "{}") as LoadClientOptions);
+if (import.meta.main) {
+  const arg = process.argv[2];
+  if (arg === undefined || arg === "--help" || arg === "-h") {
+    process.stdout.write("usage: ip netns exec tm-client bun test/distributed/load-client.ts '<json LoadClientOptions>'\n");
+    process.exit(arg === undefined ? 2 : 0);
+  }
+  const options = JSON.parse(arg) as LoadClientOptions;
+  const problem = namespaceTargetProblem(options.url);
+  if (problem !== undefined) {
+    process.stderr.write(`load-client: ${problem}\n`);
+    process.exit(2);
+  }
+  await main(options);
+}
