@@ -10,13 +10,18 @@ import { createApp } from "./http/app.ts";
 import { LOW_OPEN_FILE_LIMIT, openFileLimit } from "./http/open-file-limit.ts";
 import { startServer } from "./http/server.ts";
 import { createInstruments, storeStateLogger } from "./observability/instrument.ts";
+import { registerLedgerMetrics } from "./observability/ledger-metrics.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
 import { recordDurability } from "./observability/store-metrics.ts";
+import { dirname } from "node:path";
+import type { CounterStore } from "./domain/counter-store.ts";
 import { createStore } from "./stores/create-store.ts";
+import { StoreGuard } from "./stores/store-guard.ts";
+import { Witness } from "./stores/witness.ts";
 
 export async function runService(config: Config, logger: Logger): Promise<void> {
-  const store = createStore({
+  const inner = createStore({
     url: config.store,
     redisKeyPrefix: config.redisKeyPrefix,
     commandTimeoutMs: config.deadlineMs,
@@ -24,6 +29,9 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     redisWaitTimeoutMs: config.redisWaitTimeoutMs,
     onStateChange: storeStateLogger(logger, config.store),
   });
+  const guard = guardStore(inner, config, logger);
+  const store = guard;
+  await guard.start();
   const durabilityWarnings = await store.durabilityWarnings();
   for (const warning of durabilityWarnings) logger.warn(warning, { event: "store.durability" });
   recordDurability(store.kind, durabilityWarnings);
@@ -44,13 +52,18 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
       maxWaitingPerId: config.maxWaitingPerId,
       maxWaiting: config.maxWaiting,
       fencing: config.fencing,
+      fenceMaxIds: config.fenceMaxIds,
+      ledgerReports: config.ledgerReports,
+      ledgerFlushMs: config.ledgerFlushMs,
     },
     instruments.observer,
     config.idempotencyTtlSeconds,
   );
+  if (config.metricsPort !== 0) registerLedgerMetrics({ totals: () => store.totals(), guard: () => guard.state, coalescer });
   const app = createApp({
     coalescer,
     store,
+    recover: (floor) => guard.recover(floor),
     adminToken: config.adminToken,
     deadlineMs: config.deadlineMs,
     maxUrlLength: config.maxUrlLength,
@@ -112,6 +125,47 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
   if (worker !== undefined) attachWorkerIpc(() => void shutdown("supervisor-gone"), instruments.busiest);
+}
+
+/**
+ * Wraps a store in the guard that refuses a store that lost data (store-guard.ts), with this host's
+ * witness beside it, and logs each change of the guard's state once.
+ */
+function guardStore(store: CounterStore, config: Config, logger: Logger): StoreGuard {
+  const witness = store.durable
+    ? new Witness({
+        dir: config.stateDir !== "" ? config.stateDir : defaultStateDir(config.store),
+        store: `${redactConfig(config).store} ${config.redisKeyPrefix}`,
+        slot: String(workerId() ?? "main"),
+      })
+    : undefined;
+  return new StoreGuard(store, {
+    witness,
+    init: config.storeInit,
+    onChange: (state, previous) => {
+      if (state.status === "ok") {
+        const marker = state.marker;
+        logger.info(`store accepted: marker ${marker.uid}, generation ${marker.generation}`, {
+          event: previous.status === "refusing" ? "store.recovered" : "store.accepted",
+          uid: marker.uid,
+          generation: marker.generation,
+        });
+      } else if (state.status === "refusing") {
+        logger.error(`refusing every turn: ${state.error.message}`, { event: "store.refusing", code: state.error.code });
+      } else {
+        logger.warn(`store not verified yet, answering 503 until it is: ${state.error.message}`, {
+          event: "store.unverified",
+          code: state.error.code,
+        });
+      }
+    },
+  });
+}
+
+/** Witness files live beside a SQLite file (they belong to it), else in ./data. */
+function defaultStateDir(storeUrl: string): string {
+  if (storeUrl.startsWith("sqlite:")) return dirname(storeUrl.slice("sqlite:".length).replace(/^\/\/(?=\/)/, ""));
+  return "./data";
 }
 
 async function main(): Promise<void> {

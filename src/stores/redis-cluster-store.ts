@@ -14,7 +14,8 @@
  * Rollback fencing (every reservation carries this process's high-water mark) keeps a running process
  * from re-issuing those numbers; docs/redis.md explains what it cannot cover.
  */
-import { Cluster, type ClusterOptions } from "ioredis";
+import { Cluster, type ClusterOptions, type Redis } from "ioredis";
+import { clusterMarkerLayout } from "./cluster-markers.ts";
 import { ConfigError } from "../config.ts";
 import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
 import {
@@ -67,8 +68,12 @@ class RedisClusterCounterStore extends RedisCounterStore {
   readonly #cluster: Cluster;
 
   constructor(cluster: Cluster, keyPrefix: string) {
-    super("redis-cluster", cluster as unknown as ScriptedClient, keyPrefix);
+    super("redis-cluster", cluster as unknown as ScriptedClient, keyPrefix, { markers: clusterMarkerLayout(keyPrefix) });
     this.#cluster = cluster;
+  }
+
+  protected override scanTargets(): Array<Pick<Redis, "scan">> {
+    return this.#cluster.nodes("master");
   }
 
   /** Every primary must persist: one that loses data on restart rolls back the ids in its slots. */
