@@ -295,11 +295,7 @@ export class Coalescer {
     const id = state.id;
     const stored = this.#options.fencing ? this.#fences.get(id) : undefined;
     const fence = toFence(stored);
-    let keys: KeyedWaiter[] | undefined;
-    for (let i = 0; i < batch.length; i++) {
-      const key = (batch[i] as Waiter).idempotencyKey;
-      if (key !== undefined) (keys ??= []).push({ position: i, key });
-    }
+    const keys = keyedWaiters(batch);
     const delivered = this.#takeUnreported(id);
     this.#store
       .reserve({
@@ -540,4 +536,16 @@ function fenceFloor(stored: StoredFence | undefined): number {
 
 function fenceEpoch(stored: StoredFence | undefined): number {
   return stored === undefined || typeof stored === "number" ? 0 : stored.epoch;
+}
+
+/** The batch's keyed waiters with their positions, or undefined when it has none (no allocation). */
+function keyedWaiters(batch: readonly Waiter[]): KeyedWaiter[] | undefined {
+  let keys: KeyedWaiter[] | undefined;
+  for (let i = 0; i < batch.length; i++) {
+    const key = (batch[i] as Waiter).idempotencyKey;
+    if (key === undefined) continue;
+    keys ??= [];
+    keys.push({ position: i, key });
+  }
+  return keys;
 }
