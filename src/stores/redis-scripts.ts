@@ -159,29 +159,70 @@ local epoch = redis.call('HINCRBY', KEYS[1], 'e', 1)
 return {ARGV[1], fmt(epoch)}
 `;
 
-const MARKER_REPLY = "return redis.call('HMGET', KEYS[1], 'uid', 'gen', 'recovered', 'floor', 'halted', 'seq')";
+/**
+ * The marker scripts below run on many marker keys at once: every slot marker a Cluster primary
+ * serves, in one call (the flag lets one script touch keys of several slots of one node; Redis 7).
+ * Each returns one reply per key, in order. The marker keys come in ARGV (ARGV[1] = how many, then
+ * the keys, then the script's own arguments P[1..]): Redis Cluster would refuse declared KEYS of
+ * several slots even with the flag, but lets the script touch them.
+ */
+const MANY_MARKERS = `#!lua flags=allow-cross-slot-keys
+local count = tonumber(ARGV[1])
+local KEYS = {}
+for i = 1, count do KEYS[i] = ARGV[1 + i] end
+local P = {}
+for i = count + 2, #ARGV do P[#P + 1] = ARGV[i] end`;
 
-/** KEYS: marker. ARGV: uid. Writes a first marker unless one exists; returns the marker's fields. */
-export const INIT_MARKER_SCRIPT = `
-if redis.call('HEXISTS', KEYS[1], 'uid') == 0 then
-  redis.call('HSET', KEYS[1], 'uid', ARGV[1], 'gen', '1', 'recovered', '0', 'floor', '0')
+const MARKER_FIELDS = "redis.call('HMGET', key, 'uid', 'gen', 'recovered', 'floor', 'halted', 'seq')";
+
+/** P: uid. Writes a first marker where none exists; returns each marker's fields. */
+export const INIT_MARKER_SCRIPT = `${MANY_MARKERS}
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('HEXISTS', key, 'uid') == 0 then
+    redis.call('HSET', key, 'uid', P[1], 'gen', '1', 'recovered', '0', 'floor', '0')
+  end
+  out[i] = ${MARKER_FIELDS}
 end
-${MARKER_REPLY}
+return out
 `;
 
-/** KEYS: marker. ARGV: uid, floor, after. An operator's recovery: a generation above both, no halt. */
-export const RECOVER_MARKER_SCRIPT = `
-local gen = math.max(tonumber(redis.call('HGET', KEYS[1], 'gen') or '0'), tonumber(ARGV[3])) + 1
-redis.call('HDEL', KEYS[1], 'halted')
-redis.call('HSET', KEYS[1], 'uid', ARGV[1], 'gen', string.format('%d', gen), 'recovered', '1', 'floor', ARGV[2])
-${MARKER_REPLY}
+/**
+ * P: uid, floor, after. An operator's recovery: a generation above the stored one and `after`,
+ * no halt. The generation is the same on every key: the highest stored anywhere is passed as `after`
+ * by the caller (read first).
+ */
+export const RECOVER_MARKER_SCRIPT = `${MANY_MARKERS}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local gen = math.max(tonumber(redis.call('HGET', key, 'gen') or '0'), tonumber(P[3])) + 1
+  redis.call('HDEL', key, 'halted')
+  redis.call('HSET', key, 'uid', P[1], 'gen', string.format('%d', gen), 'recovered', '1', 'floor', P[2])
+  out[i] = ${MARKER_FIELDS}
+end
+return out
 `;
 
-/** KEYS: marker. ARGV: reason. Halts a store that has a marker (first reason wins). */
-export const HALT_MARKER_SCRIPT = `
-if redis.call('HEXISTS', KEYS[1], 'uid') == 1 then redis.call('HSETNX', KEYS[1], 'halted', ARGV[1]) end
-return 'OK'
+/** P: reason. Halts every marker that exists (the first reason wins). */
+export const HALT_MARKER_SCRIPT = `${MANY_MARKERS}
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('HEXISTS', key, 'uid') == 1 then redis.call('HSETNX', key, 'halted', P[1]) end
+  out[i] = 'OK'
+end
+return out
 `;
 
-/** KEYS: marker. Reads it (uid, gen, recovered, floor, halted, seq). */
-export const READ_MARKER_SCRIPT = MARKER_REPLY;
+/** Reads each marker (uid, gen, recovered, floor, halted, seq). */
+export const READ_MARKER_SCRIPT = `${MANY_MARKERS}
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = ${MARKER_FIELDS} end
+return out
+`;
+
+/** The store-wide ledger kept in each marker (ti, td). */
+export const TOTALS_SCRIPT = `${MANY_MARKERS}
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, 'ti', 'td') end
+return out
+`;

@@ -34,6 +34,7 @@ import {
   REPORT_SCRIPT,
   RESERVE_SCRIPT,
   SET_SCRIPT,
+  TOTALS_SCRIPT,
 } from "./redis-scripts.ts";
 import { ReplicaAck } from "./replica-ack.ts";
 import { guardAgainstSilence, type SilenceGuard } from "./silence-guard.ts";
@@ -59,10 +60,6 @@ interface TurnoCommands {
   turnoReserve(...args: Array<string | number>): Promise<string[]>;
   turnoReport(...args: Array<string | number>): Promise<string>;
   turnoSet(counterKey: string, markerKey: string, value: string): Promise<[string, string]>;
-  turnoInitMarker(markerKey: string, uid: string): Promise<MarkerFields>;
-  turnoRecoverMarker(markerKey: string, uid: string, floor: string, after: number): Promise<MarkerFields>;
-  turnoHaltMarker(markerKey: string, reason: string): Promise<string>;
-  turnoReadMarker(markerKey: string): Promise<MarkerFields>;
 }
 
 /** uid, gen, recovered, floor, halted, seq. */
@@ -85,7 +82,8 @@ interface ReservationReply {
 }
 
 /** A client of either kind (single Redis or Cluster) with our scripts defined. */
-export type ScriptedClient = Pick<Redis, "hmget" | "ping" | "config" | "quit" | "disconnect" | "info" | "scan"> & TurnoCommands;
+export type ScriptedClient = Pick<Redis, "hmget" | "ping" | "config" | "quit" | "disconnect" | "info" | "scan" | "eval"> &
+  TurnoCommands;
 
 /** Where the store marker lives: one key on a single node, one per slot on a Cluster. */
 export interface MarkerLayout {
@@ -139,10 +137,6 @@ export function defineScripts(client: Redis | import("ioredis").Cluster): void {
   client.defineCommand("turnoReserve", { lua: RESERVE_SCRIPT });
   client.defineCommand("turnoReport", { lua: REPORT_SCRIPT });
   client.defineCommand("turnoSet", { numberOfKeys: 2, lua: SET_SCRIPT });
-  client.defineCommand("turnoInitMarker", { numberOfKeys: 1, lua: INIT_MARKER_SCRIPT });
-  client.defineCommand("turnoRecoverMarker", { numberOfKeys: 1, lua: RECOVER_MARKER_SCRIPT });
-  client.defineCommand("turnoHaltMarker", { numberOfKeys: 1, lua: HALT_MARKER_SCRIPT });
-  client.defineCommand("turnoReadMarker", { numberOfKeys: 1, lua: READ_MARKER_SCRIPT });
 }
 
 /**
@@ -275,7 +269,7 @@ export class RedisCounterStore implements CounterStore {
   }
 
   async totals(): Promise<Ledger> {
-    const replies = await Promise.all(this.#markers.all().map((key) => this.#watch(this.client.hmget(key, "ti", "td"))));
+    const replies = (await this.#onMarkers(TOTALS_SCRIPT, [])) as Array<[string | null, string | null]>;
     let issued = 0;
     let delivered = 0;
     for (const [ti, td] of replies) {
@@ -293,7 +287,7 @@ export class RedisCounterStore implements CounterStore {
 
   async readMarker(): Promise<MarkerReading> {
     const keys = this.#markers.all();
-    const fields = await Promise.all(keys.map((key) => this.#watch(this.client.turnoReadMarker(key))));
+    const fields = (await this.#onMarkers(READ_MARKER_SCRIPT, [])) as MarkerFields[];
     const seq = new Map<string, number>();
     let marker: StoreMarker | undefined;
     let missing = 0;
@@ -314,20 +308,34 @@ export class RedisCounterStore implements CounterStore {
   }
 
   async initializeMarker(uid: string): Promise<StoreMarker> {
-    const replies = await Promise.all(this.#markers.all().map((key) => this.#watch(this.client.turnoInitMarker(key, uid))));
+    const replies = (await this.#onMarkers(INIT_MARKER_SCRIPT, [uid])) as MarkerFields[];
+    await this.#ack?.afterWrite();
     return toMarker(replies[0] as MarkerFields);
   }
 
   async recoverMarker(uid: string, floor: number, after: number): Promise<StoreMarker> {
-    const replies = await Promise.all(
-      this.#markers.all().map((key) => this.#watch(this.client.turnoRecoverMarker(key, uid, String(floor), after))),
-    );
+    // One generation for every slot marker: above the highest any of them has.
+    const stored = (await this.#onMarkers(READ_MARKER_SCRIPT, [])) as MarkerFields[];
+    const highest = Math.max(after, ...stored.map((f) => Number(f[1] ?? 0)));
+    const replies = (await this.#onMarkers(RECOVER_MARKER_SCRIPT, [uid, String(floor), highest])) as MarkerFields[];
     await this.#ack?.afterWrite();
     return toMarker(replies[0] as MarkerFields);
   }
 
   async haltMarker(reason: string): Promise<void> {
-    await Promise.all(this.#markers.all().map((key) => this.#watch(this.client.turnoHaltMarker(key, reason))));
+    await this.#onMarkers(HALT_MARKER_SCRIPT, [reason]);
+  }
+
+  #onMarkers(lua: string, args: ReadonlyArray<string | number>): Promise<unknown[]> {
+    return this.#watch(this.runOnMarkers(this.#markers.all(), lua, args));
+  }
+
+  /**
+   * Runs a many-marker script (redis-scripts.ts) on every marker key; one reply per key, in order.
+   * A Cluster's override sends one call per primary, with the slot markers it serves.
+   */
+  protected async runOnMarkers(keys: readonly string[], lua: string, args: ReadonlyArray<string | number>): Promise<unknown[]> {
+    return (await this.client.eval(lua, 0, keys.length, ...keys, ...args)) as unknown[];
   }
 
   attach(uid: string, seen: ReadonlyMap<string, number>): void {

@@ -81,7 +81,10 @@ function retryWhileBusy(step: () => unknown, timeoutMs: number): void {
 const SCHEMA = [
   "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, value INTEGER NOT NULL, epoch INTEGER NOT NULL) WITHOUT ROWID",
   "CREATE TABLE IF NOT EXISTS idempotency_keys (id TEXT NOT NULL, key TEXT NOT NULL, turno INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (id, key)) WITHOUT ROWID",
+  // One row, present from the start: uid '' until the store is initialized; seq and the store-wide
+  // ledger are counted from the first reservation on.
   "CREATE TABLE IF NOT EXISTS store_marker (k INTEGER PRIMARY KEY CHECK (k = 0), uid TEXT NOT NULL, generation INTEGER NOT NULL, seq INTEGER NOT NULL, recovered INTEGER NOT NULL, floor INTEGER NOT NULL, halted TEXT, issued INTEGER NOT NULL, delivered INTEGER NOT NULL)",
+  "INSERT OR IGNORE INTO store_marker (k, uid, generation, seq, recovered, floor, halted, issued, delivered) VALUES (0, '', 0, 0, 0, 0, NULL, 0, 0)",
 ];
 
 /** Ledger and generation columns, added to a counters table made before they existed. */
@@ -203,20 +206,17 @@ export class SqliteStore implements CounterStore {
 
   async readMarker(): Promise<MarkerReading> {
     this.#assertOpen();
-    const row = this.#selectMarker.get();
+    const row = this.#selectMarker.get() ?? NO_MARKER;
     const hasCounters = this.#db.query("SELECT 1 FROM counters LIMIT 1").get() !== null;
-    if (row === null) return { marker: undefined, missing: 0, seq: new Map(), hasCounters };
-    return { marker: toMarker(row), missing: 0, seq: new Map([[MARKER_KEY, row.seq]]), hasCounters };
+    const marker = row.uid === "" ? undefined : toMarker(row);
+    return { marker, missing: 0, seq: new Map([[MARKER_KEY, row.seq]]), hasCounters };
   }
 
   async initializeMarker(uid: string): Promise<StoreMarker> {
     this.#assertOpen();
     return this.#db
       .transaction(() => {
-        this.#db.run(
-          "INSERT OR IGNORE INTO store_marker (k, uid, generation, seq, recovered, floor, halted, issued, delivered) VALUES (0, ?, 1, 0, 0, 0, NULL, 0, 0)",
-          [uid],
-        );
+        this.#db.run("UPDATE store_marker SET uid = ?, generation = 1, recovered = 0, floor = 0 WHERE k = 0 AND uid = ''", [uid]);
         return toMarker(this.#selectMarker.get() ?? NO_MARKER);
       })
       .immediate();
@@ -227,10 +227,11 @@ export class SqliteStore implements CounterStore {
     return this.#db
       .transaction(() => {
         const generation = Math.max(this.#selectMarker.get()?.generation ?? 0, after) + 1;
-        this.#db.run(
-          "INSERT OR REPLACE INTO store_marker (k, uid, generation, seq, recovered, floor, halted, issued, delivered) VALUES (0, ?, ?, 0, 1, ?, NULL, 0, 0)",
-          [uid, generation, floor],
-        );
+        this.#db.run("UPDATE store_marker SET uid = ?, generation = ?, recovered = 1, floor = ?, halted = NULL WHERE k = 0", [
+          uid,
+          generation,
+          floor,
+        ]);
         return toMarker(this.#selectMarker.get() ?? NO_MARKER);
       })
       .immediate();
@@ -238,7 +239,7 @@ export class SqliteStore implements CounterStore {
 
   async haltMarker(reason: string): Promise<void> {
     this.#assertOpen();
-    this.#db.run("UPDATE store_marker SET halted = ? WHERE k = 0 AND halted IS NULL", [reason]);
+    this.#db.run("UPDATE store_marker SET halted = ? WHERE k = 0 AND halted IS NULL AND uid != ''", [reason]);
   }
 
   attach(uid: string, seen: ReadonlyMap<string, number>): void {

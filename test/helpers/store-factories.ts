@@ -14,6 +14,8 @@ import { type RedisProcess, startRedis } from "./redis-server.ts";
 /** A store under test plus how to get a fresh one and clean up; every backend has one. */
 export interface StoreFixture {
   readonly name: string;
+  /** False for a store without the marker protocol (memory). Default true. */
+  readonly durable?: boolean;
   /** A store with no counters. */
   create(): Promise<CounterStore>;
   /** TURNOMATIC_STORE URL for a service process using the same backend. */
@@ -22,7 +24,13 @@ export interface StoreFixture {
 }
 
 export function memoryFixture(): StoreFixture {
-  return { name: "memory", create: async () => new MemoryStore(), serviceUrl: async () => "memory:", teardown: async () => {} };
+  return {
+    name: "memory",
+    durable: false,
+    create: async () => new MemoryStore(),
+    serviceUrl: async () => "memory:",
+    teardown: async () => {},
+  };
 }
 
 export function sqliteFixture(): StoreFixture {
