@@ -15,6 +15,7 @@
  * from re-issuing those numbers; docs/redis.md explains what it cannot cover.
  */
 import { Cluster, type ClusterOptions, type Redis } from "ioredis";
+import { createHash } from "node:crypto";
 import calculateSlot from "cluster-key-slot";
 import { StoreUnavailableError } from "../domain/errors.ts";
 import { clusterMarkerLayout } from "./cluster-markers.ts";
@@ -28,6 +29,7 @@ import {
   readPersistence,
   type ScriptedClient,
 } from "./redis-store.ts";
+import { REPORT_SCRIPT, RESERVE_SCRIPT } from "./redis-scripts.ts";
 import { parseMultiHostUrl } from "./redis-url.ts";
 
 export interface RedisClusterStoreOptions {
@@ -66,12 +68,36 @@ export function clusterOptions(commandTimeoutMs: number, url: ReturnType<typeof 
   };
 }
 
+const CLUSTER_SCRIPTS = {
+  turnoReserve: { lua: RESERVE_SCRIPT, sha: createHash("sha1").update(RESERVE_SCRIPT).digest("hex") },
+  turnoReport: { lua: REPORT_SCRIPT, sha: createHash("sha1").update(REPORT_SCRIPT).digest("hex") },
+};
+
 class RedisClusterCounterStore extends RedisCounterStore {
   readonly #cluster: Cluster;
 
   constructor(cluster: Cluster, keyPrefix: string) {
     super("redis-cluster", cluster as unknown as ScriptedClient, keyPrefix, { markers: clusterMarkerLayout(keyPrefix) });
     this.#cluster = cluster;
+  }
+
+  /**
+   * Through EVALSHA rather than the defined command: ioredis's auto-pipelining routes a defined
+   * command whose number of keys varies by its first argument (the key count, not a key), and would
+   * put commands for different slots in one pipeline; for EVALSHA it knows where the keys are.
+   */
+  protected override async callScript(
+    name: "turnoReserve" | "turnoReport",
+    keys: readonly string[],
+    args: ReadonlyArray<string | number>,
+  ): Promise<unknown> {
+    const { lua, sha } = CLUSTER_SCRIPTS[name];
+    try {
+      return await this.#cluster.evalsha(sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
+      return this.#cluster.eval(lua, keys.length, ...keys, ...args);
+    }
   }
 
   protected override scanTargets(): Array<Pick<Redis, "scan">> {

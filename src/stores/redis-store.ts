@@ -222,7 +222,7 @@ export class RedisCounterStore implements CounterStore {
         args.push(waiter.position);
       }
     }
-    this.#watch(this.client.turnoReserve(keys.length, ...keys, ...args)).then(
+    this.#watch(this.callScript("turnoReserve", keys, args) as Promise<string[]>).then(
       (reply) => {
         const seq = Number(reply[0]);
         let at = 1;
@@ -251,7 +251,7 @@ export class RedisCounterStore implements CounterStore {
       [...byMarker].map(async ([markerKey, ids]) => {
         const keys = [markerKey, ...ids.map((id) => this.counterKey(id))];
         const counts = ids.map((id) => delivered.get(id) ?? 0);
-        await this.#watch(this.client.turnoReport(keys.length, ...keys, this.#uid, ...counts)).catch((error: unknown) => {
+        await this.#watch(this.callScript("turnoReport", keys, [this.#uid, ...counts])).catch((error: unknown) => {
           throw markerFailure(error) ?? error;
         });
       }),
@@ -324,6 +324,15 @@ export class RedisCounterStore implements CounterStore {
 
   async haltMarker(reason: string): Promise<void> {
     await this.#onMarkers(HALT_MARKER_SCRIPT, [reason]);
+  }
+
+  /** Calls one of the scripts whose number of keys varies (reserve, report). */
+  protected callScript(
+    name: "turnoReserve" | "turnoReport",
+    keys: readonly string[],
+    args: ReadonlyArray<string | number>,
+  ): Promise<unknown> {
+    return this.client[name](keys.length, ...keys, ...args);
   }
 
   #onMarkers(lua: string, args: ReadonlyArray<string | number>): Promise<unknown[]> {

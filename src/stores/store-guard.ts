@@ -53,6 +53,10 @@ export interface StoreGuardOptions {
   readonly onChange?: (state: GuardState, previous: GuardState) => void;
 }
 
+/** How often, and how far apart, the start-up check is tried while the store does not answer. */
+const START_ATTEMPTS = 5;
+const START_RETRY_MS = 200;
+
 export class StoreGuard implements CounterStore {
   readonly kind: string;
   readonly durable: boolean;
@@ -80,9 +84,16 @@ export class StoreGuard implements CounterStore {
     return this.#highest;
   }
 
-  /** Checks the store once, then keeps checking in the background while it is refused. */
+  /**
+   * Checks the store (a few quick tries while it does not answer, so a slow first connection does not
+   * start the service refusing), then keeps checking in the background while it is refused.
+   */
   async start(): Promise<GuardState> {
-    await this.check();
+    for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+      await this.check();
+      if (this.#state.status !== "checking") break;
+      await new Promise((resolve) => setTimeout(resolve, START_RETRY_MS));
+    }
     this.#timer = setInterval(() => {
       if (this.#state.status !== "ok") void this.check();
     }, this.#options.recheckMs ?? 1000);

@@ -145,7 +145,12 @@ for (const makeFixture of STORE_FIXTURES) {
       await reserve(store, "l1", 5);
       await reserve(store, "l1", 2, undefined, 4); // reports 4 of the first 5
       await reserve(store, "l2", 3);
-      await store.report(new Map([["l1", 2], ["l2", 3]]));
+      await store.report(
+        new Map([
+          ["l1", 2],
+          ["l2", 3],
+        ]),
+      );
       expect(await store.ledger("l1")).toEqual({ issued: 7, delivered: 6 });
       expect(await store.ledger("l2")).toEqual({ issued: 3, delivered: 3 });
       expect(await store.ledger("none")).toEqual({ issued: 0, delivered: 0 });
