@@ -28,7 +28,7 @@ export interface Config {
   readonly maxWaiting: number;
   /** Rollback fencing (never re-issue after the store went backwards). Default on. */
   readonly fencing: boolean;
-  /** Most ids whose rollback fence a process keeps (least recently issued dropped). Default 500000. */
+  /** Most ids whose rollback fence a process keeps (least recently issued dropped). Default 100000. */
   readonly fenceMaxIds: number;
   /** Report delivered numbers to the store's ledger. Default on. */
   readonly ledgerReports: boolean;
@@ -232,8 +232,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "fenceMaxIds",
     flag: "fence-max-ids",
     env: "TURNOMATIC_FENCE_MAX_IDS",
-    fallback: "500000",
-    help: "most ids whose rollback fence one process keeps (about 100 bytes each; least recently issued dropped first)",
+    fallback: "100000",
+    help: "most ids whose rollback fence one process keeps (about 200 bytes each; least recently issued dropped first)",
     parse: integer(0, 100_000_000),
   },
   {

@@ -65,7 +65,7 @@ export interface CoalescerOptions {
   readonly maxWaiting: number;
   /** Pass the per-id high-water mark to the store as a fence (see header). */
   readonly fencing: boolean;
-  /** Most ids whose fence is kept (least recently issued dropped first). Default 500000. */
+  /** Most ids whose fence is kept (least recently issued dropped first). Default 100000. */
   readonly fenceMaxIds?: number;
   /** Report deliveries to the store's ledger (see header). Default true. */
   readonly ledgerReports?: boolean;
@@ -144,7 +144,7 @@ interface IdState {
 /** A fence as kept: the bare high-water mark while the epoch is 0 (the common case), else both. */
 type StoredFence = number | Fence;
 
-const DEFAULT_FENCE_MAX_IDS = 500_000;
+const DEFAULT_FENCE_MAX_IDS = 100_000;
 const DEFAULT_LEDGER_FLUSH_MS = 1000;
 /** Flush the ledger early when this many ids have unreported deliveries (bounds that map). */
 const LEDGER_FLUSH_IDS = 10_000;
@@ -444,7 +444,7 @@ export class Coalescer {
 
   /** Stores a fence as the most recently used, dropping the least recently used past the cap. */
   #keepFence(id: string, floor: number, epoch: number): void {
-    this.#fences.delete(id);
+    if (!this.#fences.delete(id)) id = detached(id);
     this.#fences.set(id, epoch === 0 ? floor : { floor, epoch });
     if (this.#fences.size > this.#fenceMaxIds) {
       const oldest = this.#fences.keys().next().value as string;
@@ -548,4 +548,13 @@ function keyedWaiters(batch: readonly Waiter[]): KeyedWaiter[] | undefined {
     keys.push({ position: i, key });
   }
   return keys;
+}
+
+/**
+ * A copy of `id` that shares no memory with the request it came from. The id is a slice of the
+ * request URL, and a kept slice keeps the whole URL string alive: measured with 1M distinct ids,
+ * that tripled the memory each kept fence costs.
+ */
+function detached(id: string): string {
+  return Buffer.from(id, "latin1").toString("latin1");
 }
