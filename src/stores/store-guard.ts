@@ -189,9 +189,10 @@ export class StoreGuard implements CounterStore {
     const previous = this.#state;
     this.#state = state;
     if (state.status === "ok") this.#remember();
+    // One log line per episode: a new status, or a refusal for another reason (code).
     const changed =
       previous.status !== state.status ||
-      (previous.status !== "ok" && state.status !== "ok" && previous.error.message !== state.error.message);
+      (previous.status !== "ok" && state.status !== "ok" && previous.error.code !== state.error.code);
     if (changed) this.#options.onChange?.(state, previous);
   }
 

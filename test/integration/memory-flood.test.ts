@@ -62,7 +62,9 @@ test(`a flood of ${IDS} distinct ids keeps the service under 200 MB`, async () =
     await Bun.sleep(2000);
     const settled = rssBytes(service.process.pid);
     const fenced = await metric(metricsUrl, "turnomatic_fenced_ids");
-    console.log(`flood: ${issued} ids, peak ${(peak / 2 ** 20).toFixed(0)} MiB, settled ${(settled / 2 ** 20).toFixed(0)} MiB, fences ${fenced}`);
+    console.log(
+      `flood: ${issued} ids, peak ${(peak / 2 ** 20).toFixed(0)} MiB, settled ${(settled / 2 ** 20).toFixed(0)} MiB, fences ${fenced}`,
+    );
     expect(issued).toBeGreaterThanOrEqual(IDS);
     expect(fenced).toBeLessThanOrEqual(100_000);
     expect(settled).toBeLessThan(RSS_LIMIT_BYTES);
