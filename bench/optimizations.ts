@@ -24,7 +24,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import Redis from "ioredis";
 import { Counter, Histogram, Registry } from "prom-client";
-import { planReservation } from "../src/domain/plan-reservation.ts";
+import { EMPTY_COUNTER, planReservation } from "../src/domain/plan-reservation.ts";
 import { LeanCounter, LeanHistogram } from "../src/observability/lean-metrics.ts";
 import { baseRedisOptions, defineScripts, RedisCounterStore, type ScriptedClient } from "../src/stores/redis-store.ts";
 import { SqliteStore } from "../src/stores/sqlite-store.ts";
@@ -65,14 +65,14 @@ async function redisSection(): Promise<Record<string, Sample[]>> {
         const client = new Redis(redis.url, { ...baseRedisOptions(5000), enableAutoPipelining: v.ap });
         defineScripts(client);
         const store = new RedisCounterStore("redis", client as unknown as ScriptedClient, "opt:", { batchAcrossIds: v.batch });
-        await Promise.all(ids.map((id) => store.reserve(id, 1))); // warm-up: scripts loaded, JIT
+        await Promise.all(ids.map((id) => store.reserve({ id, n: 1 }))); // warm-up: scripts loaded, JIT
         await redis.cli("CONFIG", "RESETSTAT");
         const c0 = cpuNow();
         const r0 = procCpuSeconds(rPid);
         const t0 = performance.now();
         let reservations = 0;
         while (performance.now() - t0 < seconds * 1000) {
-          await Promise.all(ids.map((id) => store.reserve(id, 1)));
+          await Promise.all(ids.map((id) => store.reserve({ id, n: 1 })));
           reservations += ids.length;
         }
         const elapsed = (performance.now() - t0) / 1000;
@@ -111,7 +111,7 @@ async function sqliteSection(): Promise<Record<string, Sample[]>> {
         if (key.startsWith("group")) {
           const store = new SqliteStore({ path, busyTimeoutMs: 5000 });
           while (performance.now() - t0 < seconds * 1000) {
-            await Promise.all(ids.map((id) => store.reserve(id, 1)));
+            await Promise.all(ids.map((id) => store.reserve({ id, n: 1 })));
             reservations += ids.length;
           }
           await store.close();
@@ -126,7 +126,13 @@ async function sqliteSection(): Promise<Record<string, Sample[]>> {
             "INSERT INTO counters (id, value, epoch) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET value = excluded.value, epoch = excluded.epoch",
           );
           const reserveOne = db.transaction((id: string) => {
-            const plan = planReservation(select.get(id) ?? { value: 0, epoch: 0 }, 1, undefined);
+            const stored = select.get(id) ?? { value: 0, epoch: 0 };
+            const plan = planReservation(
+              { ...EMPTY_COUNTER, ...stored },
+              { id, n: 1 },
+              { generation: 0, floor: 0 },
+              () => undefined,
+            );
             upsert.run(id, plan.next.value, plan.next.epoch);
             return plan.first;
           });

@@ -29,6 +29,16 @@ export interface Config {
   readonly maxWaiting: number;
   /** Rollback fencing (never re-issue after the store went backwards). Default on. */
   readonly fencing: boolean;
+  /** Most ids whose rollback fence a process keeps (least recently issued dropped). Default 100000. */
+  readonly fenceMaxIds: number;
+  /** Report delivered numbers to the store's ledger. Default on. */
+  readonly ledgerReports: boolean;
+  /** How often deliveries of quiet ids are reported to the ledger (ms). Default 1000. */
+  readonly ledgerFlushMs: number;
+  /** Folder of this host's store witness files; "" = beside the SQLite file, else ./data. Default "". */
+  readonly stateDir: string;
+  /** "auto": initialize an empty store this host has no record of; "never": an operator does. Default auto. */
+  readonly storeInit: "auto" | "never";
   /** Lifetime of an Idempotency-Key (s). Default 86400. */
   readonly idempotencyTtlSeconds: number;
   /** Prefix of every Redis key. Default "turnomatic:". */
@@ -157,6 +167,11 @@ function adminToken(raw: string, name: string): string | undefined {
   return raw;
 }
 
+function storeInit(raw: string, name: string): Config["storeInit"] {
+  if (raw === "auto" || raw === "never") return raw;
+  throw new ConfigError(`${name} must be auto or never; got '${raw}'.`);
+}
+
 function logLevel(raw: string, name: string): Config["logLevel"] {
   if (raw === "debug" || raw === "info" || raw === "warn" || raw === "error") return raw;
   throw new ConfigError(`${name} must be debug, info, warn or error; got '${raw}'.`);
@@ -236,6 +251,46 @@ export const OPTIONS: readonly OptionSpec[] = [
     fallback: "true",
     help: "rollback fencing: never re-issue a number after the store went backwards",
     parse: boolean,
+  },
+  {
+    key: "fenceMaxIds",
+    flag: "fence-max-ids",
+    env: "TURNOMATIC_FENCE_MAX_IDS",
+    fallback: "100000",
+    help: "most ids whose rollback fence one process keeps (about 200 bytes each; least recently issued dropped first)",
+    parse: integer(0, 100_000_000),
+  },
+  {
+    key: "ledgerReports",
+    flag: "ledger-reports",
+    env: "TURNOMATIC_LEDGER_REPORTS",
+    fallback: "true",
+    help: "report delivered numbers to the store's ledger (lost = issued - delivered)",
+    parse: boolean,
+  },
+  {
+    key: "ledgerFlushMs",
+    flag: "ledger-flush-ms",
+    env: "TURNOMATIC_LEDGER_FLUSH_MS",
+    fallback: "1000",
+    help: "how often deliveries of quiet ids are reported to the ledger (ms); bounds the overcount after a crash",
+    parse: integer(10, 600_000),
+  },
+  {
+    key: "stateDir",
+    flag: "state-dir",
+    env: "TURNOMATIC_STATE_DIR",
+    fallback: "",
+    help: "folder of this host's store witness files (how a restarted service recognizes a store that lost data); empty = beside the SQLite file, else ./data",
+    parse: text,
+  },
+  {
+    key: "storeInit",
+    flag: "store-init",
+    env: "TURNOMATIC_STORE_INIT",
+    fallback: "auto",
+    help: "auto: initialize an empty store this host has no record of; never: refuse until an operator recovers or initializes it",
+    parse: storeInit,
   },
   {
     key: "idempotencyTtlSeconds",

@@ -11,14 +11,18 @@ import { createApp } from "./http/app.ts";
 import { LOW_OPEN_FILE_LIMIT, openFileLimit } from "./http/open-file-limit.ts";
 import { startServer } from "./http/server.ts";
 import { createInstruments, storeStateLogger, VERSION } from "./observability/instrument.ts";
+import { registerLedgerMetrics } from "./observability/ledger-metrics.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { MetricsPortInUseError, metricsUrls, renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
 import { recordDurability, storeWriteObserver } from "./observability/store-metrics.ts";
 import { readTracingSettings, TracingConfigError } from "./observability/trace-settings.ts";
+import { dirname } from "node:path";
 import { checkStoreAtStart, createStore } from "./stores/create-store.ts";
+import { StoreGuard } from "./stores/store-guard.ts";
+import { Witness } from "./stores/witness.ts";
 
 export async function runService(config: Config, logger: Logger): Promise<void> {
-  const store = createStore({
+  const inner = createStore({
     url: config.store,
     redisKeyPrefix: config.redisKeyPrefix,
     commandTimeoutMs: config.deadlineMs,
@@ -29,7 +33,10 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     redisTls: { caFile: config.redisTlsCa, certFile: config.redisTlsCert, keyFile: config.redisTlsKey },
     redisAllowEviction: config.redisAllowEviction,
   });
-  await runStoreChecks(store, logger, Math.max(2000, 2 * config.deadlineMs));
+  await runStoreChecks(inner, logger, Math.max(2000, 2 * config.deadlineMs));
+  const guard = guardStore(inner, config, logger);
+  const store = guard;
+  await guard.start();
   const instruments = createInstruments({
     logger,
     metrics: config.metricsPort !== 0,
@@ -47,13 +54,18 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
       maxWaitingPerId: config.maxWaitingPerId,
       maxWaiting: config.maxWaiting,
       fencing: config.fencing,
+      fenceMaxIds: config.fenceMaxIds,
+      ledgerReports: config.ledgerReports,
+      ledgerFlushMs: config.ledgerFlushMs,
     },
     instruments.observer,
     config.idempotencyTtlSeconds,
   );
+  if (config.metricsPort !== 0) registerLedgerMetrics({ totals: () => store.totals(), guard: () => guard.state, coalescer });
   const app = createApp({
     coalescer,
     store,
+    recover: (floor) => guard.recover(floor),
     adminToken: config.adminToken,
     deadlineMs: config.deadlineMs,
     maxUrlLength: config.maxUrlLength,
@@ -153,6 +165,47 @@ async function runStoreChecks(store: CounterStore, logger: Logger, waitMs: numbe
   for (const warning of check.warnings) logger.warn(warning, { event: "store.durability" });
   for (const note of check.notes) logger.info(note, { event: "store.durability" });
   recordDurability(store.kind, check.state);
+}
+
+/**
+ * Wraps a store in the guard that refuses a store that lost data (store-guard.ts), with this host's
+ * witness beside it, and logs each change of the guard's state once.
+ */
+function guardStore(store: CounterStore, config: Config, logger: Logger): StoreGuard {
+  const witness = store.durable
+    ? new Witness({
+        dir: config.stateDir !== "" ? config.stateDir : defaultStateDir(config.store),
+        store: `${redactConfig(config).store} ${config.redisKeyPrefix}`,
+        slot: String(workerId() ?? "main"),
+      })
+    : undefined;
+  return new StoreGuard(store, {
+    witness,
+    init: config.storeInit,
+    onChange: (state, previous) => {
+      if (state.status === "ok") {
+        const marker = state.marker;
+        logger.info(`store accepted: marker ${marker.uid}, generation ${marker.generation}`, {
+          event: previous.status === "refusing" ? "store.recovered" : "store.accepted",
+          uid: marker.uid,
+          generation: marker.generation,
+        });
+      } else if (state.status === "refusing") {
+        logger.error(`refusing every turn: ${state.error.message}`, { event: "store.refusing", code: state.error.code });
+      } else {
+        logger.warn(`store not verified yet, answering 503 until it is: ${state.error.message}`, {
+          event: "store.unverified",
+          code: state.error.code,
+        });
+      }
+    },
+  });
+}
+
+/** Witness files live beside a SQLite file (they belong to it), else in ./data. */
+function defaultStateDir(storeUrl: string): string {
+  if (storeUrl.startsWith("sqlite:")) return dirname(storeUrl.slice("sqlite:".length).replace(/^\/\/(?=\/)/, ""));
+  return "./data";
 }
 
 async function main(): Promise<void> {

@@ -22,13 +22,28 @@
  * - I4 range: the store grants only what is left below MAX_TURNO; waiters past the grant get
  *   CounterExhaustedError.
  *
- * Rollback fencing: each id remembers the highest number this process issued and its epoch, and every
- * reservation carries them as a fence, so a store that went backwards (restarted empty, failed over to
- * a stale replica) is raised past them atomically inside the same reservation instead of re-issuing.
+ * Idempotency keys ride in the same batch: a keyed waiter is one of the batch's waiters, the store
+ * replays a key it has seen (that waiter takes no fresh number) and records the new ones, all in the
+ * one atomic reservation, so exactly-once clients pay no extra round trip.
+ *
+ * Rollback fencing: the highest number this process issued for an id and its epoch ride on every
+ * reservation of that id as a fence, so a store that went backwards is raised past them atomically
+ * inside the same reservation instead of re-issuing. The fences are a bounded LRU (`fenceMaxIds`):
+ * an id's fence is the defence of last resort, behind the store marker and its sequence
+ * (src/stores/store-guard.ts), which every reservation checks whatever the id; an evicted fence
+ * only loses the per-id forward raise for a rollback the marker check could not see (docs/redis.md,
+ * "What stays undetectable"). Everything else per id lives only while the id has waiters.
+ *
+ * Ledger: each number handed to a waiter whose client is still there counts as delivered. The count
+ * rides on the id's next reservation, or goes out in one `report` call every `ledgerFlushMs` for ids
+ * that went quiet, so the store's `issued - delivered` counts every number no client got, also those
+ * of a process that died (they were issued, never reported). Deliveries a process made after its last
+ * report, or whose report failed, count as lost: an overcount bounded by one flush interval of a
+ * host's deliveries, never an undercount (a replayed key counts as nothing).
  *
  * Deadlines are enforced by one coarse sweep timer, not a timer per request, to keep the hot path lean.
  */
-import type { CounterStore, Fence, IdempotentReservation, Reservation } from "../domain/counter-store.ts";
+import type { CounterStore, Fence, KeyedWaiter, Reservation } from "../domain/counter-store.ts";
 import {
   ClientClosedError,
   CounterExhaustedError,
@@ -50,6 +65,12 @@ export interface CoalescerOptions {
   readonly maxWaiting: number;
   /** Pass the per-id high-water mark to the store as a fence (see header). */
   readonly fencing: boolean;
+  /** Most ids whose fence is kept (least recently issued dropped first). Default 100000. */
+  readonly fenceMaxIds?: number;
+  /** Report deliveries to the store's ledger (see header). Default true. */
+  readonly ledgerReports?: boolean;
+  /** How often deliveries of quiet ids are reported (ms). Default 1000. */
+  readonly ledgerFlushMs?: number;
 }
 
 /** Hooks for observability, called once per reservation or event, never per request. */
@@ -62,6 +83,8 @@ export interface CoalescerObserver {
   onOverload?(): void;
   onTimeout?(count: number): void;
   onIssued?(id: string, last: number): void;
+  /** Deliveries that could not be reported (the store counts them as lost). */
+  onLedgerDropped?(count: number): void;
 }
 
 /** Counters kept as plain numbers; the metrics module reads them when scraped. */
@@ -74,6 +97,14 @@ export interface CoalescerStats {
   fences: number;
   overloads: number;
   timeouts: number;
+  /** Numbers handed to live clients. */
+  delivered: number;
+  /** Keyed requests answered with the number their key got before. */
+  replays: number;
+  /** Deliveries whose report to the ledger failed (counted lost by the store: an overcount). */
+  ledgerDropped: number;
+  /** Fences dropped to stay within fenceMaxIds. */
+  fenceEvictions: number;
 }
 
 export interface TurnRequest {
@@ -103,14 +134,20 @@ interface InFlight {
   detached: boolean;
 }
 
+/** Exists only while an id has waiters; its fence lives on in Coalescer.#fences. */
 interface IdState {
   readonly id: string;
   queue: Waiter[];
   inFlight: InFlight | undefined;
-  /** Highest number issued for this id by this process, within `epoch`. */
-  highWater: number;
-  epoch: number;
 }
+
+/** A fence as kept: the bare high-water mark while the epoch is 0 (the common case), else both. */
+type StoredFence = number | Fence;
+
+const DEFAULT_FENCE_MAX_IDS = 100_000;
+const DEFAULT_LEDGER_FLUSH_MS = 1000;
+/** Flush the ledger early when this many ids have unreported deliveries (bounds that map). */
+const LEDGER_FLUSH_IDS = 10_000;
 
 export class Coalescer {
   readonly stats: CoalescerStats = {
@@ -122,13 +159,25 @@ export class Coalescer {
     fences: 0,
     overloads: 0,
     timeouts: 0,
+    delivered: 0,
+    replays: 0,
+    ledgerDropped: 0,
+    fenceEvictions: 0,
   };
   readonly #store: CounterStore;
   readonly #options: CoalescerOptions;
   readonly #observer: CoalescerObserver;
   readonly #ids = new Map<string, IdState>();
   readonly #active = new Set<IdState>();
+  /** Per-id fences, least recently issued first (Map keeps insertion order). */
+  readonly #fences = new Map<string, StoredFence>();
+  readonly #fenceMaxIds: number;
+  /** Deliveries not yet reported to the store's ledger, per id. */
+  #unreported = new Map<string, number>();
+  readonly #ledgerReports: boolean;
+  #reporting: Promise<void> = Promise.resolve();
   readonly #sweeper: ReturnType<typeof setInterval>;
+  readonly #ledgerTimer: ReturnType<typeof setInterval> | undefined;
   readonly #idempotencyTtlSeconds: number;
   #waiting = 0;
   #closed = false;
@@ -139,14 +188,25 @@ export class Coalescer {
     this.#options = options;
     this.#observer = observer;
     this.#idempotencyTtlSeconds = idempotencyTtlSeconds;
+    this.#fenceMaxIds = options.fenceMaxIds ?? DEFAULT_FENCE_MAX_IDS;
+    this.#ledgerReports = options.ledgerReports ?? true;
     const sweepEvery = Math.max(5, Math.min(100, Math.floor(options.deadlineMs / 4)));
     this.#sweeper = setInterval(() => this.#sweep(), sweepEvery);
     (this.#sweeper as { unref?: () => void }).unref?.();
+    if (this.#ledgerReports) {
+      this.#ledgerTimer = setInterval(() => void this.flushLedger(), options.ledgerFlushMs ?? DEFAULT_LEDGER_FLUSH_MS);
+      (this.#ledgerTimer as { unref?: () => void }).unref?.();
+    }
   }
 
   /** Number of requests waiting for a number right now (queued or in a reservation). */
   get waiting(): number {
     return this.#waiting;
+  }
+
+  /** Ids whose fence is kept (bounded by fenceMaxIds). */
+  get fencedIds(): number {
+    return this.#fences.size;
   }
 
   /** Issues the next turn for `id`. Rejects with a TurnoError; never hangs past the deadline. */
@@ -177,17 +237,30 @@ export class Coalescer {
    * this process's fence for it no longer applies.
    */
   forget(id: string, epoch: number): void {
-    const state = this.#ids.get(id);
-    if (state !== undefined && epoch >= state.epoch) {
-      state.epoch = epoch;
-      state.highWater = 0;
-    }
+    if (epoch >= fenceEpoch(this.#fences.get(id))) this.#keepFence(id, 0, epoch);
   }
 
-  /** Stops taking requests; resolves when every waiting request has been answered. */
-  close(): Promise<void> {
+  /** Sends the unreported deliveries to the store's ledger (also every ledgerFlushMs). */
+  flushLedger(): Promise<void> {
+    if (this.#unreported.size === 0) return this.#reporting;
+    const batch = this.#unreported;
+    this.#unreported = new Map();
+    this.#reporting = this.#store.report(batch).catch(() => {
+      let dropped = 0;
+      for (const count of batch.values()) dropped += count;
+      this.stats.ledgerDropped += dropped;
+      this.#observer.onLedgerDropped?.(dropped);
+    });
+    return this.#reporting;
+  }
+
+  /** Stops taking requests; resolves when every waiting request has been answered and reported. */
+  async close(): Promise<void> {
     this.#closed = true;
-    return this.idle().then(() => clearInterval(this.#sweeper));
+    await this.idle();
+    clearInterval(this.#sweeper);
+    if (this.#ledgerTimer !== undefined) clearInterval(this.#ledgerTimer);
+    await this.flushLedger();
   }
 
   /** Resolves when no request is waiting. */
@@ -205,7 +278,7 @@ export class Coalescer {
   #state(id: string): IdState {
     let state = this.#ids.get(id);
     if (state === undefined) {
-      state = { id, queue: [], inFlight: undefined, highWater: 0, epoch: 0 };
+      state = { id, queue: [], inFlight: undefined };
       this.#ids.set(id, state);
     }
     return state;
@@ -219,81 +292,123 @@ export class Coalescer {
     }
     const inFlight: InFlight = { waiters: batch, startedAt: performance.now(), detached: false };
     state.inFlight = inFlight;
-    const fence: Fence | undefined =
-      this.#options.fencing && state.highWater > 0 ? { floor: state.highWater, epoch: state.epoch } : undefined;
-    const key = batch[0]?.idempotencyKey;
-    const reservation: Promise<Reservation | IdempotentReservation> =
-      key === undefined
-        ? this.#store.reserve(state.id, batch.length, fence)
-        : this.#store.reserveIdempotent(state.id, key, this.#idempotencyTtlSeconds, fence);
-    reservation.then(
-      (result) => this.#onReserved(state, inFlight, result),
-      (error: unknown) => this.#onFailed(state, inFlight, error),
-    );
+    const id = state.id;
+    const stored = this.#options.fencing ? this.#fences.get(id) : undefined;
+    const fence = toFence(stored);
+    const keys = keyedWaiters(batch);
+    const delivered = this.#takeUnreported(id);
+    this.#store
+      .reserve({
+        id,
+        n: batch.length,
+        keys,
+        keyTtlSeconds: keys === undefined ? undefined : this.#idempotencyTtlSeconds,
+        fence,
+        delivered,
+      })
+      .then(
+        (result) => this.#onReserved(state, inFlight, result),
+        (error: unknown) => {
+          this.#dropUnreported(delivered);
+          this.#onFailed(state, inFlight, error);
+        },
+      );
   }
 
-  /**
-   * Takes the longest run of plain waiters (at most maxBatch), or a single idempotent one, from the
-   * queue's head, skipping waiters that already timed out so no number is reserved for them.
-   */
+  /** The deliveries to report with this id's reservation (0 when ledger reports are off). */
+  #takeUnreported(id: string): number {
+    const count = this.#unreported.get(id);
+    if (count === undefined) return 0;
+    this.#unreported.delete(id);
+    return count;
+  }
+
+  #dropUnreported(count: number): void {
+    if (count === 0) return;
+    this.stats.ledgerDropped += count;
+    this.#observer.onLedgerDropped?.(count);
+  }
+
+  #addUnreported(id: string, count: number): void {
+    if (!this.#ledgerReports || count === 0) return;
+    this.#unreported.set(id, (this.#unreported.get(id) ?? 0) + count);
+    if (this.#unreported.size >= LEDGER_FLUSH_IDS) void this.flushLedger();
+  }
+
+  /** Takes up to maxBatch waiters from the queue's head, skipping those that already timed out. */
   #takeBatch(state: IdState): Waiter[] {
     const queue = state.queue;
     const batch: Waiter[] = [];
     let i = 0;
     for (; i < queue.length && batch.length < this.#options.maxBatch; i++) {
       const waiter = queue[i] as Waiter;
-      if (waiter.settled) continue;
-      if (waiter.idempotencyKey !== undefined) {
-        if (batch.length === 0) {
-          batch.push(waiter);
-          i++;
-        }
-        break;
-      }
-      batch.push(waiter);
+      if (!waiter.settled) batch.push(waiter);
     }
     state.queue = i === queue.length ? [] : queue.slice(i);
     return batch;
   }
 
-  #onReserved(state: IdState, inFlight: InFlight, result: Reservation | IdempotentReservation): void {
+  #onReserved(state: IdState, inFlight: InFlight, result: Reservation): void {
     const seconds = (performance.now() - inFlight.startedAt) / 1000;
     this.stats.reservations++;
     this.#observer.onReservation?.(inFlight.waiters.length, seconds, "ok", state.id);
-    const replayed = "replayed" in result && result.replayed;
     if (result.fenced) {
       this.stats.fences++;
-      this.#observer.onFence?.(state.id, state.highWater);
+      this.#observer.onFence?.(state.id, fenceFloor(this.#fences.get(state.id)));
     }
     if (inFlight.detached) {
-      if (!replayed) this.#abandon(result.count);
+      this.#abandon(result.count);
       return;
     }
-    if (result.epoch > state.epoch) state.highWater = 0;
-    state.epoch = Math.max(state.epoch, result.epoch);
-    if (result.count > 0 && !replayed) {
+    if (result.count > 0) {
       const last = result.first + result.count - 1;
-      if (last > state.highWater) state.highWater = last;
+      this.#raiseFence(state.id, last, result.epoch);
       this.stats.numbersIssued += result.count;
       this.#observer.onIssued?.(state.id, last);
     }
+    const delivered = this.#handOut(state.id, inFlight.waiters, result);
+    this.stats.delivered += delivered;
+    this.#addUnreported(state.id, delivered);
+    this.#next(state, inFlight);
+  }
+
+  /**
+   * Gives each waiter its number: keyed waiters the one the store answered for their key, the others
+   * the next fresh number in batch order. Returns how many fresh numbers reached a live client.
+   */
+  #handOut(id: string, waiters: readonly Waiter[], result: Reservation): number {
+    const end = result.first + result.count;
+    let cursor = result.first;
+    let keyed = 0;
+    let delivered = 0;
     let abandoned = 0;
-    const waiters = inFlight.waiters;
     for (let i = 0; i < waiters.length; i++) {
       const waiter = waiters[i] as Waiter;
-      if (i >= result.count) {
-        this.#settle(waiter, new CounterExhaustedError(state.id));
+      let turno: number;
+      let replayed = false;
+      if (waiter.idempotencyKey !== undefined) {
+        const grant = result.keyed[keyed++];
+        turno = grant?.turno ?? 0;
+        replayed = grant?.replayed === true;
+        if (!replayed && turno !== 0) cursor++;
+      } else {
+        turno = cursor < end ? cursor++ : 0;
+      }
+      if (turno === 0) {
+        this.#settle(waiter, new CounterExhaustedError(id));
       } else if (waiter.settled || waiter.gone?.() === true) {
         this.#settle(waiter, new ClientClosedError());
-        abandoned++;
+        if (!replayed) abandoned++;
       } else {
         waiter.settled = true;
         this.#waiting--;
-        waiter.resolve(result.first + i);
+        waiter.resolve(turno);
+        if (replayed) this.stats.replays++;
+        else delivered++;
       }
     }
-    if (abandoned > 0 && !replayed) this.#abandon(abandoned);
-    this.#next(state, inFlight);
+    if (abandoned > 0) this.#abandon(abandoned);
+    return delivered;
   }
 
   #onFailed(state: IdState, inFlight: InFlight, error: unknown): void {
@@ -317,6 +432,27 @@ export class Coalescer {
     else this.#settleIdle(state);
   }
 
+  /** Keeps `last` as the id's fence (within `epoch`): a newer epoch from the store starts it anew. */
+  #raiseFence(id: string, last: number, epoch: number): void {
+    if (!this.#options.fencing) return;
+    const stored = this.#fences.get(id);
+    const known = fenceEpoch(stored);
+    if (epoch < known) return;
+    const floor = epoch > known ? last : Math.max(last, fenceFloor(stored));
+    this.#keepFence(id, floor, epoch);
+  }
+
+  /** Stores a fence as the most recently used, dropping the least recently used past the cap. */
+  #keepFence(id: string, floor: number, epoch: number): void {
+    if (!this.#fences.delete(id)) id = detached(id);
+    this.#fences.set(id, epoch === 0 ? floor : { floor, epoch });
+    if (this.#fences.size > this.#fenceMaxIds) {
+      const oldest = this.#fences.keys().next().value as string;
+      this.#fences.delete(oldest);
+      this.stats.fenceEvictions++;
+    }
+  }
+
   #abandon(count: number): void {
     this.stats.abandoned += count;
     this.#observer.onAbandoned?.(count);
@@ -334,8 +470,8 @@ export class Coalescer {
   #settleIdle(state: IdState): void {
     if (state.inFlight === undefined && state.queue.length === 0) {
       this.#active.delete(state);
-      // Without fencing an idle id needs no memory; with it the high-water mark must be kept.
-      if (!this.#options.fencing) this.#ids.delete(state.id);
+      // An idle id needs no state here: its fence, if any, lives in #fences.
+      this.#ids.delete(state.id);
     }
     if (this.#waiting === 0) this.#wakeIdle();
   }
@@ -386,4 +522,39 @@ export class Coalescer {
       }
     }
   }
+}
+
+function toFence(stored: StoredFence | undefined): Fence | undefined {
+  if (stored === undefined) return undefined;
+  if (typeof stored === "number") return stored > 0 ? { floor: stored, epoch: 0 } : undefined;
+  return stored.floor > 0 ? stored : undefined;
+}
+
+function fenceFloor(stored: StoredFence | undefined): number {
+  return stored === undefined ? 0 : typeof stored === "number" ? stored : stored.floor;
+}
+
+function fenceEpoch(stored: StoredFence | undefined): number {
+  return stored === undefined || typeof stored === "number" ? 0 : stored.epoch;
+}
+
+/** The batch's keyed waiters with their positions, or undefined when it has none (no allocation). */
+function keyedWaiters(batch: readonly Waiter[]): KeyedWaiter[] | undefined {
+  let keys: KeyedWaiter[] | undefined;
+  for (let i = 0; i < batch.length; i++) {
+    const key = (batch[i] as Waiter).idempotencyKey;
+    if (key === undefined) continue;
+    keys ??= [];
+    keys.push({ position: i, key });
+  }
+  return keys;
+}
+
+/**
+ * A copy of `id` that shares no memory with the request it came from. The id is a slice of the
+ * request URL, and a kept slice keeps the whole URL string alive: measured with 1M distinct ids,
+ * that tripled the memory each kept fence costs.
+ */
+function detached(id: string): string {
+  return Buffer.from(id, "latin1").toString("latin1");
 }

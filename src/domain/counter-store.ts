@@ -1,9 +1,16 @@
 /**
- * The one interface every counter store implements (memory, SQLite, Redis, Redis Cluster). The
- * conformance suite in test/integration/store-conformance.test.ts runs the same cases on each.
+ * The one interface every counter store implements (memory, SQLite, Redis, Redis Cluster, Sentinel).
+ * The conformance suite in test/integration/store-conformance.test.ts runs the same cases on each.
  *
  * Values are plain JavaScript numbers: every value a store holds is an integer in
  * [0, MAX_TURNO], which a double represents exactly.
+ *
+ * Three things live in the store next to each counter, because they must survive the death of the
+ * process that knows them:
+ * - the ledger (`issued`, `delivered`): every number no client got is `issued - delivered`;
+ * - the store marker (identity, generation, sequence): a store that lost data or went backwards is
+ *   told apart from a new one (src/stores/store-guard.ts);
+ * - idempotency keys, as before.
  */
 
 /** A lower bound the store must respect before it grants numbers (rollback fencing, I1). */
@@ -14,11 +21,41 @@ export interface Fence {
   readonly epoch: number;
 }
 
-/** What one reservation of up to `n` consecutive numbers returned. */
+/** A waiter of a batch that carries an Idempotency-Key. */
+export interface KeyedWaiter {
+  /** Its index among the batch's `n` waiters (ascending across the list). */
+  readonly position: number;
+  readonly key: string;
+}
+
+/** One id's share of a reservation: a batch of waiters, plain and keyed, in arrival order. */
+export interface ReservationRequest {
+  readonly id: string;
+  /** How many waiters the batch has (keyed ones included); each wants one number. */
+  readonly n: number;
+  /** The keyed waiters; a key seen before gets its old number and takes none from the counter. */
+  readonly keys?: readonly KeyedWaiter[];
+  /** Lifetime of the keys this reservation records (s). Needed when `keys` is not empty. */
+  readonly keyTtlSeconds?: number;
+  readonly fence?: Fence;
+  /** Numbers of this id handed to live clients since this process last reported (the ledger). */
+  readonly delivered?: number;
+}
+
+/** What a keyed waiter gets: its number (0 = none was left) and whether the key had been seen. */
+export interface KeyedGrant {
+  readonly turno: number;
+  readonly replayed: boolean;
+}
+
+/** What one reservation returned. */
 export interface Reservation {
-  /** First number granted; the grant is `first .. first + count - 1`. */
+  /**
+   * First fresh number; the fresh numbers are `first .. first + count - 1`, handed to the batch's
+   * non-replayed waiters in order.
+   */
   readonly first: number;
-  /** How many were granted: less than asked only when the counter hit MAX_TURNO (0 = exhausted). */
+  /** Fresh numbers granted: fewer than asked only when the counter hit MAX_TURNO (0 = exhausted). */
   readonly count: number;
   /**
    * The counter's epoch: raised by every admin set or reset, so a process can tell an operator's
@@ -27,12 +64,8 @@ export interface Reservation {
   readonly epoch: number;
   /** True when the store had to raise the counter to the fence's floor first (it went backwards). */
   readonly fenced: boolean;
-}
-
-/** Result of an idempotent reservation of one number. */
-export interface IdempotentReservation extends Reservation {
-  /** True when the key had been seen: `first` is the turn issued to the first request, nothing was reserved. */
-  readonly replayed: boolean;
+  /** One grant per entry of the request's `keys`, in the same order. */
+  readonly keyed: readonly KeyedGrant[];
 }
 
 export interface CounterSnapshot {
@@ -40,29 +73,98 @@ export interface CounterSnapshot {
   readonly epoch: number;
 }
 
+/** Per id (or store-wide) accounting; `lost = issued - delivered`. */
+export interface Ledger {
+  /** Numbers granted by reservations (an admin set or reset does not change it). */
+  readonly issued: number;
+  /** Numbers that processes reported as handed to a live client connection. */
+  readonly delivered: number;
+}
+
+/**
+ * The store's identity marker, written when a store is initialized (store-guard.ts explains the
+ * protocol). Each marker also has a sequence, raised by every reservation, that a process compares
+ * with the highest it has seen to notice a store that went backwards.
+ */
+export interface StoreMarker {
+  /** Random id of this store's life; a store emptied and initialized again gets another. */
+  readonly uid: string;
+  /** 1 for a new store, +1 for each recovery by an operator. */
+  readonly generation: number;
+  /** True when an operator's recovery wrote this marker (processes that knew the old one accept it). */
+  readonly recovered: boolean;
+  /** The recovery floor: every counter not touched since the recovery starts above it. */
+  readonly floor: number;
+  /** Set when a process found the store going backwards; every process refuses until recovery. */
+  readonly halted: string | undefined;
+}
+
+/** What reading the markers found. */
+export interface MarkerReading {
+  /** The marker, when every marker key holds one with the same uid; undefined when none does. */
+  readonly marker: StoreMarker | undefined;
+  /** Marker keys found missing while others exist (a shard that lost its data). */
+  readonly missing: number;
+  /** The store's sequence per marker key. */
+  readonly seq: ReadonlyMap<string, number>;
+  /** True when the store holds any counter (used to refuse initializing a store that lost its marker). */
+  readonly hasCounters: boolean;
+}
+
 export interface CounterStore {
   /** Short name for logs and metrics: "memory", "sqlite", "redis", "redis-cluster", "redis-sentinel". */
   readonly kind: string;
+  /** False for a store that forgets everything on restart by design (memory): no marker protocol. */
+  readonly durable: boolean;
 
   /**
-   * Atomically reserves up to `n` consecutive numbers for `id`. Before granting, if `fence` is given
-   * and the stored epoch is older than `fence.epoch`, or equal with a value below `fence.floor`, the
-   * store raises the value to `fence.floor` (and reports `fenced`). Never moves past MAX_TURNO. When
-   * the promise resolves the reservation is as durable as the store can make it.
+   * Atomically reserves the batch's numbers. Before granting, if `fence` is given and the stored
+   * epoch is older than `fence.epoch`, or equal with a value below `fence.floor`, the store raises the
+   * value to `fence.floor` (and reports `fenced`). Never moves past MAX_TURNO. Adds `n - replays` to
+   * the ledger's issued and `delivered` to its delivered. Rejects with StoreLostError or
+   * StoreRollbackError when the marker check fails (see attach). When the promise resolves the
+   * reservation is as durable as the store can make it.
    */
-  reserve(id: string, n: number, fence?: Fence): Promise<Reservation>;
+  reserve(request: ReservationRequest): Promise<Reservation>;
 
-  /**
-   * Reserves one number for `id` unless `key` was already used for `id` within `ttlSeconds`, in which
-   * case the turn issued then is returned with `replayed`. Atomic across processes.
-   */
-  reserveIdempotent(id: string, key: string, ttlSeconds: number, fence?: Fence): Promise<IdempotentReservation>;
+  /** Adds deliveries to the ledger of each id, for ids that went quiet (no reservation to ride on). */
+  report(delivered: ReadonlyMap<string, number>): Promise<void>;
 
   /** The last issued value (0 when none) and the epoch, without changing anything. */
   peek(id: string): Promise<CounterSnapshot>;
 
+  /** One id's ledger. */
+  ledger(id: string): Promise<Ledger>;
+
+  /** The store-wide ledger: the sum over every id, kept by the store itself. */
+  totals(): Promise<Ledger>;
+
   /** Sets the counter so the next turn is `value + 1`, and raises its epoch. Returns the new snapshot. */
   set(id: string, value: number): Promise<CounterSnapshot>;
+
+  /** Reads the marker(s) and sequences. */
+  readMarker(): Promise<MarkerReading>;
+
+  /** Writes a first marker unless one exists (atomic); returns the marker now in the store. */
+  initializeMarker(uid: string): Promise<StoreMarker>;
+
+  /**
+   * An operator's recovery: a new marker with `floor`, of a generation above both the stored one and
+   * `after` (the newest this host knows of, in case the store lost its marker); clears a halt.
+   */
+  recoverMarker(uid: string, floor: number, after: number): Promise<StoreMarker>;
+
+  /** Marks the store halted (every process refuses) for `reason`. */
+  haltMarker(reason: string): Promise<void>;
+
+  /**
+   * From now on every reservation checks that the store's marker is `uid` and that its sequence has
+   * not fallen below `seen` (per marker key), and raises `seen` with every acknowledged reservation.
+   */
+  attach(uid: string, seen: ReadonlyMap<string, number>): void;
+
+  /** The highest sequence this process has seen acknowledged, per marker key. */
+  seen(): ReadonlyMap<string, number>;
 
   /** Resolves when the store answers; rejects otherwise. Used by /readyz. */
   ping(): Promise<void>;
@@ -73,3 +175,6 @@ export interface CounterStore {
   /** Releases connections and files. Idempotent. */
   close(): Promise<void>;
 }
+
+/** Shared empty grant list, so reservations without keys allocate none. */
+export const NO_KEYED_GRANTS: readonly KeyedGrant[] = Object.freeze([]);

@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   TURNO_ERR_OVERLOADED: { status: 503, title: "Too many requests waiting" },
   TURNO_ERR_SHUTTING_DOWN: { status: 503, title: "Server is shutting down" },
   TURNO_ERR_STORE_ROLLBACK: { status: 503, title: "Counter store went backwards" },
+  TURNO_ERR_STORE_LOST: { status: 503, title: "Counter store lost its data" },
   TURNO_ERR_CLIENT_CLOSED_REQUEST: { status: 499, title: "Client closed the request" },
   TURNO_ERR_INTERNAL: { status: 500, title: "Internal error" },
 } as const;
@@ -84,12 +85,31 @@ export class ShuttingDownError extends TurnoError {
   }
 }
 
+/**
+ * The store went backwards: its sequence fell below one a process had seen acknowledged (a restore
+ * from an older backup, a failover to a lagging replica). Every process refuses until an operator
+ * recovers the store (docs/operations.md, "When the store loses data").
+ */
 export class StoreRollbackError extends TurnoError {
-  constructor(id: string, issued: number, offered: number) {
+  constructor(detail: string) {
     super(
       "TURNO_ERR_STORE_ROLLBACK",
-      `The store offered turn ${offered} for '${id}' but this process already issued ${issued}; the counter was fenced forward. Retry.`,
-      1,
+      `The counter store went backwards (${detail}); no number is issued until an operator recovers it (POST /admin/store/recover). Retry later.`,
+      5,
+    );
+  }
+}
+
+/**
+ * The store has no marker, or another one: it was emptied, replaced, or never initialized. Issuing
+ * from it could repeat numbers already handed out, so nothing is issued until an operator recovers it.
+ */
+export class StoreLostError extends TurnoError {
+  constructor(detail: string) {
+    super(
+      "TURNO_ERR_STORE_LOST",
+      `The counter store lost its data or is not the one this service used (${detail}); no number is issued until an operator recovers it (POST /admin/store/recover). Retry later.`,
+      5,
     );
   }
 }

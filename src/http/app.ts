@@ -4,7 +4,7 @@
  */
 import type { Server } from "bun";
 import type { Coalescer } from "../allocation/coalescer.ts";
-import type { CounterStore } from "../domain/counter-store.ts";
+import type { CounterStore, StoreMarker } from "../domain/counter-store.ts";
 import { StoreTimeoutError } from "../domain/errors.ts";
 import { parseId } from "../domain/id.ts";
 import { IDEMPOTENCY_KEY_PATTERN, isCounterValue, MAX_TURNO } from "../domain/limits.ts";
@@ -25,6 +25,8 @@ export type RequestTracer = (request: Request, route: Route, server: Server<unde
 export interface AppOptions {
   readonly coalescer: Coalescer;
   readonly store: CounterStore;
+  /** An operator's recovery of a store that lost data (store-guard.ts); undefined = 404. */
+  readonly recover?: (floor: number) => Promise<StoreMarker>;
   readonly adminToken: string | undefined;
   readonly deadlineMs: number;
   readonly maxUrlLength: number;
@@ -85,7 +87,8 @@ export function createApp(options: AppOptions): App {
     return turnoResponse(id, snapshot.value);
   }
 
-  async function admin(request: Request, where: Route): Promise<Response> {
+  /** The admin API's gate: a problem Response when it is off or the token is wrong. */
+  function refuseAdmin(request: Request, where: Route): Response | undefined {
     if (isAdmin === undefined)
       return problem("TURNO_ERR_NOT_FOUND", "The admin API is disabled (set TURNOMATIC_ADMIN_TOKEN).", where.path);
     if (!isAdmin(request.headers.get("authorization"))) {
@@ -93,12 +96,42 @@ export function createApp(options: AppOptions): App {
         "www-authenticate": 'Bearer realm="turnomatic-admin"',
       });
     }
+    return undefined;
+  }
+
+  async function ledger(request: Request, where: Route): Promise<Response> {
+    const refused = refuseAdmin(request, where);
+    if (refused !== undefined) return refused;
+    if (request.method !== "GET") {
+      return problem("TURNO_ERR_METHOD_NOT_ALLOWED", "Use GET to read a ledger.", where.path, READ_ALLOW);
+    }
+    const id = parseId(where.rawId);
+    const { issued, delivered } = await withDeadline(store.ledger(id), deadlineMs);
+    return jsonResponse({ id, issued, delivered, lost: Math.max(0, issued - delivered) });
+  }
+
+  async function recover(request: Request, where: Route): Promise<Response> {
+    const refused = refuseAdmin(request, where);
+    if (refused !== undefined) return refused;
+    if (options.recover === undefined) return problem("TURNO_ERR_NOT_FOUND", "This store has no recovery.", where.path);
+    if (request.method !== "POST") {
+      return problem("TURNO_ERR_METHOD_NOT_ALLOWED", 'Use POST with {"floor": n}.', where.path, { allow: "POST" });
+    }
+    const floor = await readNumberBody(request, options.maxBodyBytes, where.path, "floor");
+    if (floor instanceof Response) return floor;
+    const marker = await options.recover(floor);
+    return jsonResponse({ status: "recovered", uid: marker.uid, generation: marker.generation, floor: marker.floor });
+  }
+
+  async function admin(request: Request, where: Route): Promise<Response> {
+    const refused = refuseAdmin(request, where);
+    if (refused !== undefined) return refused;
     const method = request.method;
     if (method !== "PUT" && method !== "DELETE") {
       return problem("TURNO_ERR_METHOD_NOT_ALLOWED", "Use PUT to set a counter or DELETE to reset it.", where.path, ADMIN_ALLOW);
     }
     const id = parseId(where.rawId);
-    const value = method === "DELETE" ? 0 : await readSetBody(request, options.maxBodyBytes, where.path);
+    const value = method === "DELETE" ? 0 : await readNumberBody(request, options.maxBodyBytes, where.path, "turno");
     if (value instanceof Response) return value;
     const snapshot = await withDeadline(store.set(id, value), deadlineMs);
     coalescer.forget(id, snapshot.epoch);
@@ -129,6 +162,10 @@ export function createApp(options: AppOptions): App {
         return method === "GET" ? actual(where) : notAllowed(method, where, READ_ALLOW);
       case "admin":
         return admin(request, where);
+      case "ledger":
+        return ledger(request, where);
+      case "recover":
+        return recover(request, where);
       case "healthz":
         return jsonResponse({ status: "ok" });
       case "readyz":
@@ -236,11 +273,16 @@ async function readBody(request: Request, maxBodyBytes: number, path: string, hi
   }
 }
 
-/** Parses the admin PUT body `{"turno": n}`; answers a problem Response when it is not usable. */
-async function readSetBody(request: Request, maxBodyBytes: number, path: string): Promise<number | Response> {
+/** Parses an admin body `{"<field>": n}`; answers a problem Response when it is not usable. */
+async function readNumberBody(
+  request: Request,
+  maxBodyBytes: number,
+  path: string,
+  field: "turno" | "floor",
+): Promise<number | Response> {
   const contentType = request.headers.get("content-type") ?? "";
   if (!contentType.toLowerCase().startsWith("application/json")) {
-    return problem("TURNO_ERR_UNSUPPORTED_MEDIA_TYPE", 'Send the body as application/json: {"turno": n}.', path);
+    return problem("TURNO_ERR_UNSUPPORTED_MEDIA_TYPE", `Send the body as application/json: {"${field}": n}.`, path);
   }
   const bytes = await readBody(request, maxBodyBytes, path, "");
   if (bytes instanceof Response) return bytes;
@@ -251,11 +293,11 @@ async function readSetBody(request: Request, maxBodyBytes: number, path: string)
   try {
     body = JSON.parse(text);
   } catch {
-    return problem("TURNO_ERR_INVALID_BODY", 'The body is not valid JSON; send {"turno": n}.', path);
+    return problem("TURNO_ERR_INVALID_BODY", `The body is not valid JSON; send {"${field}": n}.`, path);
   }
-  const value = (body as { turno?: unknown } | null)?.turno;
+  const value = (body as Record<string, unknown> | null)?.[field];
   if (typeof body !== "object" || body === null || !isCounterValue(value)) {
-    return problem("TURNO_ERR_INVALID_BODY", `Send {"turno": n} with n a whole number from 0 to ${MAX_TURNO}.`, path);
+    return problem("TURNO_ERR_INVALID_BODY", `Send {"${field}": n} with n a whole number from 0 to ${MAX_TURNO}.`, path);
   }
   // JSON's -0 is the number 0 (RFC 8259 has one zero for integers): accepted as 0, and normalized
   // here so no store, log or ledger ever sees a negative zero (Object.is(-0, 0) is false).

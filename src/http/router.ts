@@ -3,10 +3,12 @@
  *   /turno/:id          turn (GET, POST)
  *   /turno/:id/actual   last issued value (GET)
  *   /admin/turno/:id    set (PUT) and reset (DELETE), bearer token
+ *   /admin/turno/:id/ledger   issued, delivered, lost (GET), bearer token
+ *   /admin/store/recover      recover a store that lost data (POST), bearer token
  *   /healthz /readyz    liveness and readiness
  *   / /status.json      status page and the JSON it polls
  */
-export type RouteName = "turno" | "actual" | "admin" | "healthz" | "readyz" | "status" | "not_found";
+export type RouteName = "turno" | "actual" | "admin" | "ledger" | "recover" | "healthz" | "readyz" | "status" | "not_found";
 
 export interface Route {
   readonly name: RouteName;
@@ -37,8 +39,12 @@ export function route(path: string): Route {
   }
   if (path.startsWith("/admin/turno/")) {
     const rest = path.slice(13);
-    return rest.includes("/") ? { name: "not_found", rawId: "", path } : { name: "admin", rawId: rest, path };
+    const slash = rest.indexOf("/");
+    if (slash < 0) return { name: "admin", rawId: rest, path };
+    if (rest.slice(slash) === "/ledger") return { name: "ledger", rawId: rest.slice(0, slash), path };
+    return { name: "not_found", rawId: "", path };
   }
+  if (path === "/admin/store/recover") return { name: "recover", rawId: "", path };
   if (path === "/healthz") return { name: "healthz", rawId: "", path };
   if (path === "/readyz") return { name: "readyz", rawId: "", path };
   if (path === "/" || path === "/index.html" || path === "/status.json") return { name: "status", rawId: "", path };

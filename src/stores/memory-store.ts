@@ -1,43 +1,92 @@
-import type { CounterSnapshot, CounterStore, Fence, IdempotentReservation, Reservation } from "../domain/counter-store.ts";
-import { planReservation } from "../domain/plan-reservation.ts";
+import type {
+  CounterSnapshot,
+  CounterStore,
+  Ledger,
+  MarkerReading,
+  Reservation,
+  ReservationRequest,
+  StoreMarker,
+} from "../domain/counter-store.ts";
+import { type CounterState, EMPTY_COUNTER, planReservation } from "../domain/plan-reservation.ts";
 
-const EMPTY: CounterSnapshot = { value: 0, epoch: 0 };
-
-/** Counters in this process's memory: for tests and demos. Everything is lost on restart. */
+/**
+ * Counters in this process's memory: for tests and demos. Everything is lost on restart, by design,
+ * so it has no marker protocol (`durable` is false): its one marker lives and dies with it.
+ */
 export class MemoryStore implements CounterStore {
   readonly kind = "memory";
-  readonly #counters = new Map<string, CounterSnapshot>();
+  readonly durable = false;
+  readonly #counters = new Map<string, CounterState>();
   readonly #idempotency = new Map<string, { turno: number; expiresAt: number }>();
+  #marker: StoreMarker = { uid: "memory", generation: 1, recovered: false, floor: 0, halted: undefined };
+  #totals: Ledger = { issued: 0, delivered: 0 };
 
-  async reserve(id: string, n: number, fence?: Fence): Promise<Reservation> {
-    const plan = planReservation(this.#counters.get(id) ?? EMPTY, n, fence);
+  async reserve(request: ReservationRequest): Promise<Reservation> {
+    const now = Date.now();
+    const { id } = request;
+    const plan = planReservation(this.#counters.get(id) ?? EMPTY_COUNTER, request, this.#marker, (key) => {
+      const seen = this.#idempotency.get(`${id}\u0000${key}`);
+      return seen !== undefined && seen.expiresAt > now ? seen.turno : undefined;
+    });
     this.#counters.set(id, plan.next);
+    const ttlMs = (request.keyTtlSeconds ?? 0) * 1000;
+    for (const { key, turno } of plan.newKeys) this.#idempotency.set(`${id}\u0000${key}`, { turno, expiresAt: now + ttlMs });
+    if (plan.newKeys.length > 0) this.#pruneIdempotency(now);
+    this.#addTotals(plan.count, request.delivered ?? 0);
     return plan;
   }
 
-  async reserveIdempotent(id: string, key: string, ttlSeconds: number, fence?: Fence): Promise<IdempotentReservation> {
-    const slot = `${id}\u0000${key}`;
-    const now = Date.now();
-    const seen = this.#idempotency.get(slot);
-    const snapshot = this.#counters.get(id) ?? EMPTY;
-    if (seen !== undefined && seen.expiresAt > now) {
-      return { first: seen.turno, count: 1, epoch: snapshot.epoch, fenced: false, replayed: true };
+  async report(delivered: ReadonlyMap<string, number>): Promise<void> {
+    for (const [id, count] of delivered) {
+      const counter = this.#counters.get(id) ?? EMPTY_COUNTER;
+      this.#counters.set(id, { ...counter, delivered: counter.delivered + count });
+      this.#addTotals(0, count);
     }
-    const plan = planReservation(snapshot, 1, fence);
-    this.#counters.set(id, plan.next);
-    if (plan.count > 0) this.#idempotency.set(slot, { turno: plan.first, expiresAt: now + ttlSeconds * 1000 });
-    this.#pruneIdempotency(now);
-    return { ...plan, replayed: false };
   }
 
   async peek(id: string): Promise<CounterSnapshot> {
-    return this.#counters.get(id) ?? EMPTY;
+    const { value, epoch } = this.#counters.get(id) ?? EMPTY_COUNTER;
+    return { value, epoch };
+  }
+
+  async ledger(id: string): Promise<Ledger> {
+    const { issued, delivered } = this.#counters.get(id) ?? EMPTY_COUNTER;
+    return { issued, delivered };
+  }
+
+  async totals(): Promise<Ledger> {
+    return this.#totals;
   }
 
   async set(id: string, value: number): Promise<CounterSnapshot> {
-    const snapshot = { value, epoch: (this.#counters.get(id)?.epoch ?? 0) + 1 };
-    this.#counters.set(id, snapshot);
-    return snapshot;
+    const counter = this.#counters.get(id) ?? EMPTY_COUNTER;
+    const next = { ...counter, value, epoch: counter.epoch + 1, generation: this.#marker.generation };
+    this.#counters.set(id, next);
+    return { value, epoch: next.epoch };
+  }
+
+  async readMarker(): Promise<MarkerReading> {
+    return { marker: this.#marker, missing: 0, seq: new Map(), hasCounters: this.#counters.size > 0 };
+  }
+
+  async initializeMarker(): Promise<StoreMarker> {
+    return this.#marker;
+  }
+
+  async recoverMarker(uid: string, floor: number, after: number): Promise<StoreMarker> {
+    const generation = Math.max(this.#marker.generation, after) + 1;
+    this.#marker = { uid, generation, recovered: true, floor, halted: undefined };
+    return this.#marker;
+  }
+
+  async haltMarker(reason: string): Promise<void> {
+    this.#marker = { ...this.#marker, halted: reason };
+  }
+
+  attach(): void {}
+
+  seen(): ReadonlyMap<string, number> {
+    return new Map();
   }
 
   async ping(): Promise<void> {}
@@ -47,6 +96,11 @@ export class MemoryStore implements CounterStore {
   }
 
   async close(): Promise<void> {}
+
+  #addTotals(issued: number, delivered: number): void {
+    if (issued === 0 && delivered === 0) return;
+    this.#totals = { issued: this.#totals.issued + issued, delivered: this.#totals.delivered + delivered };
+  }
 
   /** Drops expired keys now and then, so the map stays bounded by the keys of one TTL window. */
   #pruneIdempotency(now: number): void {

@@ -15,6 +15,10 @@
  * from re-issuing those numbers; docs/redis.md explains what it cannot cover.
  */
 import Redis, { Cluster, type ClusterOptions } from "ioredis";
+import { createHash } from "node:crypto";
+import calculateSlot from "cluster-key-slot";
+import { StoreUnavailableError } from "../domain/errors.ts";
+import { clusterMarkerLayout } from "./cluster-markers.ts";
 import { ConfigError } from "../config.ts";
 import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
 import { type CheckedNode, type CheckOptions, PROBE_OPTIONS } from "./redis-checks.ts";
@@ -26,6 +30,7 @@ import {
   type ScriptedClient,
 } from "./redis-store.ts";
 import { type RedisTlsFiles, tlsOptions } from "./redis-tls.ts";
+import { REPORT_SCRIPT, RESERVE_SCRIPT } from "./redis-scripts.ts";
 import { parseMultiHostUrl } from "./redis-url.ts";
 import { SilenceGuard } from "./silence-guard.ts";
 
@@ -73,12 +78,73 @@ export function clusterOptions(
   };
 }
 
+const CLUSTER_SCRIPTS = {
+  turnoReserve: { lua: RESERVE_SCRIPT, sha: createHash("sha1").update(RESERVE_SCRIPT).digest("hex") },
+  turnoReport: { lua: REPORT_SCRIPT, sha: createHash("sha1").update(REPORT_SCRIPT).digest("hex") },
+};
+
 class RedisClusterCounterStore extends RedisCounterStore {
   readonly #cluster: Cluster;
 
   constructor(cluster: Cluster, keyPrefix: string, options: RedisCounterStoreOptions) {
-    super("redis-cluster", cluster as unknown as ScriptedClient, keyPrefix, options);
+    super("redis-cluster", cluster as unknown as ScriptedClient, keyPrefix, {
+      ...options,
+      markers: clusterMarkerLayout(keyPrefix),
+    });
     this.#cluster = cluster;
+  }
+
+  /**
+   * Through EVALSHA rather than the defined command: ioredis's auto-pipelining routes a defined
+   * command whose number of keys varies by its first argument (the key count, not a key), and would
+   * put commands for different slots in one pipeline; for EVALSHA it knows where the keys are.
+   */
+  protected override async callScript(
+    name: "turnoReserve" | "turnoReport",
+    keys: readonly string[],
+    args: ReadonlyArray<string | number>,
+  ): Promise<unknown> {
+    const { lua, sha } = CLUSTER_SCRIPTS[name];
+    try {
+      return await this.#cluster.evalsha(sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
+      return this.#cluster.eval(lua, keys.length, ...keys, ...args);
+    }
+  }
+
+  protected override scanTargets(): Array<Pick<Redis, "scan">> {
+    return this.#cluster.nodes("master");
+  }
+
+  /** One call per primary for the slot markers it serves (16384 routed calls take seconds). */
+  protected override async runOnMarkers(
+    keys: readonly string[],
+    lua: string,
+    args: ReadonlyArray<string | number>,
+  ): Promise<unknown[]> {
+    if (this.#cluster.status !== "ready") await untilReady(this.#cluster, 5000);
+    const nodes = new Map(this.#cluster.nodes("master").map((node) => [`${node.options.host}:${node.options.port}`, node]));
+    const byNode = new Map<Redis, number[]>();
+    keys.forEach((key, i) => {
+      const owner = this.#cluster.slots[calculateSlot(key)]?.[0];
+      const node = owner === undefined ? undefined : nodes.get(owner);
+      if (node === undefined) throw new StoreUnavailableError(`no primary serves the slot of ${key} yet`);
+      const indexes = byNode.get(node) ?? [];
+      indexes.push(i);
+      byNode.set(node, indexes);
+    });
+    const results: unknown[] = new Array(keys.length);
+    await Promise.all(
+      [...byNode].map(async ([node, indexes]) => {
+        const own = indexes.map((i) => keys[i] as string);
+        const replies = (await node.eval(lua, 0, own.length, ...own, ...args)) as unknown[];
+        replies.forEach((reply, j) => {
+          results[indexes[j] as number] = reply;
+        });
+      }),
+    );
+    return results;
   }
 
   /**
@@ -139,4 +205,17 @@ export function createRedisClusterStore(options: RedisClusterStoreOptions): Redi
   // Translation only (silence Infinity): the Cluster client reconnects each node by itself.
   const silence = new SilenceGuard(cluster, Number.POSITIVE_INFINITY, undefined, connection.translate);
   return new RedisClusterCounterStore(cluster, options.keyPrefix, { silence, connection, checks: options.checks });
+}
+
+/** Waits (bounded) for the cluster client's first slot map, so the primaries are known. */
+function untilReady(cluster: Cluster, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      cluster.off("ready", done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    cluster.once("ready", done);
+  });
 }

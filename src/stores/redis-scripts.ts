@@ -1,104 +1,228 @@
 /**
- * Lua scripts of the Redis stores. Each runs atomically on the server. A counter is one hash `<prefix>{<id>}` with fields `v` (last issued value) and `e` (epoch);
- * its idempotency keys are `<prefix>{<id>}:idem:<key>`, in the same cluster slot thanks to the
- * `{<id>}` hash tag.
+ * Lua scripts of the Redis stores. Each runs atomically on the server.
+ *
+ * Keys. A counter is one hash `<prefix>{<id>}`: `v` last issued value, `e` epoch, `i` and `d` the
+ * ledger (numbers issued, numbers reported delivered), `g` the store generation it was last written
+ * in. Its idempotency keys are `<prefix>{<id>}:idem:<key>`, in the same cluster slot thanks to the
+ * `{<id>}` hash tag. The store marker (store-guard.ts) is a hash `<prefix>marker` on a single node,
+ * and one hash per slot `<prefix>marker{<tag>}` on a Cluster (a script may only touch one slot):
+ * `uid`, `gen`, `recovered`, `floor`, `halted`, `seq` (raised by every reservation), and the
+ * store-wide ledger `ti`, `td`.
  *
  * Precision: Lua numbers are doubles, exact for every value up to 2^53, but Lua's tostring() prints
- * only 14 significant digits. So values are never written through tostring(): increments go through
- * HINCRBY (integer arithmetic in Redis), fence floors are written from the caller's decimal strings,
- * and the one value written from Lua uses string.format('%d'), which is exact on 64-bit builds.
+ * only 14 significant digits. So numbers are written with string.format('%d'), which is exact on
+ * 64-bit builds, never through tostring().
  *
  * Replies are decimal strings, not RESP integers: ioredis 6's RESP decoder computes
  * `n * 10 + byte - 48` left to right, so `n * 10 + byte` rounds once it passes 2^53 and integer
  * replies near MAX_SAFE_INTEGER come back wrong (9007199254740989 arrives as ...988). Bulk strings
  * are parsed by us with Number(), which is exact. docs/postmortems/ tells how the store conformance
  * suite found it.
+ *
+ * Cost: per call, one HMGET and one HSET of the marker; per id, one HMGET and one HSET of the
+ * counter (plus one GET per idempotency key). That is as many commands per id as the INCR-like
+ * HINCRBY of before the ledger, and the marker work is shared by every id of a call.
  */
-const D = "string.format('%d', %s)";
-const reply = (...values: string[]) => `{${values.map((v) => D.replace("%s", v)).join(", ")}}`;
+
+/** Errors the scripts raise; the store maps them to StoreLostError / StoreRollbackError. */
+export const LOST_REPLY = "TURNO_LOST";
+export const HALTED_REPLY = "TURNO_HALTED";
+
+const PRELUDE = `
+local function fmt(x) return string.format('%d', x) end
+`;
 
 /**
- * The reservation rule (the same as src/domain/plan-reservation.ts): read, fence forward if the store
- * went backwards, clamp at the maximum, then HINCRBY. `floor` and `fence_epoch` are the caller's
- * decimal strings ('' = no fence), written back verbatim when fencing. Returns first, count, epoch,
- * fenced (1/0).
+ * The marker check: the marker must carry the caller's uid, not be halted, and its sequence must not
+ * be below the highest the caller saw acknowledged; a sequence that went backwards halts the store
+ * for every process. An empty uid (a store used before attach) skips the check.
  */
-const RESERVE_FUNCTION = `
-local function reserve(key, n, max, floor, fence_epoch)
-  local stored = redis.call('HMGET', key, 'v', 'e')
-  local value = tonumber(stored[1] or '0')
-  local epoch = tonumber(stored[2] or '0')
-  local fenced = 0
-  if floor ~= '' then
-    local floor_n = tonumber(floor)
-    local fence_epoch_n = tonumber(fence_epoch)
-    if epoch < fence_epoch_n or (epoch == fence_epoch_n and value < floor_n) then
-      fenced = 1
-      if value < floor_n then
-        redis.call('HSET', key, 'v', floor)
-        value = floor_n
-      end
-      if epoch ~= fence_epoch_n then
-        redis.call('HSET', key, 'e', fence_epoch)
-        epoch = fence_epoch_n
-      end
+const CHECK_MARKER = `
+local function check_marker(marker, uid, seen)
+  local m = redis.call('HMGET', marker, 'uid', 'seq', 'halted', 'gen', 'floor', 'ti', 'td')
+  if uid ~= '' then
+    if m[1] ~= uid then return nil, '${LOST_REPLY} ' .. (m[1] or 'none') end
+    if m[3] then return nil, '${HALTED_REPLY} ' .. m[3] end
+    if tonumber(m[2] or '0') < tonumber(seen) then
+      local reason = 'sequence ' .. (m[2] or '0') .. ' is below ' .. seen .. ', seen acknowledged by a process'
+      redis.call('HSET', marker, 'halted', reason)
+      return nil, '${HALTED_REPLY} ' .. reason
     end
   end
-  local left = max - value
-  if n > left then n = left end
-  if n <= 0 then return value + 1, 0, epoch, fenced end
-  local last = redis.call('HINCRBY', key, 'v', n)
-  return last - n + 1, n, epoch, fenced
+  return m
 end
 `;
 
 /**
- * KEYS[1] counter hash. ARGV: n, max, fence floor ('' = none), fence epoch.
- * Returns {first, count, epoch, fenced}.
+ * Reservations of one or more ids (one id per call on a Cluster, whose keys may not span slots).
+ * The rule is src/domain/plan-reservation.ts's, in Lua.
+ *
+ * KEYS: marker, then for each id its counter hash followed by its k idempotency keys.
+ * ARGV: uid, seen, max, key ttl ms, then for each id: n, delivered, fence floor ('' = none),
+ *       fence epoch, k, and the k batch positions of the keyed waiters.
+ * Returns: seq, then for each id first, count, epoch, fenced (1/0), and (turno, replayed) per key.
  */
-export const RESERVE_SCRIPT = `${RESERVE_FUNCTION}
-local first, count, epoch, fenced = reserve(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4])
-return ${reply("first", "count", "epoch", "fenced")}
+export const RESERVE_SCRIPT = `${PRELUDE}${CHECK_MARKER}
+local m, err = check_marker(KEYS[1], ARGV[1], ARGV[2])
+if not m then return redis.error_reply(err) end
+local gen = tonumber(m[4] or '0')
+local gfloor = tonumber(m[5] or '0')
+local max = tonumber(ARGV[3])
+local ttl = ARGV[4]
+local out = {''}
+local ki, ai = 2, 5
+local sum_n, sum_d = 0, 0
+while ai <= #ARGV do
+  local key = KEYS[ki]
+  local n, delivered, floor, k = tonumber(ARGV[ai]), tonumber(ARGV[ai + 1]), ARGV[ai + 2], tonumber(ARGV[ai + 4])
+  local c = redis.call('HMGET', key, 'v', 'e', 'i', 'd', 'g')
+  local value, epoch = tonumber(c[1] or '0'), tonumber(c[2] or '0')
+  local dirty = delivered > 0
+  if tonumber(c[5] or '0') < gen then
+    dirty = true
+    if value < gfloor then value = gfloor end
+  end
+  local fenced = '0'
+  if floor ~= '' then
+    local floor_n, fence_epoch = tonumber(floor), tonumber(ARGV[ai + 3])
+    if epoch < fence_epoch or (epoch == fence_epoch and value < floor_n) then
+      fenced, dirty, epoch = '1', true, fence_epoch
+      if value < floor_n then value = floor_n end
+    end
+  end
+  local replays, r = {}, 0
+  for j = 1, k do
+    local turno = redis.call('GET', KEYS[ki + j])
+    if turno then replays[j], r = turno, r + 1 end
+  end
+  local want = n - r
+  if want > max - value then want = max - value end
+  if want < 0 then want = 0 end
+  local at = #out
+  out[at + 1], out[at + 2], out[at + 3], out[at + 4] = fmt(value + 1), fmt(want), fmt(epoch), fenced
+  local before = 0
+  for j = 1, k do
+    at = #out
+    if replays[j] then
+      out[at + 1], out[at + 2] = replays[j], '1'
+      before = before + 1
+    else
+      local index = tonumber(ARGV[ai + 4 + j]) - before
+      if index < want then
+        local turno = fmt(value + 1 + index)
+        redis.call('SET', KEYS[ki + j], turno, 'PX', ttl)
+        out[at + 1], out[at + 2] = turno, '0'
+      else
+        out[at + 1], out[at + 2] = '0', '0'
+      end
+    end
+  end
+  if dirty then
+    redis.call('HSET', key, 'v', fmt(value + want), 'e', fmt(epoch), 'i', fmt(tonumber(c[3] or '0') + want),
+      'd', fmt(tonumber(c[4] or '0') + delivered), 'g', fmt(gen))
+  elseif want > 0 then
+    redis.call('HSET', key, 'v', fmt(value + want), 'i', fmt(tonumber(c[3] or '0') + want))
+  end
+  sum_n, sum_d = sum_n + want, sum_d + delivered
+  ki, ai = ki + 1 + k, ai + 5 + k
+end
+local seq = tonumber(m[2] or '0') + 1
+redis.call('HSET', KEYS[1], 'seq', fmt(seq), 'ti', fmt(tonumber(m[6] or '0') + sum_n), 'td', fmt(tonumber(m[7] or '0') + sum_d))
+out[1] = fmt(seq)
+return out
 `;
 
 /**
- * Many counters in one call (single-node Redis only: the keys may live in different cluster slots).
- * KEYS: counter hashes. ARGV: max, then n, fence floor, fence epoch for each key.
- * Returns first, count, epoch, fenced for each key, flattened.
+ * Ledger reports for ids that went quiet. KEYS: marker, counters. ARGV: uid, then delivered per
+ * counter. A store that lost its marker refuses them (they belong to the old store).
  */
-export const RESERVE_MANY_SCRIPT = `${RESERVE_FUNCTION}
-local max = tonumber(ARGV[1])
+export const REPORT_SCRIPT = `${PRELUDE}
+local uid = redis.call('HGET', KEYS[1], 'uid')
+if ARGV[1] ~= '' and uid ~= ARGV[1] then return redis.error_reply('${LOST_REPLY} ' .. (uid or 'none')) end
+local total = 0
+for i = 2, #KEYS do
+  local delivered = tonumber(ARGV[i])
+  redis.call('HINCRBY', KEYS[i], 'd', delivered)
+  total = total + delivered
+end
+redis.call('HINCRBY', KEYS[1], 'td', total)
+return 'OK'
+`;
+
+/**
+ * KEYS: counter hash, its marker. ARGV: value. Sets the value, raises the epoch, stamps the store
+ * generation (so a recovery floor no longer applies to it); returns {value, epoch}.
+ */
+export const SET_SCRIPT = `${PRELUDE}
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'g', redis.call('HGET', KEYS[2], 'gen') or '0')
+local epoch = redis.call('HINCRBY', KEYS[1], 'e', 1)
+return {ARGV[1], fmt(epoch)}
+`;
+
+/**
+ * The marker scripts below run on many marker keys at once: every slot marker a Cluster primary
+ * serves, in one call (the flag lets one script touch keys of several slots of one node; Redis 7).
+ * Each returns one reply per key, in order. The marker keys come in ARGV (ARGV[1] = how many, then
+ * the keys, then the script's own arguments P[1..]): Redis Cluster would refuse declared KEYS of
+ * several slots even with the flag, but lets the script touch them.
+ */
+const MANY_MARKERS = `#!lua flags=allow-cross-slot-keys
+local count = tonumber(ARGV[1])
+local KEYS = {}
+for i = 1, count do KEYS[i] = ARGV[1 + i] end
+local P = {}
+for i = count + 2, #ARGV do P[#P + 1] = ARGV[i] end`;
+
+const MARKER_FIELDS = "redis.call('HMGET', key, 'uid', 'gen', 'recovered', 'floor', 'halted', 'seq')";
+
+/** P: uid. Writes a first marker where none exists; returns each marker's fields. */
+export const INIT_MARKER_SCRIPT = `${MANY_MARKERS}
 local out = {}
-for i = 1, #KEYS do
-  local at = 2 + (i - 1) * 3
-  local first, count, epoch, fenced = reserve(KEYS[i], tonumber(ARGV[at]), max, ARGV[at + 1], ARGV[at + 2])
-  local base = (i - 1) * 4
-  out[base + 1] = ${D.replace("%s", "first")}
-  out[base + 2] = ${D.replace("%s", "count")}
-  out[base + 3] = ${D.replace("%s", "epoch")}
-  out[base + 4] = ${D.replace("%s", "fenced")}
+for i, key in ipairs(KEYS) do
+  if redis.call('HEXISTS', key, 'uid') == 0 then
+    redis.call('HSET', key, 'uid', P[1], 'gen', '1', 'recovered', '0', 'floor', '0')
+  end
+  out[i] = ${MARKER_FIELDS}
 end
 return out
 `;
 
 /**
- * KEYS[1] counter hash, KEYS[2] idempotency key. ARGV: 1, max, fence floor, fence epoch, ttl ms.
- * Returns {first, count, epoch, fenced, replayed}.
+ * P: uid, floor, after. An operator's recovery: a generation above the stored one and `after`,
+ * no halt. The generation is the same on every key: the highest stored anywhere is passed as `after`
+ * by the caller (read first).
  */
-export const RESERVE_IDEMPOTENT_SCRIPT = `${RESERVE_FUNCTION}
-local seen = redis.call('GET', KEYS[2])
-if seen then
-  local epoch = tonumber(redis.call('HGET', KEYS[1], 'e') or '0')
-  return {seen, '1', ${D.replace("%s", "epoch")}, '0', '1'}
+export const RECOVER_MARKER_SCRIPT = `${MANY_MARKERS}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local gen = math.max(tonumber(redis.call('HGET', key, 'gen') or '0'), tonumber(P[3])) + 1
+  redis.call('HDEL', key, 'halted')
+  redis.call('HSET', key, 'uid', P[1], 'gen', string.format('%d', gen), 'recovered', '1', 'floor', P[2])
+  out[i] = ${MARKER_FIELDS}
 end
-local first, count, epoch, fenced = reserve(KEYS[1], 1, tonumber(ARGV[2]), ARGV[3], ARGV[4])
-if count > 0 then redis.call('SET', KEYS[2], ${D.replace("%s", "first")}, 'PX', ARGV[5]) end
-return ${reply("first", "count", "epoch", "fenced", "0")}
+return out
 `;
 
-/** KEYS[1] counter hash. ARGV: value. Sets the value, raises the epoch; returns {value, epoch}. */
-export const SET_SCRIPT = `
-redis.call('HSET', KEYS[1], 'v', ARGV[1])
-local epoch = redis.call('HINCRBY', KEYS[1], 'e', 1)
-return {ARGV[1], ${D.replace("%s", "epoch")}}
+/** P: reason. Halts every marker that exists (the first reason wins). */
+export const HALT_MARKER_SCRIPT = `${MANY_MARKERS}
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('HEXISTS', key, 'uid') == 1 then redis.call('HSETNX', key, 'halted', P[1]) end
+  out[i] = 'OK'
+end
+return out
+`;
+
+/** Reads each marker (uid, gen, recovered, floor, halted, seq). */
+export const READ_MARKER_SCRIPT = `${MANY_MARKERS}
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = ${MARKER_FIELDS} end
+return out
+`;
+
+/** The store-wide ledger kept in each marker (ti, td). */
+export const TOTALS_SCRIPT = `${MANY_MARKERS}
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, 'ti', 'td') end
+return out
 `;

@@ -10,12 +10,33 @@
  * (its numbers are "in doubt" and counted). `commandTimeout` bounds every call.
  */
 import Redis, { type RedisOptions } from "ioredis";
-import type { CounterSnapshot, CounterStore, Fence, IdempotentReservation, Reservation } from "../domain/counter-store.ts";
+import {
+  type CounterSnapshot,
+  type CounterStore,
+  type KeyedGrant,
+  type Ledger,
+  type MarkerReading,
+  NO_KEYED_GRANTS,
+  type Reservation,
+  type ReservationRequest,
+  type StoreMarker,
+} from "../domain/counter-store.ts";
+import { StoreLostError, StoreRollbackError, StoreUnavailableError } from "../domain/errors.ts";
 import { MAX_TURNO } from "../domain/limits.ts";
-import { StoreUnavailableError } from "../domain/errors.ts";
 import { type ConnectionStateListener, type ConnectionWatch, watchConnection } from "./connection-events.ts";
 import { type CheckedNode, type CheckOptions, checkAtStart, type StartCheck } from "./redis-checks.ts";
-import { RESERVE_IDEMPOTENT_SCRIPT, RESERVE_MANY_SCRIPT, RESERVE_SCRIPT, SET_SCRIPT } from "./redis-scripts.ts";
+import {
+  HALT_MARKER_SCRIPT,
+  HALTED_REPLY,
+  INIT_MARKER_SCRIPT,
+  LOST_REPLY,
+  READ_MARKER_SCRIPT,
+  RECOVER_MARKER_SCRIPT,
+  REPORT_SCRIPT,
+  RESERVE_SCRIPT,
+  SET_SCRIPT,
+  TOTALS_SCRIPT,
+} from "./redis-scripts.ts";
 import { ReplicaAck } from "./replica-ack.ts";
 import { guardAgainstSilence, type SilenceGuard } from "./silence-guard.ts";
 import { type RedisTlsFiles, tlsOptions } from "./redis-tls.ts";
@@ -39,39 +60,44 @@ export interface RedisStoreOptions {
   readonly checks?: CheckOptions;
 }
 
-/** Script replies: decimal strings (see redis-scripts.ts for why not integers). */
-type Reply = [string, string, string, string, string?];
-
-/** The scripted commands ioredis adds to a client by defineCommand. */
+/** The scripted commands ioredis adds to a client by defineCommand (replies: decimal strings). */
 interface TurnoCommands {
-  turnoReserve(counterKey: string, n: number, max: number, floor: string, epoch: number): Promise<Reply>;
-  turnoReserveIdempotent(
-    counterKey: string,
-    idemKey: string,
-    n: number,
-    max: number,
-    floor: string,
-    epoch: number,
-    ttlMs: number,
-  ): Promise<Reply>;
-  turnoSet(counterKey: string, value: string): Promise<[string, string]>;
-  /** numberOfKeys, keys..., max, then (n, floor, epoch) per key. */
-  turnoReserveMany(...args: Array<string | number>): Promise<string[]>;
+  /** numberOfKeys, keys..., args...: see RESERVE_SCRIPT. */
+  turnoReserve(...args: Array<string | number>): Promise<string[]>;
+  turnoReport(...args: Array<string | number>): Promise<string>;
+  turnoSet(counterKey: string, markerKey: string, value: string): Promise<[string, string]>;
 }
 
-/** Most counters in one RESERVE_MANY call, to bound the time one script holds the server. */
+/** uid, gen, recovered, floor, halted, seq. */
+type MarkerFields = [string | null, string | null, string | null, string | null, string | null, string | null];
+
+/** Most counters in one reservation call, to bound the time one script holds the server. */
 const MAX_IDS_PER_CALL = 256;
 
 interface PendingReservation {
-  readonly key: string;
-  readonly n: number;
-  readonly fence: Fence | undefined;
-  readonly resolve: (reservation: Reservation) => void;
+  readonly request: ReservationRequest;
+  readonly resolve: (reply: ReservationReply) => void;
   readonly reject: (error: unknown) => void;
 }
 
+/** A reservation as the script answered it, before the replica acknowledgement. */
+interface ReservationReply {
+  readonly reservation: Reservation;
+  readonly markerKey: string;
+  readonly seq: number;
+}
+
 /** A client of either kind (single Redis or Cluster) with our scripts defined. */
-export type ScriptedClient = Pick<Redis, "hmget" | "ping" | "config" | "quit" | "disconnect" | "info"> & TurnoCommands;
+export type ScriptedClient = Pick<Redis, "hmget" | "ping" | "config" | "quit" | "disconnect" | "info" | "scan" | "eval"> &
+  TurnoCommands;
+
+/** Where the store marker lives: one key on a single node, one per slot on a Cluster. */
+export interface MarkerLayout {
+  /** The marker key for `id`'s counter. */
+  forId(id: string): string;
+  /** Every marker key. */
+  all(): readonly string[];
+}
 
 /** Options of RedisCounterStore beyond the client. */
 export interface RedisCounterStoreOptions {
@@ -85,6 +111,8 @@ export interface RedisCounterStoreOptions {
   readonly connection?: ConnectionWatch;
   /** What the start-up checks accept (redis-checks.ts). Default: refuse an evicting policy. */
   readonly checks?: CheckOptions;
+  /** Default: one marker `<prefix>marker`. */
+  readonly markers?: MarkerLayout;
 }
 
 /** ioredis options shared by every Redis-based store; see the header for why each is set. */
@@ -104,20 +132,20 @@ export function baseRedisOptions(commandTimeoutMs: number): RedisOptions {
   };
 }
 
-/** Adds the reservation scripts to a client (single or cluster). */
+/** Adds the store's scripts to a client (single or cluster). */
 export function defineScripts(client: Redis | import("ioredis").Cluster): void {
-  client.defineCommand("turnoReserve", { numberOfKeys: 1, lua: RESERVE_SCRIPT });
-  client.defineCommand("turnoReserveIdempotent", { numberOfKeys: 2, lua: RESERVE_IDEMPOTENT_SCRIPT });
-  client.defineCommand("turnoSet", { numberOfKeys: 1, lua: SET_SCRIPT });
-  client.defineCommand("turnoReserveMany", { lua: RESERVE_MANY_SCRIPT });
+  client.defineCommand("turnoReserve", { lua: RESERVE_SCRIPT });
+  client.defineCommand("turnoReport", { lua: REPORT_SCRIPT });
+  client.defineCommand("turnoSet", { numberOfKeys: 2, lua: SET_SCRIPT });
 }
 
 /**
  * The store logic on top of any scripted client, so the single-node, Sentinel and Cluster stores
- * share it and differ only in how they connect.
+ * share it and differ only in how they connect and where their markers live.
  */
 export class RedisCounterStore implements CounterStore {
   readonly kind: string;
+  readonly durable = true;
   protected readonly client: ScriptedClient;
   readonly #prefix: string;
   readonly #batchAcrossIds: boolean;
@@ -125,6 +153,9 @@ export class RedisCounterStore implements CounterStore {
   readonly #silence: SilenceGuard | undefined;
   readonly #connection: ConnectionWatch | undefined;
   readonly #checks: CheckOptions;
+  readonly #markers: MarkerLayout;
+  readonly #seen = new Map<string, number>();
+  #uid = "";
   #pending: PendingReservation[] = [];
   #closed = false;
 
@@ -137,6 +168,8 @@ export class RedisCounterStore implements CounterStore {
     this.#silence = options.silence;
     this.#connection = options.connection;
     this.#checks = options.checks ?? {};
+    const single = [`${keyPrefix}marker`];
+    this.#markers = options.markers ?? { forId: () => single[0] as string, all: () => single };
   }
 
   #watch<T>(call: Promise<T>): Promise<T> {
@@ -147,77 +180,86 @@ export class RedisCounterStore implements CounterStore {
     return `${this.#prefix}{${id}}`;
   }
 
-  async reserve(id: string, n: number, fence?: Fence): Promise<Reservation> {
-    const reservation = await this.#reserveUnacknowledged(id, n, fence);
+  async reserve(request: ReservationRequest): Promise<Reservation> {
+    const reply = await this.#send(request);
     await this.#ack?.afterWrite();
-    return reservation;
+    // Only an acknowledged reservation raises what this process has seen (a failover may lose the rest).
+    if (reply.seq > (this.#seen.get(reply.markerKey) ?? 0)) this.#seen.set(reply.markerKey, reply.seq);
+    return reply.reservation;
   }
 
-  #reserveUnacknowledged(id: string, n: number, fence: Fence | undefined): Promise<Reservation> {
-    if (!this.#batchAcrossIds) return this.#reserveOne(this.counterKey(id), n, fence);
+  #send(request: ReservationRequest): Promise<ReservationReply> {
     return new Promise((resolve, reject) => {
-      this.#pending.push({ key: this.counterKey(id), n, fence, resolve, reject });
+      if (!this.#batchAcrossIds) {
+        this.#call([{ request, resolve, reject }]);
+        return;
+      }
+      this.#pending.push({ request, resolve, reject });
       if (this.#pending.length === 1) setImmediate(() => this.#flush());
     });
-  }
-
-  async #reserveOne(key: string, n: number, fence: Fence | undefined): Promise<Reservation> {
-    const [first, count, epoch, fenced] = await this.#watch(
-      this.client.turnoReserve(key, n, MAX_TURNO, fence === undefined ? "" : String(fence.floor), fence?.epoch ?? 0),
-    );
-    return toReservation(first, count, epoch, fenced);
   }
 
   /** Sends the reservations collected during one event-loop turn, up to MAX_IDS_PER_CALL per call. */
   #flush(): void {
     const pending = this.#pending;
     this.#pending = [];
-    if (pending.length === 1) {
-      const only = pending[0] as PendingReservation;
-      this.#reserveOne(only.key, only.n, only.fence).then(only.resolve, only.reject);
-      return;
-    }
     for (let start = 0; start < pending.length; start += MAX_IDS_PER_CALL) {
-      const chunk = pending.slice(start, start + MAX_IDS_PER_CALL);
-      const args: Array<string | number> = [chunk.length, ...chunk.map((p) => p.key), MAX_TURNO];
-      for (const p of chunk) args.push(p.n, p.fence === undefined ? "" : String(p.fence.floor), p.fence?.epoch ?? 0);
-      this.#watch(this.client.turnoReserveMany(...args)).then(
-        (reply) => {
-          for (let i = 0; i < chunk.length; i++) {
-            const at = i * 4;
-            (chunk[i] as PendingReservation).resolve(
-              toReservation(reply[at] as string, reply[at + 1] as string, reply[at + 2] as string, reply[at + 3] as string),
-            );
-          }
-        },
-        (error: unknown) => {
-          for (const p of chunk) p.reject(error);
-        },
-      );
+      this.#call(pending.slice(start, start + MAX_IDS_PER_CALL));
     }
   }
 
-  async reserveIdempotent(id: string, key: string, ttlSeconds: number, fence?: Fence): Promise<IdempotentReservation> {
-    const counterKey = this.counterKey(id);
-    const [first, count, epoch, fenced, replayed] = await this.#watch(
-      this.client.turnoReserveIdempotent(
-        counterKey,
-        `${counterKey}:idem:${key}`,
-        1,
-        MAX_TURNO,
-        fence === undefined ? "" : String(fence.floor),
-        fence?.epoch ?? 0,
-        Math.max(1, Math.round(ttlSeconds * 1000)),
-      ),
+  /** One script call for reservations that share a marker key (all of them, on a single node). */
+  #call(chunk: readonly PendingReservation[]): void {
+    const first = chunk[0] as PendingReservation;
+    const markerKey = this.#markers.forId(first.request.id);
+    const keys: string[] = [markerKey];
+    const args: Array<string | number> = [this.#uid, this.#seen.get(markerKey) ?? 0, MAX_TURNO, keyTtlMs(first.request)];
+    for (const { request } of chunk) {
+      const counterKey = this.counterKey(request.id);
+      keys.push(counterKey);
+      const fence = request.fence;
+      const waiters = request.keys ?? [];
+      args.push(request.n, request.delivered ?? 0, fence === undefined ? "" : String(fence.floor), fence?.epoch ?? 0);
+      args.push(waiters.length);
+      for (const waiter of waiters) {
+        keys.push(`${counterKey}:idem:${waiter.key}`);
+        args.push(waiter.position);
+      }
+    }
+    this.#watch(this.callScript("turnoReserve", keys, args) as Promise<string[]>).then(
+      (reply) => {
+        const seq = Number(reply[0]);
+        let at = 1;
+        for (const p of chunk) {
+          const k = p.request.keys?.length ?? 0;
+          p.resolve({ reservation: toReservation(reply, at, k), markerKey, seq });
+          at += 4 + 2 * k;
+        }
+      },
+      (error: unknown) => {
+        const failure = markerFailure(error) ?? error;
+        for (const p of chunk) p.reject(failure);
+      },
     );
-    await this.#ack?.afterWrite();
-    return {
-      first: Number(first),
-      count: Number(count),
-      epoch: Number(epoch),
-      fenced: fenced === "1",
-      replayed: replayed === "1",
-    };
+  }
+
+  async report(delivered: ReadonlyMap<string, number>): Promise<void> {
+    const byMarker = new Map<string, string[]>();
+    for (const id of delivered.keys()) {
+      const markerKey = this.#markers.forId(id);
+      const ids = byMarker.get(markerKey) ?? [];
+      ids.push(id);
+      byMarker.set(markerKey, ids);
+    }
+    await Promise.all(
+      [...byMarker].map(async ([markerKey, ids]) => {
+        const keys = [markerKey, ...ids.map((id) => this.counterKey(id))];
+        const counts = ids.map((id) => delivered.get(id) ?? 0);
+        await this.#watch(this.callScript("turnoReport", keys, [this.#uid, ...counts])).catch((error: unknown) => {
+          throw markerFailure(error) ?? error;
+        });
+      }),
+    );
   }
 
   async peek(id: string): Promise<CounterSnapshot> {
@@ -225,10 +267,115 @@ export class RedisCounterStore implements CounterStore {
     return { value: Number(value ?? 0), epoch: Number(epoch ?? 0) };
   }
 
+  async ledger(id: string): Promise<Ledger> {
+    const [issued, delivered] = await this.#watch(this.client.hmget(this.counterKey(id), "i", "d"));
+    return { issued: Number(issued ?? 0), delivered: Number(delivered ?? 0) };
+  }
+
+  async totals(): Promise<Ledger> {
+    const replies = (await this.#onMarkers(TOTALS_SCRIPT, [])) as Array<[string | null, string | null]>;
+    let issued = 0;
+    let delivered = 0;
+    for (const [ti, td] of replies) {
+      issued += Number(ti ?? 0);
+      delivered += Number(td ?? 0);
+    }
+    return { issued, delivered };
+  }
+
   async set(id: string, value: number): Promise<CounterSnapshot> {
-    const [stored, epoch] = await this.#watch(this.client.turnoSet(this.counterKey(id), String(value)));
+    const [stored, epoch] = await this.#watch(this.client.turnoSet(this.counterKey(id), this.#markers.forId(id), String(value)));
     await this.#ack?.afterWrite();
     return { value: Number(stored), epoch: Number(epoch) };
+  }
+
+  async readMarker(): Promise<MarkerReading> {
+    const keys = this.#markers.all();
+    const fields = (await this.#onMarkers(READ_MARKER_SCRIPT, [])) as MarkerFields[];
+    const seq = new Map<string, number>();
+    let marker: StoreMarker | undefined;
+    let missing = 0;
+    let mixed = false;
+    fields.forEach((f, i) => {
+      seq.set(keys[i] as string, Number(f[5] ?? 0));
+      if (f[0] === null) {
+        missing++;
+        return;
+      }
+      const found = toMarker(f);
+      if (marker !== undefined && (marker.uid !== found.uid || marker.generation !== found.generation)) mixed = true;
+      // Any halt on any slot halts the whole store.
+      if (marker === undefined || found.halted !== undefined) marker = found;
+    });
+    if (mixed) missing = Math.max(missing, 1);
+    return { marker, missing: marker === undefined ? 0 : missing, seq, hasCounters: await this.#hasCounters() };
+  }
+
+  async initializeMarker(uid: string): Promise<StoreMarker> {
+    const replies = (await this.#onMarkers(INIT_MARKER_SCRIPT, [uid])) as MarkerFields[];
+    await this.#ack?.afterWrite();
+    return toMarker(replies[0] as MarkerFields);
+  }
+
+  async recoverMarker(uid: string, floor: number, after: number): Promise<StoreMarker> {
+    // One generation for every slot marker: above the highest any of them has.
+    const stored = (await this.#onMarkers(READ_MARKER_SCRIPT, [])) as MarkerFields[];
+    const highest = Math.max(after, ...stored.map((f) => Number(f[1] ?? 0)));
+    const replies = (await this.#onMarkers(RECOVER_MARKER_SCRIPT, [uid, String(floor), highest])) as MarkerFields[];
+    await this.#ack?.afterWrite();
+    return toMarker(replies[0] as MarkerFields);
+  }
+
+  async haltMarker(reason: string): Promise<void> {
+    await this.#onMarkers(HALT_MARKER_SCRIPT, [reason]);
+  }
+
+  /** Calls one of the scripts whose number of keys varies (reserve, report). */
+  protected callScript(
+    name: "turnoReserve" | "turnoReport",
+    keys: readonly string[],
+    args: ReadonlyArray<string | number>,
+  ): Promise<unknown> {
+    return this.client[name](keys.length, ...keys, ...args);
+  }
+
+  #onMarkers(lua: string, args: ReadonlyArray<string | number>): Promise<unknown[]> {
+    return this.#watch(this.runOnMarkers(this.#markers.all(), lua, args));
+  }
+
+  /**
+   * Runs a many-marker script (redis-scripts.ts) on every marker key; one reply per key, in order.
+   * A Cluster's override sends one call per primary, with the slot markers it serves.
+   */
+  protected async runOnMarkers(keys: readonly string[], lua: string, args: ReadonlyArray<string | number>): Promise<unknown[]> {
+    return (await this.client.eval(lua, 0, keys.length, ...keys, ...args)) as unknown[];
+  }
+
+  attach(uid: string, seen: ReadonlyMap<string, number>): void {
+    this.#uid = uid;
+    this.#seen.clear();
+    for (const [key, seq] of seen) this.#seen.set(key, seq);
+  }
+
+  seen(): ReadonlyMap<string, number> {
+    return this.#seen;
+  }
+
+  /** The servers to look for counters on (every primary of a Cluster). */
+  protected scanTargets(): Array<Pick<Redis, "scan">> {
+    return [this.client];
+  }
+
+  async #hasCounters(): Promise<boolean> {
+    for (const node of this.scanTargets()) {
+      let cursor = "0";
+      do {
+        const [next, found] = await node.scan(cursor, "MATCH", `${escapeGlob(this.#prefix)}{*`, "COUNT", 1000);
+        if (found.length > 0) return true;
+        cursor = next;
+      } while (cursor !== "0");
+    }
+    return false;
   }
 
   /** Fails at once, naming the cause, while the connection is down (for /readyz). */
@@ -269,8 +416,54 @@ export class RedisCounterStore implements CounterStore {
   }
 }
 
-function toReservation(first: string, count: string, epoch: string, fenced: string): Reservation {
-  return { first: Number(first), count: Number(count), epoch: Number(epoch), fenced: fenced === "1" };
+function keyTtlMs(request: ReservationRequest): number {
+  return Math.max(1, Math.round((request.keyTtlSeconds ?? 86_400) * 1000));
+}
+
+/** Reads one id's share of a reservation reply, starting at `at`, with `k` keyed waiters. */
+function toReservation(reply: readonly string[], at: number, k: number): Reservation {
+  let keyed: readonly KeyedGrant[] = NO_KEYED_GRANTS;
+  if (k > 0) {
+    const grants: KeyedGrant[] = [];
+    for (let j = 0; j < k; j++) {
+      grants.push({ turno: Number(reply[at + 4 + 2 * j]), replayed: reply[at + 5 + 2 * j] === "1" });
+    }
+    keyed = grants;
+  }
+  return {
+    first: Number(reply[at]),
+    count: Number(reply[at + 1]),
+    epoch: Number(reply[at + 2]),
+    fenced: reply[at + 3] === "1",
+    keyed,
+  };
+}
+
+function toMarker(fields: MarkerFields): StoreMarker {
+  return {
+    uid: fields[0] ?? "",
+    generation: Number(fields[1] ?? 0),
+    recovered: fields[2] === "1",
+    floor: Number(fields[3] ?? 0),
+    halted: fields[4] ?? undefined,
+  };
+}
+
+/** Maps a script's marker refusal to the service's error; undefined for any other error. */
+function markerFailure(error: unknown): Error | undefined {
+  const message = error instanceof Error ? error.message : "";
+  const lost = message.indexOf(LOST_REPLY);
+  if (lost >= 0) {
+    const found = message.slice(lost + LOST_REPLY.length).trim();
+    return new StoreLostError(found === "none" ? "the store has no marker" : `its marker is ${found}`);
+  }
+  const halted = message.indexOf(HALTED_REPLY);
+  if (halted >= 0) return new StoreRollbackError(message.slice(halted + HALTED_REPLY.length).trim());
+  return undefined;
+}
+
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\\\]]/g, "\\$&");
 }
 
 /** Connects to one Redis server (redis:// or rediss:// URL). */

@@ -10,9 +10,17 @@
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { CounterSnapshot, CounterStore, Fence, IdempotentReservation, Reservation } from "../domain/counter-store.ts";
-import { StoreUnavailableError } from "../domain/errors.ts";
-import { planReservation } from "../domain/plan-reservation.ts";
+import type {
+  CounterSnapshot,
+  CounterStore,
+  Ledger,
+  MarkerReading,
+  Reservation,
+  ReservationRequest,
+  StoreMarker,
+} from "../domain/counter-store.ts";
+import { StoreLostError, StoreRollbackError, StoreUnavailableError } from "../domain/errors.ts";
+import { type CounterState, EMPTY_COUNTER, planReservation } from "../domain/plan-reservation.ts";
 import { WriteHealth, type WriteHealthObserver } from "./write-health.ts";
 
 export interface SqliteStoreOptions {
@@ -27,12 +35,35 @@ export interface SqliteStoreOptions {
 }
 
 interface PendingOp {
-  readonly run: () => Reservation | IdempotentReservation;
-  readonly resolve: (result: Reservation | IdempotentReservation) => void;
+  readonly run: (marker: MarkerRow) => Reservation | undefined;
+  readonly resolve: (result: Reservation | undefined) => void;
   readonly reject: (error: Error) => void;
 }
 
-const EMPTY: CounterSnapshot = { value: 0, epoch: 0 };
+interface MarkerRow {
+  readonly uid: string;
+  readonly generation: number;
+  readonly seq: number;
+  readonly recovered: number;
+  readonly floor: number;
+  readonly halted: string | null;
+  readonly issued: number;
+  readonly delivered: number;
+}
+
+/** The one marker key of a single-file store, as it appears in seen() and the witness file. */
+const MARKER_KEY = "sqlite";
+
+const NO_MARKER: MarkerRow = {
+  uid: "",
+  generation: 0,
+  seq: 0,
+  recovered: 0,
+  floor: 0,
+  halted: null,
+  issued: 0,
+  delivered: 0,
+};
 
 /** How long opening the store keeps retrying while another process holds the file's lock. */
 const STARTUP_BUSY_MS = 10_000;
@@ -64,15 +95,31 @@ function retryWhileBusy(step: () => unknown, timeoutMs: number): void {
   }
 }
 
+const SCHEMA = [
+  "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, value INTEGER NOT NULL, epoch INTEGER NOT NULL) WITHOUT ROWID",
+  "CREATE TABLE IF NOT EXISTS idempotency_keys (id TEXT NOT NULL, key TEXT NOT NULL, turno INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (id, key)) WITHOUT ROWID",
+  // One row, present from the start: uid '' until the store is initialized; seq and the store-wide
+  // ledger are counted from the first reservation on.
+  "CREATE TABLE IF NOT EXISTS store_marker (k INTEGER PRIMARY KEY CHECK (k = 0), uid TEXT NOT NULL, generation INTEGER NOT NULL, seq INTEGER NOT NULL, recovered INTEGER NOT NULL, floor INTEGER NOT NULL, halted TEXT, issued INTEGER NOT NULL, delivered INTEGER NOT NULL)",
+  "INSERT OR IGNORE INTO store_marker (k, uid, generation, seq, recovered, floor, halted, issued, delivered) VALUES (0, '', 0, 0, 0, 0, NULL, 0, 0)",
+];
+
+/** Ledger and generation columns, added to a counters table made before they existed. */
+const LEDGER_COLUMNS = ["issued", "delivered", "generation"];
+
 export class SqliteStore implements CounterStore {
   readonly kind = "sqlite";
+  readonly durable: boolean;
   readonly #db: Database;
   readonly #path: string;
   readonly #select;
   readonly #upsert;
+  readonly #addDelivered;
   readonly #selectKey;
   readonly #insertKey;
   readonly #pruneKeys;
+  readonly #selectMarker;
+  readonly #advanceMarker;
   #pending: PendingOp[] = [];
   #scheduled = false;
   #closed = false;
@@ -84,8 +131,12 @@ export class SqliteStore implements CounterStore {
   #wroteSinceCheckpoint = false;
   #lastProbeAt = Number.NEGATIVE_INFINITY;
 
+  #uid: string | undefined;
+  #seen = 0;
+
   constructor(options: SqliteStoreOptions) {
     this.#path = options.path;
+    this.durable = options.path !== ":memory:";
     this.#health = new WriteHealth(options.onWriteHealth);
     this.#busyTimeoutMs = Math.trunc(options.busyTimeoutMs);
     this.#idleCheckpointMs = options.idleCheckpointMs ?? IDLE_CHECKPOINT_MS;
@@ -100,74 +151,138 @@ export class SqliteStore implements CounterStore {
     db.run("PRAGMA synchronous = FULL");
     db.run(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     db.run(`PRAGMA journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
-    retryWhileBusy(
-      () =>
-        db
-          .transaction(() => {
-            db.run(
-              "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, value INTEGER NOT NULL, epoch INTEGER NOT NULL) WITHOUT ROWID",
-            );
-            db.run(
-              "CREATE TABLE IF NOT EXISTS idempotency_keys (id TEXT NOT NULL, key TEXT NOT NULL, turno INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (id, key)) WITHOUT ROWID",
-            );
-          })
-          .immediate(),
-      STARTUP_BUSY_MS,
+    retryWhileBusy(() => db.transaction(() => createSchema(db)).immediate(), STARTUP_BUSY_MS);
+    this.#select = db.query<CounterState, [string]>(
+      "SELECT value, epoch, issued, delivered, generation FROM counters WHERE id = ?",
     );
-    this.#select = this.#db.query<CounterSnapshot, [string]>("SELECT value, epoch FROM counters WHERE id = ?");
-    this.#upsert = this.#db.query<unknown, [string, number, number]>(
-      "INSERT INTO counters (id, value, epoch) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET value = excluded.value, epoch = excluded.epoch",
+    this.#upsert = db.query<unknown, [string, number, number, number, number, number]>(
+      "INSERT INTO counters (id, value, epoch, issued, delivered, generation) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET value = excluded.value, epoch = excluded.epoch, issued = excluded.issued, delivered = excluded.delivered, generation = excluded.generation",
     );
-    this.#selectKey = this.#db.query<{ turno: number }, [string, string, number]>(
+    this.#addDelivered = db.query<unknown, [string, number]>(
+      "INSERT INTO counters (id, value, epoch, delivered) VALUES (?1, 0, 0, ?2) ON CONFLICT (id) DO UPDATE SET delivered = delivered + excluded.delivered",
+    );
+    this.#selectKey = db.query<{ turno: number }, [string, string, number]>(
       "SELECT turno FROM idempotency_keys WHERE id = ? AND key = ? AND expires_at > ?",
     );
-    this.#insertKey = this.#db.query<unknown, [string, string, number, number]>(
+    this.#insertKey = db.query<unknown, [string, string, number, number]>(
       "INSERT OR REPLACE INTO idempotency_keys (id, key, turno, expires_at) VALUES (?, ?, ?, ?)",
     );
-    this.#pruneKeys = this.#db.query<unknown, [number]>("DELETE FROM idempotency_keys WHERE expires_at <= ?");
+    this.#pruneKeys = db.query<unknown, [number]>("DELETE FROM idempotency_keys WHERE expires_at <= ?");
+    this.#selectMarker = db.query<MarkerRow, []>("SELECT * FROM store_marker WHERE k = 0");
+    this.#advanceMarker = db.query<unknown, [number, number]>(
+      "UPDATE store_marker SET seq = seq + 1, issued = issued + ?1, delivered = delivered + ?2 WHERE k = 0",
+    );
     if (options.path !== ":memory:") {
       this.#checkpointTimer = setInterval(() => this.#checkpointWhenIdle(), this.#idleCheckpointMs);
       this.#checkpointTimer.unref();
     }
   }
 
-  reserve(id: string, n: number, fence?: Fence): Promise<Reservation> {
-    return this.#enqueue(() => {
-      const plan = planReservation(this.#read(id), n, fence);
-      if (plan.count > 0 || plan.fenced) this.#upsert.run(id, plan.next.value, plan.next.epoch);
-      return { first: plan.first, count: plan.count, epoch: plan.epoch, fenced: plan.fenced };
-    });
+  reserve(request: ReservationRequest): Promise<Reservation> {
+    return this.#enqueue((marker) => {
+      const { id } = request;
+      const now = Date.now();
+      const current = this.#read(id);
+      const plan = planReservation(current, request, marker, (key) => this.#selectKey.get(id, key, now)?.turno);
+      const { next } = plan;
+      if (plan.count > 0 || plan.fenced || (request.delivered ?? 0) > 0 || next.generation !== current.generation) {
+        this.#upsert.run(id, next.value, next.epoch, next.issued, next.delivered, next.generation);
+      }
+      const expiresAt = now + (request.keyTtlSeconds ?? 0) * 1000;
+      for (const { key, turno } of plan.newKeys) this.#insertKey.run(id, key, turno, expiresAt);
+      this.#advanceMarker.run(plan.count, request.delivered ?? 0);
+      return plan;
+    }) as Promise<Reservation>;
   }
 
-  reserveIdempotent(id: string, key: string, ttlSeconds: number, fence?: Fence): Promise<IdempotentReservation> {
+  report(delivered: ReadonlyMap<string, number>): Promise<void> {
     return this.#enqueue(() => {
-      const now = Date.now();
-      const snapshot = this.#read(id);
-      const seen = this.#selectKey.get(id, key, now);
-      if (seen !== null) return { first: seen.turno, count: 1, epoch: snapshot.epoch, fenced: false, replayed: true };
-      const plan = planReservation(snapshot, 1, fence);
-      if (plan.count > 0) {
-        this.#upsert.run(id, plan.next.value, plan.next.epoch);
-        this.#insertKey.run(id, key, plan.first, now + ttlSeconds * 1000);
+      let total = 0;
+      for (const [id, count] of delivered) {
+        this.#addDelivered.run(id, count);
+        total += count;
       }
-      return { first: plan.first, count: plan.count, epoch: plan.epoch, fenced: plan.fenced, replayed: false };
-    }) as Promise<IdempotentReservation>;
+      this.#advanceMarker.run(0, total);
+      return undefined;
+    }).then(() => undefined);
   }
 
   async peek(id: string): Promise<CounterSnapshot> {
     this.#assertOpen();
-    return this.#read(id);
+    const { value, epoch } = this.#read(id);
+    return { value, epoch };
+  }
+
+  async ledger(id: string): Promise<Ledger> {
+    this.#assertOpen();
+    const { issued, delivered } = this.#read(id);
+    return { issued, delivered };
+  }
+
+  async totals(): Promise<Ledger> {
+    this.#assertOpen();
+    const { issued, delivered } = this.#selectMarker.get() ?? NO_MARKER;
+    return { issued, delivered };
   }
 
   async set(id: string, value: number): Promise<CounterSnapshot> {
     this.#assertOpen();
     return this.#db
       .transaction(() => {
-        const next = { value, epoch: this.#read(id).epoch + 1 };
-        this.#upsert.run(id, next.value, next.epoch);
-        return next;
+        const counter = this.#read(id);
+        const generation = (this.#selectMarker.get() ?? NO_MARKER).generation;
+        const epoch = counter.epoch + 1;
+        this.#upsert.run(id, value, epoch, counter.issued, counter.delivered, generation);
+        return { value, epoch };
       })
       .immediate();
+  }
+
+  async readMarker(): Promise<MarkerReading> {
+    this.#assertOpen();
+    const row = this.#selectMarker.get() ?? NO_MARKER;
+    const hasCounters = this.#db.query("SELECT 1 FROM counters LIMIT 1").get() !== null;
+    const marker = row.uid === "" ? undefined : toMarker(row);
+    return { marker, missing: 0, seq: new Map([[MARKER_KEY, row.seq]]), hasCounters };
+  }
+
+  async initializeMarker(uid: string): Promise<StoreMarker> {
+    this.#assertOpen();
+    return this.#db
+      .transaction(() => {
+        this.#db.run("UPDATE store_marker SET uid = ?, generation = 1, recovered = 0, floor = 0 WHERE k = 0 AND uid = ''", [uid]);
+        return toMarker(this.#selectMarker.get() ?? NO_MARKER);
+      })
+      .immediate();
+  }
+
+  async recoverMarker(uid: string, floor: number, after: number): Promise<StoreMarker> {
+    this.#assertOpen();
+    return this.#db
+      .transaction(() => {
+        const generation = Math.max(this.#selectMarker.get()?.generation ?? 0, after) + 1;
+        this.#db.run("UPDATE store_marker SET uid = ?, generation = ?, recovered = 1, floor = ?, halted = NULL WHERE k = 0", [
+          uid,
+          generation,
+          floor,
+        ]);
+        return toMarker(this.#selectMarker.get() ?? NO_MARKER);
+      })
+      .immediate();
+  }
+
+  async haltMarker(reason: string): Promise<void> {
+    this.#assertOpen();
+    this.#db.run("UPDATE store_marker SET halted = ? WHERE k = 0 AND halted IS NULL AND uid != ''", [reason]);
+  }
+
+  attach(uid: string, seen: ReadonlyMap<string, number>): void {
+    this.#uid = uid;
+    this.#seen = seen.get(MARKER_KEY) ?? 0;
+  }
+
+  seen(): ReadonlyMap<string, number> {
+    return new Map([[MARKER_KEY, this.#seen]]);
   }
 
   async ping(): Promise<void> {
@@ -189,18 +304,18 @@ export class SqliteStore implements CounterStore {
     this.#db.close();
   }
 
-  #read(id: string): CounterSnapshot {
-    return this.#select.get(id) ?? EMPTY;
+  #read(id: string): CounterState {
+    return this.#select.get(id) ?? EMPTY_COUNTER;
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new StoreUnavailableError("the SQLite store is closed");
   }
 
-  #enqueue<T extends Reservation>(run: () => T): Promise<T> {
+  #enqueue(run: PendingOp["run"]): Promise<Reservation | undefined> {
     if (this.#closed) return Promise.reject(new StoreUnavailableError("the SQLite store is closed"));
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.push({ run, resolve: resolve as PendingOp["resolve"], reject });
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ run, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(() => this.#commit());
@@ -208,23 +323,62 @@ export class SqliteStore implements CounterStore {
     });
   }
 
-  /** Applies every pending reservation in one transaction (one fsync), then answers them all. */
+  /**
+   * The marker check of every transaction (store-guard.ts): the marker must be the attached one, not
+   * halted, and its sequence not below the highest this process saw committed. Throws otherwise; a
+   * sequence that went backwards also halts the store, in its own transaction so that it sticks.
+   */
+  #checkMarker(): MarkerRow {
+    const marker = this.#selectMarker.get() ?? NO_MARKER;
+    if (this.#uid === undefined) return marker;
+    if (marker.uid !== this.#uid) {
+      throw new StoreLostError(marker.uid === "" ? "the store has no marker" : `its marker is ${marker.uid}, not ${this.#uid}`);
+    }
+    if (marker.halted !== null) throw new StoreRollbackError(`halted: ${marker.halted}`);
+    if (marker.seq < this.#seen) throw new SequenceBehindError(marker.seq, this.#seen);
+    return marker;
+  }
+
+  /** Applies every pending operation in one transaction (one fsync), then answers them all. */
   #commit(): void {
     this.#scheduled = false;
     const ops = this.#pending;
     if (ops.length === 0) return;
     this.#pending = [];
-    let results: Array<Reservation | IdempotentReservation>;
+    let results: Array<Reservation | undefined>;
+    let committedSeq = this.#seen;
     try {
-      results = this.#db.transaction(() => ops.map((op) => op.run())).immediate();
+      results = this.#db
+        .transaction(() => {
+          const marker = this.#checkMarker();
+          // Each operation raises the sequence by one; we hold the write lock, so this is exact.
+          if (this.#uid !== undefined) committedSeq = marker.seq + ops.length;
+          return ops.map((op) => op.run(marker));
+        })
+        .immediate();
     } catch (error) {
-      this.#health.failed(error);
-      const failure = new StoreUnavailableError(`SQLite transaction failed (${(error as Error).message})`);
+      const failure = this.#failure(error);
+      if (failure instanceof StoreUnavailableError) this.#health.failed(error);
       for (const op of ops) op.reject(failure);
       return;
     }
     this.#wrote();
-    for (let i = 0; i < ops.length; i++) (ops[i] as PendingOp).resolve(results[i] as Reservation);
+    this.#seen = committedSeq;
+    for (let i = 0; i < ops.length; i++) (ops[i] as PendingOp).resolve(results[i]);
+  }
+
+  #failure(error: unknown): Error {
+    if (error instanceof SequenceBehindError) {
+      const reason = `sequence ${error.stored} below ${error.seen} seen by pid ${process.pid}`;
+      try {
+        this.#db.run("UPDATE store_marker SET halted = ? WHERE k = 0 AND halted IS NULL", [reason]);
+      } catch {
+        // The rollback is refused either way; the next check halts it again.
+      }
+      return new StoreRollbackError(reason);
+    }
+    if (error instanceof StoreLostError || error instanceof StoreRollbackError) return error;
+    return new StoreUnavailableError(`SQLite transaction failed (${(error as Error).message})`);
   }
 
   #wrote(): void {
@@ -275,4 +429,36 @@ export class SqliteStore implements CounterStore {
       this.#db.run(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
     }
   }
+}
+
+class SequenceBehindError extends Error {
+  constructor(
+    readonly stored: number,
+    readonly seen: number,
+  ) {
+    super(`store sequence ${stored} is below ${seen}`);
+  }
+}
+
+function createSchema(db: Database): void {
+  for (const statement of SCHEMA) db.run(statement);
+  const columns = new Set(
+    db
+      .query<{ name: string }, []>("PRAGMA table_info(counters)")
+      .all()
+      .map((c) => c.name),
+  );
+  for (const column of LEDGER_COLUMNS) {
+    if (!columns.has(column)) db.run(`ALTER TABLE counters ADD COLUMN ${column} INTEGER NOT NULL DEFAULT 0`);
+  }
+}
+
+function toMarker(row: MarkerRow): StoreMarker {
+  return {
+    uid: row.uid,
+    generation: row.generation,
+    recovered: row.recovered === 1,
+    floor: row.floor,
+    halted: row.halted ?? undefined,
+  };
 }

@@ -24,6 +24,12 @@ export interface ServiceOptions {
   readonly env?: Record<string, string>;
   readonly args?: readonly string[];
   readonly port?: number;
+  /**
+   * TURNOMATIC_STATE_DIR (the store witness files). Default: beside a SQLite store; for other stores
+   * a fresh temporary folder, so a Redis port reused by a later test is not taken for a store that
+   * lost data. Pass the same folder to restarts that must remember the store.
+   */
+  readonly stateDir?: string;
   /** Command the service runs under, e.g. ["prlimit", "--nofile=256:256"]. */
   readonly wrapper?: readonly string[];
 }
@@ -38,6 +44,12 @@ export async function startService(options: ServiceOptions = {}): Promise<Servic
     dir = mkdtempSync(join(tmpdir(), "turnomatic-sqlite-"));
     store = `sqlite:${join(dir, "turnomatic.db")}`;
   }
+  let stateDir = options.stateDir;
+  let ownStateDir: string | undefined;
+  if (stateDir === undefined && !store.startsWith("sqlite:") && options.env?.TURNOMATIC_STATE_DIR === undefined) {
+    ownStateDir = mkdtempSync(join(tmpdir(), "turnomatic-state-"));
+    stateDir = ownStateDir;
+  }
   const child = Bun.spawn([...(options.wrapper ?? []), process.execPath, MAIN, ...(options.args ?? [])], {
     env: {
       ...process.env,
@@ -46,6 +58,7 @@ export async function startService(options: ServiceOptions = {}): Promise<Servic
       METRICS_PORT: String(metricsPort),
       TURNOMATIC_STORE: store,
       TURNOMATIC_ADMIN_TOKEN: ADMIN_TOKEN,
+      ...(stateDir === undefined ? {} : { TURNOMATIC_STATE_DIR: stateDir }),
       ...options.env,
     },
     stdout: "ignore",
@@ -76,6 +89,7 @@ export async function startService(options: ServiceOptions = {}): Promise<Servic
       if (child.exitCode === null) child.kill(signal);
       const code = await child.exited;
       if (dir !== undefined && options.store === undefined && signal !== "SIGKILL") rmSync(dir, { recursive: true, force: true });
+      if (ownStateDir !== undefined) rmSync(ownStateDir, { recursive: true, force: true });
       return code;
     },
   };

@@ -15,6 +15,8 @@ import { createTestPki, type TestPki } from "./redis-tls.ts";
 /** A store under test plus how to get a fresh one and clean up; every backend has one. */
 export interface StoreFixture {
   readonly name: string;
+  /** False for a store without the marker protocol (memory). Default true. */
+  readonly durable?: boolean;
   /** A store with no counters. */
   create(): Promise<CounterStore>;
   /** TURNOMATIC_STORE URL for a service process using the same backend. */
@@ -25,7 +27,13 @@ export interface StoreFixture {
 }
 
 export function memoryFixture(): StoreFixture {
-  return { name: "memory", create: async () => new MemoryStore(), serviceUrl: async () => "memory:", teardown: async () => {} };
+  return {
+    name: "memory",
+    durable: false,
+    create: async () => new MemoryStore(),
+    serviceUrl: async () => "memory:",
+    teardown: async () => {},
+  };
 }
 
 export function sqliteFixture(): StoreFixture {

@@ -35,7 +35,7 @@ describe("WAIT after each reservation", () => {
       waitTimeoutMs: 50,
     });
     try {
-      const failure = await store.reserve("a", 3).catch((error: unknown) => error);
+      const failure = await store.reserve({ id: "a", n: 3 }).catch((error: unknown) => error);
       expect(failure).toBeInstanceOf(StoreUnavailableError);
       expect((failure as Error).message).toContain("--redis-wait-replicas");
       // The primary applied the script: the next grant starts after the numbers in doubt.

@@ -24,7 +24,7 @@ async function exercise(store: RedisCounterStore): Promise<void> {
   try {
     const check = await store.checkAtStart(5000);
     expect(check).toMatchObject({ state: "ok", warnings: [] });
-    for (let i = 0; i < 20; i++) expect(await store.reserve(`id${i}`, 2)).toMatchObject({ first: 1, count: 2 });
+    for (let i = 0; i < 20; i++) expect(await store.reserve({ id: `id${i}`, n: 2 })).toMatchObject({ first: 1, count: 2 });
     expect((await store.peek("id7")).value).toBe(2);
   } finally {
     await store.close();
@@ -36,7 +36,7 @@ async function expectUntrusted(store: RedisCounterStore): Promise<void> {
     const check = await store.checkAtStart(3000);
     expect(check.state).toBe("unreachable");
     if (check.state === "unreachable") expect(check.cause).toContain("TLS certificate is not trusted");
-    const failure = await store.reserve("x", 1).catch((error: unknown) => error);
+    const failure = await store.reserve({ id: "x", n: 1 }).catch((error: unknown) => error);
     expect((failure as Error).message).toContain("TLS certificate is not trusted");
     expect((failure as Error).message).not.toContain("maxRetriesPerRequest");
     await expect(store.ping()).rejects.toThrow("TLS certificate is not trusted");
@@ -111,7 +111,7 @@ describe("Sentinel over TLS with a managed ACL user (no CONFIG, no INFO)", () =>
       expect(warnings).toContain("redis-sentinel primary");
       for (const replica of deployment.servers.slice(1)) expect(warnings).toContain(`replica 127.0.0.1:${replica.port}`);
       expect(warnings).toContain("cannot be verified with this Redis user");
-      expect(await store.reserve("acl", 3)).toMatchObject({ first: 1, count: 3 });
+      expect(await store.reserve({ id: "acl", n: 3 })).toMatchObject({ first: 1, count: 3 });
     } finally {
       await store.close();
       await deployment.stop();

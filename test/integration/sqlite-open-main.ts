@@ -8,7 +8,7 @@ const [path, startAt] = [process.argv[2] as string, Number(process.argv[3])];
 await Bun.sleep(Math.max(0, startAt - Date.now()));
 try {
   const store = new SqliteStore({ path, busyTimeoutMs: 1000 });
-  const reservation = await store.reserve("shared", 1);
+  const reservation = await store.reserve({ id: "shared", n: 1 });
   await store.close();
   console.log(`ok ${reservation.first}`);
 } catch (error) {

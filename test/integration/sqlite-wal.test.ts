@@ -28,7 +28,7 @@ test("the WAL stays near wal_autocheckpoint under writes and is emptied when the
     const ids = 150_000;
     let largestWal = 0;
     for (let first = 0; first < ids; first += 500) {
-      const batch = Array.from({ length: 500 }, (_, i) => store.reserve(`wal-test-id-${first + i}`, 1));
+      const batch = Array.from({ length: 500 }, (_, i) => store.reserve({ id: `wal-test-id-${first + i}`, n: 1 }));
       await Promise.all(batch);
       largestWal = Math.max(largestWal, size(`${path}-wal`));
     }

@@ -10,7 +10,10 @@ import { join } from "node:path";
 import { AggregatorRegistry } from "prom-client";
 import { MAX_TURNO } from "../../src/domain/limits.ts";
 import { BusyIds } from "../../src/observability/busy-ids.ts";
+import { Coalescer } from "../../src/allocation/coalescer.ts";
+import { registerLedgerMetrics } from "../../src/observability/ledger-metrics.ts";
 import { createMetrics, register } from "../../src/observability/metrics.ts";
+import { MemoryStore } from "../../src/stores/memory-store.ts";
 import { buildStatus, type MetricJson } from "../../src/observability/status.ts";
 
 const DOC = readFileSync(join(import.meta.dir, "../../docs/metrics.md"), "utf8");
@@ -22,6 +25,16 @@ const metrics = createMetrics({
     if (!storeAnswers) throw new Error("store down");
   },
   version: "test",
+});
+
+// The ledger and guard metrics, as main.ts registers them, over a memory store with a known ledger.
+const ledgerStore = new MemoryStore();
+await ledgerStore.reserve({ id: "l", n: 5, delivered: 0 });
+await ledgerStore.report(new Map([["l", 3]]));
+registerLedgerMetrics({
+  totals: () => ledgerStore.totals(),
+  guard: () => ({ status: "ok", marker: { uid: "u", generation: 1, recovered: false, floor: 0, halted: undefined } }),
+  coalescer: new Coalescer(ledgerStore, { deadlineMs: 100, maxBatch: 10, maxWaitingPerId: 10, maxWaiting: 10, fencing: true }),
 });
 
 async function json(): Promise<MetricJson[]> {
@@ -37,6 +50,14 @@ describe("metrics", () => {
     const documented = new Set([...DOC.matchAll(/^\| `(turnomatic_\w+)`/gm)].map((m) => m[1]));
     const registered = new Set((await json()).map((m) => m.name).filter((name) => name.startsWith("turnomatic_")));
     expect([...registered].sort()).toEqual([...documented].sort() as string[]);
+  });
+
+  test("the store-wide ledger is read from the store's own totals", async () => {
+    const all = await json();
+    expect(value(all, "turnomatic_store_numbers_issued")).toBe(5);
+    expect(value(all, "turnomatic_store_numbers_delivered")).toBe(3);
+    expect(value(all, "turnomatic_store_numbers_lost")).toBe(2);
+    expect(value(all, "turnomatic_store_refusing")).toBe(0);
   });
 
   test("no metric is labelled by id, and the default process metrics work on Bun", async () => {

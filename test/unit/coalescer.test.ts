@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { Coalescer, type CoalescerOptions } from "../../src/allocation/coalescer.ts";
-import type { CounterStore, Fence, Reservation } from "../../src/domain/counter-store.ts";
+import type { Reservation, ReservationRequest } from "../../src/domain/counter-store.ts";
 import { MAX_TURNO } from "../../src/domain/limits.ts";
 import { MemoryStore } from "../../src/stores/memory-store.ts";
 
@@ -9,38 +9,32 @@ const OPTIONS: CoalescerOptions = { deadlineMs: 200, maxBatch: 1024, maxWaitingP
 /** A real MemoryStore whose reservations wait until the test opens the gate: to control timing. */
 class GatedStore extends MemoryStore {
   readonly calls: number[] = [];
+  readonly requests: ReservationRequest[] = [];
+  readonly reports: Array<ReadonlyMap<string, number>> = [];
   gate: Promise<void> = Promise.resolve();
-  override async reserve(id: string, n: number, fence?: Fence): Promise<Reservation> {
-    this.calls.push(n);
+  override async reserve(request: ReservationRequest): Promise<Reservation> {
+    this.calls.push(request.n);
+    this.requests.push(request);
     await this.gate;
-    return super.reserve(id, n, fence);
+    return super.reserve(request);
+  }
+  override async report(delivered: ReadonlyMap<string, number>): Promise<void> {
+    this.reports.push(new Map(delivered));
+    return super.report(delivered);
   }
 }
 
-/** Delegates to a MemoryStore that the test can swap for an empty one, as a store restarted empty. */
-class SwappableStore implements CounterStore {
-  readonly kind = "swappable";
+/** A MemoryStore that the test can empty, as a store restarted empty (memory has no marker check). */
+class SwappableStore extends MemoryStore {
   inner = new MemoryStore();
-  reserve(id: string, n: number, fence?: Fence) {
-    return this.inner.reserve(id, n, fence);
+  override reserve(request: ReservationRequest) {
+    return this.inner.reserve(request);
   }
-  reserveIdempotent(id: string, key: string, ttl: number, fence?: Fence) {
-    return this.inner.reserveIdempotent(id, key, ttl, fence);
-  }
-  peek(id: string) {
+  override peek(id: string) {
     return this.inner.peek(id);
   }
-  set(id: string, value: number) {
+  override set(id: string, value: number) {
     return this.inner.set(id, value);
-  }
-  ping() {
-    return this.inner.ping();
-  }
-  durabilityWarnings() {
-    return this.inner.durabilityWarnings();
-  }
-  close() {
-    return this.inner.close();
   }
 }
 
@@ -153,6 +147,97 @@ describe("coalescer", () => {
     for (let i = 1; i <= 3; i++) await coalescer.next("z");
     store.inner = new MemoryStore();
     expect(await coalescer.next("z")).toBe(1);
+    await coalescer.close();
+  });
+
+  test("keyed and plain waiters go out in one reservation; a replayed key takes no number", async () => {
+    const store = new GatedStore();
+    const hold = gate();
+    store.gate = hold.promise;
+    const coalescer = new Coalescer(store, OPTIONS);
+    const first = coalescer.next("k", { idempotencyKey: "a" });
+    const batch = [
+      coalescer.next("k"),
+      coalescer.next("k", { idempotencyKey: "b" }),
+      coalescer.next("k", { idempotencyKey: "a" }),
+      coalescer.next("k"),
+    ];
+    hold.open();
+    expect(await first).toBe(1);
+    expect(await Promise.all(batch)).toEqual([2, 3, 1, 4]);
+    expect(store.calls).toEqual([1, 4]);
+    expect(store.requests[1]?.keys).toEqual([
+      { position: 1, key: "b" },
+      { position: 2, key: "a" },
+    ]);
+    expect(coalescer.stats.replays).toBe(1);
+    expect(coalescer.stats.delivered).toBe(4);
+    await coalescer.close();
+  });
+
+  test("deliveries ride on the id's next reservation, and quiet ids are reported on close", async () => {
+    const store = new GatedStore();
+    const coalescer = new Coalescer(store, { ...OPTIONS, ledgerFlushMs: 60_000 });
+    await Promise.all([coalescer.next("d"), coalescer.next("d")]);
+    await coalescer.next("d");
+    expect(store.requests.map((r) => r.delivered)).toEqual([0, 1, 1]);
+    await coalescer.next("quiet");
+    await coalescer.close();
+    expect(store.reports).toEqual([
+      new Map([
+        ["d", 1],
+        ["quiet", 1],
+      ]),
+    ]);
+    expect(await store.ledger("d")).toEqual({ issued: 3, delivered: 3 });
+    expect(await store.totals()).toEqual({ issued: 4, delivered: 4 });
+  });
+
+  test("the periodic flush reports ids that went quiet", async () => {
+    const store = new GatedStore();
+    const coalescer = new Coalescer(store, { ...OPTIONS, ledgerFlushMs: 20 });
+    await coalescer.next("p");
+    await Bun.sleep(80);
+    expect(await store.ledger("p")).toEqual({ issued: 1, delivered: 1 });
+    await coalescer.close();
+  });
+
+  test("an abandoned number is issued but never delivered: the ledger counts it lost", async () => {
+    const store = new GatedStore();
+    const hold = gate();
+    store.gate = hold.promise;
+    const coalescer = new Coalescer(store, OPTIONS);
+    const controller = new AbortController();
+    const gone = coalescer.next("g", { gone: () => controller.signal.aborted }).catch(() => undefined);
+    const kept = coalescer.next("g");
+    controller.abort();
+    hold.open();
+    await Promise.all([gone, kept]);
+    await coalescer.close();
+    const { issued, delivered } = await store.ledger("g");
+    expect(issued - delivered).toBe(1);
+  });
+
+  test("with ledger reports off nothing is reported (the negative control of the ledger tests)", async () => {
+    const store = new GatedStore();
+    const coalescer = new Coalescer(store, { ...OPTIONS, ledgerReports: false });
+    await coalescer.next("n");
+    await coalescer.next("n");
+    await coalescer.close();
+    expect(store.reports).toEqual([]);
+    expect(await store.ledger("n")).toEqual({ issued: 2, delivered: 0 });
+  });
+
+  test("fences are bounded: the least recently issued id's fence is dropped past fenceMaxIds", async () => {
+    const store = new SwappableStore();
+    const coalescer = new Coalescer(store, { ...OPTIONS, fenceMaxIds: 2 });
+    for (const id of ["a", "b", "c"]) await coalescer.next(id);
+    expect(coalescer.fencedIds).toBe(2);
+    expect(coalescer.stats.fenceEvictions).toBe(1);
+    store.inner = new MemoryStore();
+    // "a" lost its fence (re-issued: the store marker is what catches this in production); "c" kept it.
+    expect(await coalescer.next("a")).toBe(1);
+    expect(await coalescer.next("c")).toBe(2);
     await coalescer.close();
   });
 });

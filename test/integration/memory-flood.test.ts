@@ -1,0 +1,76 @@
+/**
+ * Per-id memory is bounded whatever the number of distinct ids a client sends (issue 13): a flood of
+ * at least 1M distinct ids against a service with default options (Redis store, fencing on) must
+ * leave its resident memory under 200 MB, with at most --fence-max-ids fences kept. Before the
+ * bound, the same flood took the process from 63 to 542 MB.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { requireBinary } from "../helpers/binaries.ts";
+import { startRedis } from "../helpers/redis-server.ts";
+import { startService } from "../helpers/service.ts";
+
+const IDS = 1_000_000;
+const RSS_LIMIT_BYTES = 200 * 1024 * 1024;
+const DIR = mkdtempSync(join(tmpdir(), "turnomatic-flood-"));
+afterAll(() => rmSync(DIR, { recursive: true, force: true }));
+
+/** wrk script: every request a new id. */
+const FLOOD_LUA = `
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/turno/f" .. n .. "-" .. math.random(1, 1000000000))
+end
+`;
+
+function rssBytes(pid: number): number {
+  const status = require("node:fs").readFileSync(`/proc/${pid}/status`, "utf8") as string;
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? "0");
+  return kb * 1024;
+}
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(url)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(" ")[1] ?? "NaN");
+}
+
+test(`a flood of ${IDS} distinct ids keeps the service under 200 MB`, async () => {
+  const wrk = requireBinary("wrk");
+  const script = join(DIR, "flood.lua");
+  writeFileSync(script, FLOOD_LUA);
+  const redis = await startRedis();
+  const service = await startService({ store: redis.url });
+  try {
+    const metricsUrl = `http://127.0.0.1:${service.metricsPort}/metrics`;
+    let peak = 0;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssBytes(service.process.pid));
+    }, 100);
+    const giveUpAt = performance.now() + 240_000;
+    let issued = 0;
+    while (issued < IDS && performance.now() < giveUpAt) {
+      const run = Bun.spawn([wrk, "-t1", "-c64", "-d10s", "-s", script, service.url], { stdout: "ignore", stderr: "ignore" });
+      await run.exited;
+      issued = await metric(metricsUrl, "turnomatic_store_numbers_issued");
+      console.log(`flood: ${issued} distinct ids so far, peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`);
+    }
+    clearInterval(sampler);
+    await Bun.sleep(2000);
+    const settled = rssBytes(service.process.pid);
+    const fenced = await metric(metricsUrl, "turnomatic_fenced_ids");
+    console.log(
+      `flood: ${issued} ids, peak ${(peak / 2 ** 20).toFixed(0)} MiB, settled ${(settled / 2 ** 20).toFixed(0)} MiB, fences ${fenced}`,
+    );
+    expect(issued).toBeGreaterThanOrEqual(IDS);
+    expect(fenced).toBeLessThanOrEqual(100_000);
+    expect(settled).toBeLessThan(RSS_LIMIT_BYTES);
+    expect(peak).toBeLessThan(RSS_LIMIT_BYTES * 1.25);
+  } finally {
+    await service.stop();
+    await redis.stop();
+  }
+}, 300_000);
