@@ -65,8 +65,9 @@ export async function readCounters(url: string, ids: readonly string[]): Promise
   const values = new Map<string, number>();
   for (const id of ids) {
     const response = await fetch(`${url}/turno/${id}/actual`);
-    const body = (await response.json()) as { turno: number };
-    values.set(id, body.turno);
+    const body = (await response.json()) as { turno?: number };
+    // A service refusing its store (store-guard.ts) answers 503: the checker then uses the highest seen.
+    if (response.ok && typeof body.turno === "number") values.set(id, body.turno);
   }
   return values;
 }
