@@ -253,6 +253,9 @@ function commandOf(state: ClusterState, host: HostState): { argv: string[]; env:
           TURNOMATIC_STORE: `redis://${redis.address}:${REDIS_PORT}`,
           TURNOMATIC_WORKERS: String(state.workers),
           TURNOMATIC_DRAIN_DELAY_MS: String(DRAIN_DELAY_MS),
+          // Each host's own record of the store (store-guard.ts), kept across its restarts and
+          // removed with the cluster, so a new cluster's empty Redis is not taken for a lost one.
+          TURNOMATIC_STATE_DIR: join(state.stateDir, host.name, "state"),
           ...appAdminEnv(state),
         },
       };
