@@ -26,11 +26,9 @@
  *
  * Ledgers are read through the LB from the client namespace, after the load, once every live
  * process has had two flush intervals to report.
- *
- * Pending: the ledger is being built on the lead's branch. Until `GET /admin/turno/x/ledger`
- * answers something else than 404 on an app with the admin API enabled and a number issued for x
- * (checked at load time on a local app), the tests are skipped with a loud message; any other
- * answer runs them.
+ * 3. Negative control: the same cluster with delivery reports switched off
+ *    (TURNOMATIC_LEDGER_REPORTS=false): every number counts as lost, so the upper bound of 1 fails
+ *    for every id. It proves the bound tests the reports, not a ledger that could never be wrong.
  */
 import { afterAll, expect, test } from "bun:test";
 import {
@@ -48,7 +46,6 @@ import {
   waitReady,
 } from "../../scripts/cluster/topology.ts";
 import { formatVerdict, type Verdict } from "../helpers/history-checker.ts";
-import { ADMIN_TOKEN, startService } from "../helpers/service.ts";
 import {
   FULL,
   failures,
@@ -73,34 +70,6 @@ interface Ledger {
   readonly issued: number;
   readonly delivered: number;
   readonly lost: number;
-}
-
-/** Is the ledger route there? Asked of a local app with the admin API on (401 for a wrong token proves it). */
-async function ledgerRouteStatus(): Promise<number> {
-  const app = await startService({ store: "memory:", env: { TURNOMATIC_LOG_LEVEL: "error" } });
-  try {
-    const auth = await fetch(`${app.url}/admin/turno/x`, {
-      method: "PUT",
-      headers: { authorization: "Bearer wrong-token-0123456789" },
-    });
-    if (auth.status !== 401) throw new Error(`admin API not enabled on the probe app (PUT with a wrong token: ${auth.status})`);
-    // The id has a number, so a 404 cannot mean "no such id", only "no such route".
-    const turn = await fetch(`${app.url}/turno/x`);
-    if (turn.status !== 200) throw new Error(`probe app did not give a turn: ${turn.status}`);
-    const ledger = await fetch(`${app.url}/admin/turno/x/ledger`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-    await ledger.arrayBuffer();
-    return ledger.status;
-  } finally {
-    await app.stop("SIGKILL");
-  }
-}
-
-const PENDING = (await ledgerRouteStatus()) === 404;
-if (PENDING) {
-  console.warn(
-    "\n!!! kill-host-ledger: SKIPPED, PENDING — GET /admin/turno/:id/ledger answers 404 (the store-side ledger is not on this branch).\n" +
-      "!!! These tests run as soon as the route exists; they are not passing, they are not run.\n",
-  );
 }
 
 /** Reads one id's ledger through the LB, from inside the client namespace. */
@@ -167,83 +136,95 @@ function perIdBounds(verdict: Verdict, ledgers: Map<string, Ledger>, b: number) 
 }
 
 for (const client of ["fetch", "raw"] as const) {
-  test.skipIf(PENDING)(
-    `kill -9 of an app host behind the keepalive LB (${client} clients): no duplicates, gaps <= ledger lost <= gaps + failed + B`,
-    async () => {
-      requireClusterPrerequisites();
-      const state = await startCluster(NAME, 2, 2);
-      expect(state.lbMode).toBe("keepalive");
-      const requests = FULL ? 150_000 : 40_000;
-      const ids = [...uniqueIds("hot", 4), ...uniqueIds("cool", 28)];
-      const load = startLoad(state, { ids, clients: CLIENTS, requests, durationMs: FULL ? 600_000 : 120_000, client });
-      const served = sampleServed(state, "app1");
-      await load.reach(requests * 0.25);
-      const killedAt = performance.now();
-      const pids = stopHost(state, "app1");
-      await waitLbState(state, ["app1"], "DOWN", 10_000);
-      const finalApp1 = (await lbServerCounter(state, "hrsp_2xx")).app1 ?? 0;
-      await served.stop();
-      const b = servedInWindow(served.samples, killedAt, finalApp1, LEDGER_FLUSH_MS + TIMER_SLACK_MS);
-      const result = await load.finished;
-      const verdict = judge(result, true);
-      const ledgers = await readLedgers(state, ids);
-      const bounds = perIdBounds(verdict, ledgers, b);
-      const totalLost = bounds.reduce((sum, row) => sum + row.lost, 0);
-      console.log(
-        `kill-host-ledger (${client}): killed ${pids.length} processes; ${result.history.length} requests, statuses ${JSON.stringify(statusCounts(result.history))}; ` +
-          `gaps ${verdict.totals.gaps}, failed ${failures(result.history).length}, ledger lost ${totalLost}, B ${b} (app1's 2xx in its last ${LEDGER_FLUSH_MS + TIMER_SLACK_MS} ms)`,
-      );
-      expect(pids.length).toBe(3); // supervisor + 2 workers
-      expect(verdict.totals.duplicates).toBe(0);
-      expect(verdict.totals.orderViolations).toBe(0);
-      for (const v of verdict.ids)
-        expect({ id: v.id, issued: ledgers.get(v.id)?.issued }).toEqual({ id: v.id, issued: result.after[v.id] });
-      for (const row of bounds) {
-        expect({ ...row, lowerHolds: row.gaps <= row.lost }).toMatchObject({ id: row.id, lowerHolds: true });
-        expect({ ...row, upperHolds: row.lost <= row.upper }).toMatchObject({ id: row.id, upperHolds: true });
-      }
-      expect(totalLost).toBeLessThanOrEqual(verdict.totals.gaps + verdict.totals.failed + b);
-      // The kill did lose numbers somewhere (else the test proved nothing).
-      expect(totalLost).toBeGreaterThan(0);
-      if (client === "raw") expect(verdict.ok, formatVerdict(verdict)).toBe(true); // no replay: no silent gap
-    },
-    600_000,
-  );
-}
-
-test.skipIf(PENDING)(
-  "rolling restart behind the keepalive LB (replaying clients): nothing failed, ledger lost == 0 for every id",
-  async () => {
+  test(`kill -9 of an app host behind the keepalive LB (${client} clients): no duplicates, gaps <= ledger lost <= gaps + failed + B`, async () => {
     requireClusterPrerequisites();
     const state = await startCluster(NAME, 2, 2);
+    expect(state.lbMode).toBe("keepalive");
+    const requests = FULL ? 150_000 : 40_000;
     const ids = [...uniqueIds("hot", 4), ...uniqueIds("cool", 28)];
-    const load = startLoad(state, {
-      ids,
-      clients: CLIENTS,
-      requests: FULL ? 1_000_000 : 400_000,
-      durationMs: FULL ? 60_000 : 20_000,
-      client: "fetch",
-    });
-    await load.reach(2000);
-    for (const app of appNames(state)) {
-      expect(await terminateHost(state, app, DRAIN_DELAY_MS + 15_000)).toBe(true);
-      startHost(state, app);
-      await waitReady(state, [`http://${state.hosts[app]?.address}:${APP_PORT}/readyz`]);
-      await waitLbState(state, [app], "UP");
-    }
-    const restartsDoneAt = load.completed();
+    const load = startLoad(state, { ids, clients: CLIENTS, requests, durationMs: FULL ? 600_000 : 120_000, client });
+    const served = sampleServed(state, "app1");
+    await load.reach(requests * 0.25);
+    const killedAt = performance.now();
+    const pids = stopHost(state, "app1");
+    await waitLbState(state, ["app1"], "DOWN", 10_000);
+    const finalApp1 = (await lbServerCounter(state, "hrsp_2xx")).app1 ?? 0;
+    await served.stop();
+    const b = servedInWindow(served.samples, killedAt, finalApp1, LEDGER_FLUSH_MS + TIMER_SLACK_MS);
     const result = await load.finished;
-    const verdict = judge(result, false);
+    const verdict = judge(result, true);
     const ledgers = await readLedgers(state, ids);
-    const lost = [...ledgers.values()].filter((ledger) => ledger.lost !== 0);
+    const bounds = perIdBounds(verdict, ledgers, b);
+    const totalLost = bounds.reduce((sum, row) => sum + row.lost, 0);
     console.log(
-      `kill-host-ledger (rolling restart): ${result.history.length} requests, restarts done at ${restartsDoneAt}; statuses ${JSON.stringify(statusCounts(result.history))}; ids with lost != 0: ${JSON.stringify(lost)}`,
+      `kill-host-ledger (${client}): killed ${pids.length} processes; ${result.history.length} requests, statuses ${JSON.stringify(statusCounts(result.history))}; ` +
+        `gaps ${verdict.totals.gaps}, failed ${failures(result.history).length}, ledger lost ${totalLost}, B ${b} (app1's 2xx in its last ${LEDGER_FLUSH_MS + TIMER_SLACK_MS} ms)`,
     );
-    expect(restartsDoneAt).toBeLessThan(result.history.length);
-    expect(verdict.ok, formatVerdict(verdict)).toBe(true);
-    expect(statusCounts(result.history)).toEqual({ 200: result.history.length });
-    expect(lost).toEqual([]);
-    for (const id of ids) expect(ledgers.get(id)?.issued).toBe(result.after[id]);
-  },
-  600_000,
-);
+    expect(pids.length).toBe(3); // supervisor + 2 workers
+    expect(verdict.totals.duplicates).toBe(0);
+    expect(verdict.totals.orderViolations).toBe(0);
+    for (const v of verdict.ids)
+      expect({ id: v.id, issued: ledgers.get(v.id)?.issued }).toEqual({ id: v.id, issued: result.after[v.id] });
+    for (const row of bounds) {
+      expect({ ...row, lowerHolds: row.gaps <= row.lost }).toMatchObject({ id: row.id, lowerHolds: true });
+      expect({ ...row, upperHolds: row.lost <= row.upper }).toMatchObject({ id: row.id, upperHolds: true });
+    }
+    expect(totalLost).toBeLessThanOrEqual(verdict.totals.gaps + verdict.totals.failed + b);
+    // The kill did lose numbers somewhere (else the test proved nothing).
+    expect(totalLost).toBeGreaterThan(0);
+    if (client === "raw") expect(verdict.ok, formatVerdict(verdict)).toBe(true); // no replay: no silent gap
+  }, 600_000);
+}
+
+test("rolling restart behind the keepalive LB (replaying clients): nothing failed, ledger lost == 0 for every id", async () => {
+  requireClusterPrerequisites();
+  const state = await startCluster(NAME, 2, 2);
+  const ids = [...uniqueIds("hot", 4), ...uniqueIds("cool", 28)];
+  const load = startLoad(state, {
+    ids,
+    clients: CLIENTS,
+    requests: FULL ? 1_000_000 : 400_000,
+    durationMs: FULL ? 60_000 : 20_000,
+    client: "fetch",
+  });
+  await load.reach(2000);
+  for (const app of appNames(state)) {
+    expect(await terminateHost(state, app, DRAIN_DELAY_MS + 15_000)).toBe(true);
+    startHost(state, app);
+    await waitReady(state, [`http://${state.hosts[app]?.address}:${APP_PORT}/readyz`]);
+    await waitLbState(state, [app], "UP");
+  }
+  const restartsDoneAt = load.completed();
+  const result = await load.finished;
+  const verdict = judge(result, false);
+  const ledgers = await readLedgers(state, ids);
+  const lost = [...ledgers.values()].filter((ledger) => ledger.lost !== 0);
+  console.log(
+    `kill-host-ledger (rolling restart): ${result.history.length} requests, restarts done at ${restartsDoneAt}; statuses ${JSON.stringify(statusCounts(result.history))}; ids with lost != 0: ${JSON.stringify(lost)}`,
+  );
+  expect(restartsDoneAt).toBeLessThan(result.history.length);
+  expect(verdict.ok, formatVerdict(verdict)).toBe(true);
+  expect(statusCounts(result.history)).toEqual({ 200: result.history.length });
+  expect(lost).toEqual([]);
+  for (const id of ids) expect(ledgers.get(id)?.issued).toBe(result.after[id]);
+}, 600_000);
+
+test("negative control: with delivery reports off, the ledger's upper bound fails for every id", async () => {
+  requireClusterPrerequisites();
+  process.env.TURNOMATIC_LEDGER_REPORTS = "false";
+  let state: ClusterState;
+  try {
+    state = await startCluster(NAME, 2, 1);
+  } finally {
+    delete process.env.TURNOMATIC_LEDGER_REPORTS;
+  }
+  const ids = uniqueIds("neg", 8);
+  const load = startLoad(state, { ids, clients: CLIENTS, requests: 8000, durationMs: 60_000, client: "raw" });
+  const result = await load.finished;
+  const verdict = judge(result, false);
+  const ledgers = await readLedgers(state, ids);
+  const bounds = perIdBounds(verdict, ledgers, 0);
+  console.log(`kill-host-ledger (reports off): ${JSON.stringify(bounds.slice(0, 3))} ...`);
+  expect(verdict.ok, formatVerdict(verdict)).toBe(true);
+  for (const row of bounds) expect({ id: row.id, upperHolds: row.lost <= row.upper }).toEqual({ id: row.id, upperHolds: false });
+}, 600_000);
