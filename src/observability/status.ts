@@ -29,6 +29,10 @@ export interface StatusSnapshot {
   /** Cumulative latency histogram of turn requests: upper bound (s) -> count at or below. */
   readonly latency: ReadonlyArray<{ readonly le: number; readonly count: number }>;
   readonly numbersReserved: number;
+  /** The store's own ledger, store-wide (ledger-metrics.ts); undefined before the first scrape of it. */
+  readonly ledger: { readonly issued: number; readonly delivered: number; readonly lost: number } | undefined;
+  /** True while the process refuses every turn: the store lost data (store-guard.ts). */
+  readonly refusing: boolean;
   readonly busiest: readonly BusyId[];
 }
 
@@ -68,6 +72,14 @@ export function buildStatus(metrics: readonly MetricJson[], busiest: readonly Bu
     // JSON has no Infinity: the last bucket is sent as le 1e9 (it holds every request).
     latency: latency.map((bucket) => ({ le: Number.isFinite(bucket.le) ? bucket.le : 1e9, count: bucket.count })),
     numbersReserved,
+    ledger: byName.has("turnomatic_store_numbers_issued")
+      ? {
+          issued: single("turnomatic_store_numbers_issued", 0),
+          delivered: single("turnomatic_store_numbers_delivered", 0),
+          lost: single("turnomatic_store_numbers_lost", 0),
+        }
+      : undefined,
+    refusing: single("turnomatic_store_refusing", 0) === 1,
     busiest,
   };
 }

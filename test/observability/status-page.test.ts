@@ -63,6 +63,9 @@ test("the status page shows live numbers in headless Chromium", async () => {
       });
       await page.waitForFunction('/s$/.test(document.getElementById("p99").textContent)', null, { timeout: 15_000 });
       expect(await page.textContent("#store")).toBe("up");
+      // The ledger card: the store's own totals (lost may be above 0 until the next delivery report).
+      await page.waitForFunction('/issued/.test(document.getElementById("lost-of").textContent)', null, { timeout: 15_000 });
+      expect(Number((await page.textContent("#lost"))?.replace(/,/g, ""))).toBeGreaterThanOrEqual(0);
       const firstRow = await page.textContent("#busiest tr:first-child td:first-child");
       expect(firstRow).toBe("checkout");
       const turn = Number((await page.textContent("#busiest tr:first-child td:nth-child(2)"))?.replace(/,/g, ""));
