@@ -20,7 +20,7 @@
  * suite found it.
  *
  * Cost: per call, one HMGET and one HSET of the marker; per id, one HMGET and one HSET of the
- * counter (plus one GET per idempotency key). That is as many commands per id as the INCR-like
+ * counter; per idempotency key one SET NX (a new key) or one SET NX and one GET (a replay). That is as many commands per id as the INCR-like
  * HINCRBY of before the ledger, and the marker work is shared by every id of a call.
  */
 
@@ -90,33 +90,35 @@ while ai <= #ARGV do
       if value < floor_n then value = floor_n end
     end
   end
-  local replays, r = {}, 0
+  -- Keyed waiters in batch order: a fresh key takes the next fresh number (SET NX, one call), a key
+  -- seen before answers its old number and takes none, so the waiters after it move down by one.
+  local left = max - value
+  local at, before = #out, 0
+  out[at + 1], out[at + 2], out[at + 3], out[at + 4] = fmt(value + 1), '0', fmt(epoch), fenced
   for j = 1, k do
-    local turno = redis.call('GET', KEYS[ki + j])
-    if turno then replays[j], r = turno, r + 1 end
-  end
-  local want = n - r
-  if want > max - value then want = max - value end
-  if want < 0 then want = 0 end
-  local at = #out
-  out[at + 1], out[at + 2], out[at + 3], out[at + 4] = fmt(value + 1), fmt(want), fmt(epoch), fenced
-  local before = 0
-  for j = 1, k do
-    at = #out
-    if replays[j] then
-      out[at + 1], out[at + 2] = replays[j], '1'
-      before = before + 1
+    local idem, index = KEYS[ki + j], tonumber(ARGV[ai + 4 + j]) - before
+    local turno = nil
+    if index < left then
+      turno = fmt(value + 1 + index)
+      if not redis.call('SET', idem, turno, 'PX', ttl, 'NX') then turno = nil end
+    end
+    local slot = #out
+    if turno then
+      out[slot + 1], out[slot + 2] = turno, '0'
     else
-      local index = tonumber(ARGV[ai + 4 + j]) - before
-      if index < want then
-        local turno = fmt(value + 1 + index)
-        redis.call('SET', KEYS[ki + j], turno, 'PX', ttl)
-        out[at + 1], out[at + 2] = turno, '0'
+      local seen = redis.call('GET', idem)
+      if seen then
+        out[slot + 1], out[slot + 2] = seen, '1'
+        before = before + 1
       else
-        out[at + 1], out[at + 2] = '0', '0'
+        out[slot + 1], out[slot + 2] = '0', '0'
       end
     end
   end
+  local want = n - before
+  if want > left then want = left end
+  if want < 0 then want = 0 end
+  out[at + 2] = fmt(want)
   if dirty then
     redis.call('HSET', key, 'v', fmt(value + want), 'e', fmt(epoch), 'i', fmt(tonumber(c[3] or '0') + want),
       'd', fmt(tonumber(c[4] or '0') + delivered), 'g', fmt(gen))
