@@ -5,6 +5,8 @@
  *   segments; `heal()` delivers them late, in order (what a real link coming back does). New
  *   connections are accepted but their bytes are held too.
  * - `reset()`: every open connection is cut (RST-like: both sides destroyed).
+ * - `retarget(host, port)`: new connections go elsewhere; with `reset()`, a failover as a client
+ *   sees it (the same address now serves another server, e.g. a promoted replica).
  *
  * Loopback only: it listens on 127.0.0.1 and connects to the target given by the test.
  */
@@ -17,6 +19,7 @@ export interface FaultProxy {
   blackhole(): void;
   heal(): void;
   reset(): void;
+  retarget(host: string, port: number): void;
   /** Connections opened through the proxy so far. */
   readonly connections: number;
   close(): Promise<void>;
@@ -30,7 +33,9 @@ interface Link {
   readonly toClient: Buffer[];
 }
 
-export async function startFaultProxy(targetHost: string, targetPort: number): Promise<FaultProxy> {
+export async function startFaultProxy(initialHost: string, initialPort: number): Promise<FaultProxy> {
+  let targetHost = initialHost;
+  let targetPort = initialPort;
   const links = new Set<Link>();
   let blackholed = false;
   let opened = 0;
@@ -73,6 +78,10 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
     heal: () => {
       blackholed = false;
       for (const link of links) flush(link);
+    },
+    retarget: (host, port) => {
+      targetHost = host;
+      targetPort = port;
     },
     reset: () => {
       for (const link of [...links]) {

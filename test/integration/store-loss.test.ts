@@ -1,6 +1,7 @@
 /**
  * When the store loses data, no number already handed out is handed out again, also after the
- * service restarts (issue 13; store-guard.ts has the protocol). Real redis-server and SQLite, real
+ * service restarts (issue 13; store-guard.ts has the protocol). A failover is played by a proxy
+ * whose address stays while the server behind it changes, as a Sentinel URL's does. Real redis-server and SQLite, real
  * service processes; each scenario keeps every response and checks that no turno repeats for an id,
  * and that where the service cannot tell, it refuses with a stable code and readiness failing.
  */
@@ -9,7 +10,9 @@ import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkHistory, formatVerdict, type HistoryEntry } from "../helpers/history-checker.ts";
+import { startFaultProxy } from "../helpers/fault-proxy.ts";
 import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
+import { waitFor } from "../helpers/ports.ts";
 import { adminHeaders, type ServiceProcess, startService } from "../helpers/service.ts";
 import { runTurnLoad } from "../helpers/turn-load.ts";
 
@@ -197,6 +200,37 @@ describe("Redis loses data", () => {
       await service.stop();
     }
   });
+
+  for (const restart of [false, true]) {
+    test(`failover to a lagging replica${restart ? " with the service restarted" : " under a running service"}: the store is halted`, async () => {
+      const primary = await redis(["--repl-diskless-sync-delay", "0"]);
+      const replica = await redis(["--replicaof", "127.0.0.1", String(primary.port)]);
+      await waitFor("the replica in sync", async () =>
+        (await replica.cli("INFO", "replication")).includes("master_link_status:up"),
+      );
+      // The service's address stays the same across the failover, as a Sentinel URL does.
+      const proxy = await startFaultProxy("127.0.0.1", primary.port);
+      const state = stateDir();
+      let service = await startService({ store: proxy.url, stateDir: state });
+      try {
+        const history = await load(service);
+        expect(await primary.cli("WAIT", "1", "2000")).toBe("1");
+        // The replica stops following: everything after this is missing on it (it lags).
+        await replica.cli("REPLICAOF", "NO", "ONE");
+        history.push(...(await load(service)));
+        if (restart) await service.stop();
+        proxy.retarget("127.0.0.1", replica.port);
+        proxy.reset();
+        if (restart) service = await startService({ store: proxy.url, stateDir: state });
+        expect(await refusal(service)).toEqual({ code: "TURNO_ERR_STORE_ROLLBACK", ready: 503 });
+        history.push(...(await load(service, 100)));
+        expectNoDuplicate(history);
+      } finally {
+        await service.stop();
+        await proxy.close();
+      }
+    });
+  }
 
   test("--store-init never: an empty store is not taken for a new one", async () => {
     const server = await redis();
