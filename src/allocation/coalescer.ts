@@ -34,12 +34,12 @@
  * only loses the per-id forward raise for a rollback the marker check could not see (docs/redis.md,
  * "What stays undetectable"). Everything else per id lives only while the id has waiters.
  *
- * Ledger: each number handed to a waiter whose client is still there counts as delivered. The count
- * rides on the id's next reservation, or goes out in one `report` call every `ledgerFlushMs` for ids
- * that went quiet, so the store's `issued - delivered` counts every number no client got, also those
- * of a process that died (they were issued, never reported). Deliveries a process made after its last
- * report, or whose report failed, count as lost: an overcount bounded by one flush interval of a
- * host's deliveries, never an undercount (a replayed key counts as nothing).
+ * Ledger: each number handed to a waiter whose client is still there counts as delivered. The counts
+ * of every id go out together in one `report` call every `ledgerFlushMs` (off the hot path: one call
+ * a second, not a write per reservation), so the store's `issued - delivered` counts every number no
+ * client got, also those of a process that died (they were issued, never reported). Deliveries a
+ * process made after its last report, or whose report failed, count as lost: an overcount bounded by
+ * one flush interval of a host's deliveries, never an undercount (a replayed key counts as nothing).
  *
  * Deadlines are enforced by one coarse sweep timer, not a timer per request, to keep the hot path lean.
  */
@@ -296,37 +296,12 @@ export class Coalescer {
     const stored = this.#options.fencing ? this.#fences.get(id) : undefined;
     const fence = toFence(stored);
     const keys = keyedWaiters(batch);
-    const delivered = this.#takeUnreported(id);
     this.#store
-      .reserve({
-        id,
-        n: batch.length,
-        keys,
-        keyTtlSeconds: keys === undefined ? undefined : this.#idempotencyTtlSeconds,
-        fence,
-        delivered,
-      })
+      .reserve({ id, n: batch.length, keys, keyTtlSeconds: keys === undefined ? undefined : this.#idempotencyTtlSeconds, fence })
       .then(
         (result) => this.#onReserved(state, inFlight, result),
-        (error: unknown) => {
-          this.#dropUnreported(delivered);
-          this.#onFailed(state, inFlight, error);
-        },
+        (error: unknown) => this.#onFailed(state, inFlight, error),
       );
-  }
-
-  /** The deliveries to report with this id's reservation (0 when ledger reports are off). */
-  #takeUnreported(id: string): number {
-    const count = this.#unreported.get(id);
-    if (count === undefined) return 0;
-    this.#unreported.delete(id);
-    return count;
-  }
-
-  #dropUnreported(count: number): void {
-    if (count === 0) return;
-    this.stats.ledgerDropped += count;
-    this.#observer.onLedgerDropped?.(count);
   }
 
   #addUnreported(id: string, count: number): void {

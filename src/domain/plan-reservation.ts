@@ -84,7 +84,7 @@ export function planReservation(
       value: value + count,
       epoch,
       issued: current.issued + count,
-      delivered: current.delivered + (request.delivered ?? 0),
+      delivered: current.delivered,
       generation: store.generation,
     },
   };

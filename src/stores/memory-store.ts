@@ -32,7 +32,7 @@ export class MemoryStore implements CounterStore {
     const ttlMs = (request.keyTtlSeconds ?? 0) * 1000;
     for (const { key, turno } of plan.newKeys) this.#idempotency.set(`${id}\u0000${key}`, { turno, expiresAt: now + ttlMs });
     if (plan.newKeys.length > 0) this.#pruneIdempotency(now);
-    this.#addTotals(plan.count, request.delivered ?? 0);
+    this.#addTotals(plan.count, 0);
     return plan;
   }
 

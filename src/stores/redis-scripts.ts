@@ -1,9 +1,10 @@
 /**
  * Lua scripts of the Redis stores. Each runs atomically on the server.
  *
- * Keys. A counter is one hash `<prefix>{<id>}`: `v` last issued value, `e` epoch, `i` and `d` the
- * ledger (numbers issued, numbers reported delivered), `g` the store generation it was last written
- * in. Its idempotency keys are `<prefix>{<id>}:idem:<key>`, in the same cluster slot thanks to the
+ * Keys. A counter is one hash `<prefix>{<id>}`: `v` last issued value, `e` epoch, `s` numbers
+ * skipped without being issued (recovery floors, fences, admin moves) and `d` numbers reported
+ * delivered (the ledger: issued = v - s, lost = issued - d), `g` the store generation it was last
+ * written in. Its idempotency keys are `<prefix>{<id>}:idem:<key>`, in the same cluster slot thanks to the
  * `{<id>}` hash tag. The store marker (store-guard.ts) is a hash `<prefix>marker` on a single node,
  * and one hash per slot `<prefix>marker{<tag>}` on a Cluster (a script may only touch one slot):
  * `uid`, `gen`, `recovered`, `floor`, `halted`, `seq` (raised by every reservation), and the
@@ -19,7 +20,7 @@
  * are parsed by us with Number(), which is exact. docs/postmortems/ tells how the store conformance
  * suite found it.
  *
- * Cost: per call, one HMGET and one HSET of the marker; per id, one HMGET and one HSET of the
+ * Cost: per call, one HMGET and one HSET of the marker; per id, one HMGET and one HINCRBY of the
  * counter; per idempotency key one SET NX (a new key) or one SET NX and one GET (a replay). That is as many commands per id as the INCR-like
  * HINCRBY of before the ledger, and the marker work is shared by every id of a call.
  */
@@ -30,6 +31,7 @@ export const HALTED_REPLY = "TURNO_HALTED";
 
 const PRELUDE = `
 local function fmt(x) return string.format('%d', x) end
+local function num(x) if x < 4503599627370496 then return x end return fmt(x) end
 `;
 
 /**
@@ -39,7 +41,7 @@ local function fmt(x) return string.format('%d', x) end
  */
 const CHECK_MARKER = `
 local function check_marker(marker, uid, seen)
-  local m = redis.call('HMGET', marker, 'uid', 'seq', 'halted', 'gen', 'floor', 'ti', 'td')
+  local m = redis.call('HMGET', marker, 'uid', 'seq', 'halted', 'gen', 'floor', 'ti')
   if uid ~= '' then
     if m[1] ~= uid then return nil, '${LOST_REPLY} ' .. (m[1] or 'none') end
     if m[3] then return nil, '${HALTED_REPLY} ' .. m[3] end
@@ -58,9 +60,14 @@ end
  * The rule is src/domain/plan-reservation.ts's, in Lua.
  *
  * KEYS: marker, then for each id its counter hash followed by its k idempotency keys.
- * ARGV: uid, seen, max, key ttl ms, then for each id: n, delivered, fence floor ('' = none),
- *       fence epoch, k, and the k batch positions of the keyed waiters.
+ * ARGV: uid, seen, max, key ttl ms, then for each id: n, fence floor ('' = none), fence epoch, k,
+ *       and the k batch positions of the keyed waiters.
  * Returns: seq, then for each id first, count, epoch, fenced (1/0), and (turno, replayed) per key.
+ *
+ * The common path per id is two commands and no string formatting: HMGET v e g, HINCRBY v. The
+ * ledger's `issued` is not written: it is `v - s`, where `s` counts the numbers a counter skipped
+ * without issuing them (a recovery floor, a fence; admin moves in SET_SCRIPT), written only then.
+ * Replies are RESP integers below 2^52, where ioredis decodes them exactly, else decimal strings.
  */
 export const RESERVE_SCRIPT = `${PRELUDE}${CHECK_MARKER}
 local m, err = check_marker(KEYS[1], ARGV[1], ARGV[2])
@@ -71,22 +78,22 @@ local max = tonumber(ARGV[3])
 local ttl = ARGV[4]
 local out = {''}
 local ki, ai = 2, 5
-local sum_n, sum_d = 0, 0
+local sum_n = 0
 while ai <= #ARGV do
   local key = KEYS[ki]
-  local n, delivered, floor, k = tonumber(ARGV[ai]), tonumber(ARGV[ai + 1]), ARGV[ai + 2], tonumber(ARGV[ai + 4])
-  local c = redis.call('HMGET', key, 'v', 'e', 'i', 'd', 'g')
+  local n, floor, k = tonumber(ARGV[ai]), ARGV[ai + 1], tonumber(ARGV[ai + 3])
+  local c = redis.call('HMGET', key, 'v', 'e', 'g')
   local value, epoch = tonumber(c[1] or '0'), tonumber(c[2] or '0')
-  local dirty = delivered > 0
-  if tonumber(c[5] or '0') < gen then
+  local start, dirty = value, false
+  if tonumber(c[3] or '0') < gen then
     dirty = true
     if value < gfloor then value = gfloor end
   end
-  local fenced = '0'
+  local fenced = 0
   if floor ~= '' then
-    local floor_n, fence_epoch = tonumber(floor), tonumber(ARGV[ai + 3])
+    local floor_n, fence_epoch = tonumber(floor), tonumber(ARGV[ai + 2])
     if epoch < fence_epoch or (epoch == fence_epoch and value < floor_n) then
-      fenced, dirty, epoch = '1', true, fence_epoch
+      fenced, dirty, epoch = 1, true, fence_epoch
       if value < floor_n then value = floor_n end
     end
   end
@@ -94,9 +101,9 @@ while ai <= #ARGV do
   -- seen before answers its old number and takes none, so the waiters after it move down by one.
   local left = max - value
   local at, before = #out, 0
-  out[at + 1], out[at + 2], out[at + 3], out[at + 4] = fmt(value + 1), '0', fmt(epoch), fenced
+  out[at + 1], out[at + 2], out[at + 3], out[at + 4] = num(value + 1), 0, epoch, fenced
   for j = 1, k do
-    local idem, index = KEYS[ki + j], tonumber(ARGV[ai + 4 + j]) - before
+    local idem, index = KEYS[ki + j], tonumber(ARGV[ai + 3 + j]) - before
     local turno = nil
     if index < left then
       turno = fmt(value + 1 + index)
@@ -104,32 +111,32 @@ while ai <= #ARGV do
     end
     local slot = #out
     if turno then
-      out[slot + 1], out[slot + 2] = turno, '0'
+      out[slot + 1], out[slot + 2] = turno, 0
     else
       local seen = redis.call('GET', idem)
       if seen then
-        out[slot + 1], out[slot + 2] = seen, '1'
+        out[slot + 1], out[slot + 2] = seen, 1
         before = before + 1
       else
-        out[slot + 1], out[slot + 2] = '0', '0'
+        out[slot + 1], out[slot + 2] = '0', 0
       end
     end
   end
   local want = n - before
   if want > left then want = left end
   if want < 0 then want = 0 end
-  out[at + 2] = fmt(want)
+  out[at + 2] = want
   if dirty then
-    redis.call('HSET', key, 'v', fmt(value + want), 'e', fmt(epoch), 'i', fmt(tonumber(c[3] or '0') + want),
-      'd', fmt(tonumber(c[4] or '0') + delivered), 'g', fmt(gen))
+    redis.call('HSET', key, 'v', fmt(value + want), 'e', fmt(epoch), 'g', fmt(gen))
+    if value > start then redis.call('HINCRBY', key, 's', fmt(value - start)) end
   elseif want > 0 then
-    redis.call('HSET', key, 'v', fmt(value + want), 'i', fmt(tonumber(c[3] or '0') + want))
+    redis.call('HINCRBY', key, 'v', want)
   end
-  sum_n, sum_d = sum_n + want, sum_d + delivered
-  ki, ai = ki + 1 + k, ai + 5 + k
+  sum_n = sum_n + want
+  ki, ai = ki + 1 + k, ai + 4 + k
 end
 local seq = tonumber(m[2] or '0') + 1
-redis.call('HSET', KEYS[1], 'seq', fmt(seq), 'ti', fmt(tonumber(m[6] or '0') + sum_n), 'td', fmt(tonumber(m[7] or '0') + sum_d))
+redis.call('HSET', KEYS[1], 'seq', fmt(seq), 'ti', fmt(tonumber(m[6] or '0') + sum_n))
 out[1] = fmt(seq)
 return out
 `;
@@ -153,9 +160,12 @@ return 'OK'
 
 /**
  * KEYS: counter hash, its marker. ARGV: value. Sets the value, raises the epoch, stamps the store
- * generation (so a recovery floor no longer applies to it); returns {value, epoch}.
+ * generation (so a recovery floor no longer applies to it), and books the move in `s` so the
+ * ledger's `issued = v - s` does not change; returns {value, epoch}.
  */
 export const SET_SCRIPT = `${PRELUDE}
+local old = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+redis.call('HINCRBY', KEYS[1], 's', fmt(tonumber(ARGV[1]) - old))
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'g', redis.call('HGET', KEYS[2], 'gen') or '0')
 local epoch = redis.call('HINCRBY', KEYS[1], 'e', 1)
 return {ARGV[1], fmt(epoch)}

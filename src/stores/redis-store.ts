@@ -63,7 +63,7 @@ export interface RedisStoreOptions {
 /** The scripted commands ioredis adds to a client by defineCommand (replies: decimal strings). */
 interface TurnoCommands {
   /** numberOfKeys, keys..., args...: see RESERVE_SCRIPT. */
-  turnoReserve(...args: Array<string | number>): Promise<string[]>;
+  turnoReserve(...args: Array<string | number>): Promise<Array<string | number>>;
   turnoReport(...args: Array<string | number>): Promise<string>;
   turnoSet(counterKey: string, markerKey: string, value: string): Promise<[string, string]>;
 }
@@ -219,14 +219,14 @@ export class RedisCounterStore implements CounterStore {
       keys.push(counterKey);
       const fence = request.fence;
       const waiters = request.keys ?? [];
-      args.push(request.n, request.delivered ?? 0, fence === undefined ? "" : String(fence.floor), fence?.epoch ?? 0);
+      args.push(request.n, fence === undefined ? "" : String(fence.floor), fence?.epoch ?? 0);
       args.push(waiters.length);
       for (const waiter of waiters) {
         keys.push(`${counterKey}:idem:${waiter.key}`);
         args.push(waiter.position);
       }
     }
-    this.#watch(this.callScript("turnoReserve", keys, args) as Promise<string[]>).then(
+    this.#watch(this.callScript("turnoReserve", keys, args) as Promise<Array<string | number>>).then(
       (reply) => {
         const seq = Number(reply[0]);
         let at = 1;
@@ -268,8 +268,8 @@ export class RedisCounterStore implements CounterStore {
   }
 
   async ledger(id: string): Promise<Ledger> {
-    const [issued, delivered] = await this.#watch(this.client.hmget(this.counterKey(id), "i", "d"));
-    return { issued: Number(issued ?? 0), delivered: Number(delivered ?? 0) };
+    const [value, skipped, delivered] = await this.#watch(this.client.hmget(this.counterKey(id), "v", "s", "d"));
+    return { issued: Number(value ?? 0) - Number(skipped ?? 0), delivered: Number(delivered ?? 0) };
   }
 
   async totals(): Promise<Ledger> {
@@ -421,12 +421,16 @@ function keyTtlMs(request: ReservationRequest): number {
 }
 
 /** Reads one id's share of a reservation reply, starting at `at`, with `k` keyed waiters. */
-function toReservation(reply: readonly string[], at: number, k: number): Reservation {
+/**
+ * Reads one id's share of a reservation reply, starting at `at`, with `k` keyed waiters. Values are
+ * RESP integers (small ones) or decimal strings (numbers near MAX_TURNO): Number() reads both.
+ */
+function toReservation(reply: ReadonlyArray<string | number>, at: number, k: number): Reservation {
   let keyed: readonly KeyedGrant[] = NO_KEYED_GRANTS;
   if (k > 0) {
     const grants: KeyedGrant[] = [];
     for (let j = 0; j < k; j++) {
-      grants.push({ turno: Number(reply[at + 4 + 2 * j]), replayed: reply[at + 5 + 2 * j] === "1" });
+      grants.push({ turno: Number(reply[at + 4 + 2 * j]), replayed: Number(reply[at + 5 + 2 * j]) === 1 });
     }
     keyed = grants;
   }
@@ -434,7 +438,7 @@ function toReservation(reply: readonly string[], at: number, k: number): Reserva
     first: Number(reply[at]),
     count: Number(reply[at + 1]),
     epoch: Number(reply[at + 2]),
-    fenced: reply[at + 3] === "1",
+    fenced: Number(reply[at + 3]) === 1,
     keyed,
   };
 }

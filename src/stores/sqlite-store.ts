@@ -185,12 +185,12 @@ export class SqliteStore implements CounterStore {
       const current = this.#read(id);
       const plan = planReservation(current, request, marker, (key) => this.#selectKey.get(id, key, now)?.turno);
       const { next } = plan;
-      if (plan.count > 0 || plan.fenced || (request.delivered ?? 0) > 0 || next.generation !== current.generation) {
+      if (plan.count > 0 || plan.fenced || next.generation !== current.generation) {
         this.#upsert.run(id, next.value, next.epoch, next.issued, next.delivered, next.generation);
       }
       const expiresAt = now + (request.keyTtlSeconds ?? 0) * 1000;
       for (const { key, turno } of plan.newKeys) this.#insertKey.run(id, key, turno, expiresAt);
-      this.#advanceMarker.run(plan.count, request.delivered ?? 0);
+      this.#advanceMarker.run(plan.count, 0);
       return plan;
     }) as Promise<Reservation>;
   }

@@ -64,6 +64,7 @@ export class StoreGuard implements CounterStore {
   readonly #options: StoreGuardOptions;
   #state: GuardState = { status: "checking", error: new StoreUnavailableError("the store has not been checked yet") };
   #highest = 0;
+  #accepted: StoreMarker | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #checking: Promise<void> | undefined;
 
@@ -188,7 +189,10 @@ export class StoreGuard implements CounterStore {
   #enter(state: GuardState): void {
     const previous = this.#state;
     this.#state = state;
-    if (state.status === "ok") this.#remember();
+    if (state.status === "ok") {
+      this.#accepted = state.marker;
+      this.#remember();
+    }
     // One log line per episode: a new status, or a refusal for another reason (code).
     const changed =
       previous.status !== state.status ||
@@ -196,18 +200,24 @@ export class StoreGuard implements CounterStore {
     if (changed) this.#options.onChange?.(state, previous);
   }
 
-  /** Queues the witness record (written by the witness's own timer). */
+  /** Queues the witness record (written by the witness's own timer; no allocation per call). */
   #remember(): void {
-    const witness = this.#options.witness;
-    const state = this.#state;
-    if (witness === undefined || state.status !== "ok") return;
-    witness.update(() => ({
-      uid: state.marker.uid,
-      generation: state.marker.generation,
+    if (this.#state.status === "ok") this.#options.witness?.update(this.#record);
+  }
+
+  /**
+   * The record as it is when the witness writes it: the marker this process last accepted (a refusal
+   * since then must not erase what the host knows of its store).
+   */
+  readonly #record = (): WitnessRecord => {
+    const marker = this.#accepted ?? { uid: "", generation: 0 };
+    return {
+      uid: marker.uid,
+      generation: marker.generation,
       seen: Object.fromEntries(this.#inner.seen()),
       highest: this.#highest,
-    }));
-  }
+    };
+  };
 
   #refused(): TurnoError | undefined {
     return this.#state.status === "ok" ? undefined : this.#state.error;

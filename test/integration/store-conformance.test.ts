@@ -9,8 +9,8 @@ import { MAX_TURNO } from "../../src/domain/limits.ts";
 import { STORE_FIXTURES } from "../helpers/store-factories.ts";
 
 /** A batch of `n` plain waiters. */
-function reserve(store: CounterStore, id: string, n: number, fence?: Fence, delivered = 0): Promise<Reservation> {
-  return store.reserve({ id, n, fence, delivered });
+function reserve(store: CounterStore, id: string, n: number, fence?: Fence): Promise<Reservation> {
+  return store.reserve({ id, n, fence });
 }
 
 /** One keyed waiter alone. */
@@ -143,7 +143,8 @@ for (const makeFixture of STORE_FIXTURES) {
       const store = await fresh();
       const before = await store.totals();
       await reserve(store, "l1", 5);
-      await reserve(store, "l1", 2, undefined, 4); // reports 4 of the first 5
+      await store.report(new Map([["l1", 4]])); // 4 of the first 5
+      await reserve(store, "l1", 2);
       await reserve(store, "l2", 3);
       await store.report(
         new Map([
@@ -154,11 +155,16 @@ for (const makeFixture of STORE_FIXTURES) {
       expect(await store.ledger("l1")).toEqual({ issued: 7, delivered: 6 });
       expect(await store.ledger("l2")).toEqual({ issued: 3, delivered: 3 });
       expect(await store.ledger("none")).toEqual({ issued: 0, delivered: 0 });
-      // An admin set moves the counter, not the ledger.
+      // An admin set or reset moves the counter, not the ledger; a fence's jump is no issue either.
       await store.set("l2", 1000);
       expect(await store.ledger("l2")).toEqual({ issued: 3, delivered: 3 });
+      await store.set("l2", 0);
+      await reserve(store, "l2", 1);
+      expect(await store.ledger("l2")).toEqual({ issued: 4, delivered: 3 });
+      await reserve(store, "l3", 1, { floor: 500, epoch: 0 });
+      expect(await store.ledger("l3")).toEqual({ issued: 1, delivered: 0 });
       const after = await store.totals();
-      expect(after.issued - before.issued).toBe(10);
+      expect(after.issued - before.issued).toBe(12);
       expect(after.delivered - before.delivered).toBe(9);
     });
 

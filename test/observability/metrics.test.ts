@@ -29,7 +29,7 @@ const metrics = createMetrics({
 
 // The ledger and guard metrics, as main.ts registers them, over a memory store with a known ledger.
 const ledgerStore = new MemoryStore();
-await ledgerStore.reserve({ id: "l", n: 5, delivered: 0 });
+await ledgerStore.reserve({ id: "l", n: 5 });
 await ledgerStore.report(new Map([["l", 3]]));
 registerLedgerMetrics({
   totals: () => ledgerStore.totals(),

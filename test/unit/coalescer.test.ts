@@ -175,22 +175,25 @@ describe("coalescer", () => {
     await coalescer.close();
   });
 
-  test("deliveries ride on the id's next reservation, and quiet ids are reported on close", async () => {
+  test("deliveries go out in one report per flush, for every id, and on close", async () => {
     const store = new GatedStore();
     const coalescer = new Coalescer(store, { ...OPTIONS, ledgerFlushMs: 60_000 });
     await Promise.all([coalescer.next("d"), coalescer.next("d")]);
     await coalescer.next("d");
-    expect(store.requests.map((r) => r.delivered)).toEqual([0, 1, 1]);
     await coalescer.next("quiet");
-    await coalescer.close();
+    expect(store.reports).toEqual([]);
+    await coalescer.flushLedger();
     expect(store.reports).toEqual([
       new Map([
-        ["d", 1],
+        ["d", 3],
         ["quiet", 1],
       ]),
     ]);
-    expect(await store.ledger("d")).toEqual({ issued: 3, delivered: 3 });
-    expect(await store.totals()).toEqual({ issued: 4, delivered: 4 });
+    await coalescer.next("d");
+    await coalescer.close();
+    expect(store.reports[1]).toEqual(new Map([["d", 1]]));
+    expect(await store.ledger("d")).toEqual({ issued: 4, delivered: 4 });
+    expect(await store.totals()).toEqual({ issued: 5, delivered: 5 });
   });
 
   test("the periodic flush reports ids that went quiet", async () => {
