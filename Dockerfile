@@ -41,9 +41,11 @@ ENV NODE_ENV=production \
     PORT=7017 \
     METRICS_PORT=9464 \
     TURNOMATIC_STORE=sqlite:/data/turnomatic.db \
+    TURNOMATIC_STATE_DIR=/data \
     BUN_RUNTIME_TRANSPILER_CACHE_PATH=0
 # The oven/bun images create the user "bun" with uid/gid 1000. /data holds the SQLite file when no
-# Redis is configured; it must belong to that user.
+# Redis is configured, and the store witness (how a restarted container recognizes a store that
+# lost data, docs/operations.md) either way; it must belong to that user.
 RUN mkdir -p /data && chown 1000:1000 /data
 COPY --from=deps --chown=1000:1000 /app/node_modules ./node_modules
 COPY --chown=1000:1000 package.json ./

@@ -177,6 +177,14 @@ function guardStore(store: CounterStore, config: Config, logger: Logger): StoreG
         dir: config.stateDir !== "" ? config.stateDir : defaultStateDir(config.store),
         store: `${redactConfig(config).store} ${config.redisKeyPrefix}`,
         slot: String(workerId() ?? "main"),
+        onWriteError: (error) => {
+          if (error === undefined) logger.info("store witness written again", { event: "store.witness_ok" });
+          else
+            logger.error(
+              `cannot write the store witness (${error.message}): a restarted process will not recognize a store that lost data; give --state-dir a writable folder`,
+              { event: "store.witness_unwritable" },
+            );
+        },
       })
     : undefined;
   return new StoreGuard(store, {

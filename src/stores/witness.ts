@@ -32,6 +32,11 @@ export interface WitnessOptions {
   readonly slot: string;
   /** Longest a change waits before it is written (ms). Default 500. */
   readonly intervalMs?: number;
+  /**
+   * Told when the file cannot be written (read-only or full disk), and again when it can: the guard
+   * still protects running processes, but a restarted one cannot recognize its store.
+   */
+  readonly onWriteError?: (error: Error | undefined) => void;
 }
 
 export class Witness {
@@ -40,11 +45,14 @@ export class Witness {
   readonly #file: string;
   readonly #timer: ReturnType<typeof setInterval>;
   #pending: (() => WitnessRecord) | undefined;
+  readonly #onWriteError: ((error: Error | undefined) => void) | undefined;
+  #failing = false;
 
   constructor(options: WitnessOptions) {
     this.#dir = options.dir;
     this.#base = `witness-${createHash("sha256").update(options.store).digest("hex").slice(0, 16)}`;
     this.#file = join(options.dir, `${this.#base}.${options.slot}.json`);
+    this.#onWriteError = options.onWriteError;
     this.#timer = setInterval(() => this.flush(), options.intervalMs ?? 500);
     (this.#timer as { unref?: () => void }).unref?.();
   }
@@ -77,15 +85,24 @@ export class Witness {
     this.#pending = record;
   }
 
-  /** Writes a pending change now. */
+  /** Writes a pending change now; a failure is reported once and retried with the next change. */
   flush(): void {
     const record = this.#pending;
     if (record === undefined) return;
     this.#pending = undefined;
-    mkdirSync(this.#dir, { recursive: true });
-    const temporary = `${this.#file}.tmp`;
-    writeFileSync(temporary, `${JSON.stringify(record())}\n`);
-    renameSync(temporary, this.#file);
+    try {
+      mkdirSync(this.#dir, { recursive: true });
+      const temporary = `${this.#file}.tmp`;
+      writeFileSync(temporary, `${JSON.stringify(record())}\n`);
+      renameSync(temporary, this.#file);
+    } catch (error) {
+      this.#pending ??= record;
+      if (!this.#failing) this.#onWriteError?.(error as Error);
+      this.#failing = true;
+      return;
+    }
+    if (this.#failing) this.#onWriteError?.(undefined);
+    this.#failing = false;
   }
 
   close(): void {
