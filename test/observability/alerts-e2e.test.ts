@@ -40,7 +40,9 @@ beforeAll(async () => {
   requireBinary("wrk");
   webhook = startWebhook();
   cleanups.push(() => webhook.stop());
-  redis = await startRedis();
+  // AOF always: a restart keeps the data, so the store comes back as the same store (an empty one
+  // would be refused until an operator recovers it, and the 5xx alert would not resolve).
+  redis = await startRedis({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
   cleanups.push(() => redis.stop());
   service = await startService({ store: redis.url, env: { TURNOMATIC_DEADLINE_MS: "300" } });
   cleanups.push(() => service.stop("SIGKILL"));
