@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { ConfigError } from "./domain/errors.ts";
 
 export interface Config {
   /** HTTP port of the turn API. Default 7017. */
@@ -74,9 +75,8 @@ export interface Config {
   readonly accessLogSampleRatio: number;
 }
 
-export class ConfigError extends Error {
-  readonly code = "TURNO_ERR_CONFIG_INVALID";
-}
+/** Bad configuration, found at start (exit 2); defined in the domain so inner layers can raise it. */
+export { ConfigError } from "./domain/errors.ts";
 
 interface OptionSpec {
   readonly key: keyof Config;

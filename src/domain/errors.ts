@@ -120,3 +120,12 @@ export class ClientClosedError extends TurnoError {
     super("TURNO_ERR_CLIENT_CLOSED_REQUEST", "The client closed the connection before its turn was issued.");
   }
 }
+
+/**
+ * A bad option or store setting found at start: the process exits 2 with this message, which names
+ * the option. Not an HTTP error (no status); defined here so that stores, an inner layer, can raise
+ * it without importing the config module.
+ */
+export class ConfigError extends Error {
+  readonly code = "TURNO_ERR_CONFIG_INVALID";
+}

@@ -1,5 +1,5 @@
 import type { CounterStore } from "../domain/counter-store.ts";
-import { ConfigError } from "../config.ts";
+import { ConfigError } from "../domain/errors.ts";
 import type { ConnectionStateListener } from "./connection-events.ts";
 import { MemoryStore } from "./memory-store.ts";
 import type { StartCheck } from "./redis-checks.ts";

@@ -13,7 +13,7 @@
  *   it cannot verify them and says what to check on the provider's console. Never a refusal: the
  *   operator may have checked there.
  */
-import { ConfigError } from "../config.ts";
+import { ConfigError } from "../domain/errors.ts";
 import { classifyStoreError, deniedCommand } from "./store-errors.ts";
 
 /** ok = verified safe; at-risk = a restart or eviction can lose numbers; unknown = not verifiable. */

@@ -19,7 +19,7 @@ import { createHash } from "node:crypto";
 import calculateSlot from "cluster-key-slot";
 import { StoreUnavailableError } from "../domain/errors.ts";
 import { clusterMarkerLayout } from "./cluster-markers.ts";
-import { ConfigError } from "../config.ts";
+import { ConfigError } from "../domain/errors.ts";
 import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
 import { type CheckedNode, type CheckOptions, PROBE_OPTIONS } from "./redis-checks.ts";
 import {

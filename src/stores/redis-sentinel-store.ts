@@ -13,7 +13,7 @@
  * A reservation not acknowledged in time fails its requests (503): its numbers are skipped.
  */
 import Redis from "ioredis";
-import { ConfigError } from "../config.ts";
+import { ConfigError } from "../domain/errors.ts";
 import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
 import { type CheckedNode, type CheckOptions, PROBE_OPTIONS } from "./redis-checks.ts";
 import {

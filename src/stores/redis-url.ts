@@ -6,7 +6,7 @@
  *
  * User and password are percent-decoded and belong to the Redis servers, not to the sentinels.
  */
-import { ConfigError } from "../config.ts";
+import { ConfigError } from "../domain/errors.ts";
 
 export interface HostPort {
   readonly host: string;
