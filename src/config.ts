@@ -30,7 +30,7 @@ export interface Config {
   readonly maxWaiting: number;
   /** Rollback fencing (never re-issue after the store went backwards). Default on. */
   readonly fencing: boolean;
-  /** Most ids whose rollback fence a process keeps (least recently issued dropped). Default 100000. */
+  /** Most ids whose rollback fence a process keeps (least recently issued dropped). Default 50000. */
   readonly fenceMaxIds: number;
   /** Report delivered numbers to the store's ledger. Default on. */
   readonly ledgerReports: boolean;
@@ -256,7 +256,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     key: "fenceMaxIds",
     flag: "fence-max-ids",
     env: "TURNOMATIC_FENCE_MAX_IDS",
-    fallback: "100000",
+    fallback: "50000",
     help: "most ids whose rollback fence one process keeps (about 200 bytes each; least recently issued dropped first)",
     parse: integer(0, 100_000_000),
   },

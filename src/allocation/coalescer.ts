@@ -65,7 +65,7 @@ export interface CoalescerOptions {
   readonly maxWaiting: number;
   /** Pass the per-id high-water mark to the store as a fence (see header). */
   readonly fencing: boolean;
-  /** Most ids whose fence is kept (least recently issued dropped first). Default 100000. */
+  /** Most ids whose fence is kept (least recently issued dropped first). Default 50000. */
   readonly fenceMaxIds?: number;
   /** Report deliveries to the store's ledger (see header). Default true. */
   readonly ledgerReports?: boolean;
@@ -144,7 +144,7 @@ interface IdState {
 /** A fence as kept: the bare high-water mark while the epoch is 0 (the common case), else both. */
 type StoredFence = number | Fence;
 
-const DEFAULT_FENCE_MAX_IDS = 100_000;
+const DEFAULT_FENCE_MAX_IDS = 50_000;
 const DEFAULT_LEDGER_FLUSH_MS = 1000;
 /** Flush the ledger early when this many ids have unreported deliveries (bounds that map). */
 const LEDGER_FLUSH_IDS = 10_000;

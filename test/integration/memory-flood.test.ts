@@ -1,7 +1,7 @@
 /**
  * Per-id memory is bounded whatever the number of distinct ids a client sends (issue 13): a flood of
  * at least 1M distinct ids against a service with default options (Redis store, fencing on) must
- * leave its resident memory under 200 MB, with at most --fence-max-ids fences kept. Before the
+ * keep its resident memory under 200 MB all along, with at most --fence-max-ids fences kept. Before the
  * bound, the same flood took the process from 63 to 542 MB.
  */
 import { afterAll, expect, test } from "bun:test";
@@ -66,9 +66,11 @@ test(`a flood of ${IDS} distinct ids keeps the service under 200 MB`, async () =
       `flood: ${issued} ids, peak ${(peak / 2 ** 20).toFixed(0)} MiB, settled ${(settled / 2 ** 20).toFixed(0)} MiB, fences ${fenced}`,
     );
     expect(issued).toBeGreaterThanOrEqual(IDS);
-    expect(fenced).toBeLessThanOrEqual(100_000);
+    expect(fenced).toBeLessThanOrEqual(50_000);
+    // Sampled every 100 ms during the flood, garbage not yet collected included (measured: peak
+    // 164 MiB, settled 108 MiB; with 100000 fences the peak was 218 MiB, hence the default).
+    expect(peak).toBeLessThan(RSS_LIMIT_BYTES);
     expect(settled).toBeLessThan(RSS_LIMIT_BYTES);
-    expect(peak).toBeLessThan(RSS_LIMIT_BYTES * 1.25);
   } finally {
     await service.stop();
     await redis.stop();
