@@ -1,6 +1,6 @@
 -- wrk script for Turnomatic: picks an id per request (hot | uniform | zipf), and with verify on,
 -- checks every response (status, Content-Type, Cache-Control, body {"id":"..","turno":n}) and
--- records each (id, turno) in a file per thread, which loadtest/tools/wrk.ts hands to the history
+-- records each (id, turno) in a file per thread, which bench/toolkit/wrk.ts reads for the history
 -- checker (uniqueness, gaps against the counters read afterwards, range). wrk gives a script no
 -- per-request timings, so real-time order (I3) is judged by turnoload, not here.
 --
@@ -38,6 +38,10 @@ function init(args)
   if verify then
     out_path = outdir .. "/thread-" .. tid .. ".txt"
     out = assert(io.open(out_path, "w"))
+  else
+    -- wrk parses headers and bodies for a script only when it has response(): without verify,
+    -- none, so a plain throughput run costs wrk no more than a run without a script.
+    response = nil
   end
 end
 

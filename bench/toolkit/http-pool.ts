@@ -1,5 +1,5 @@
 /**
- * A small HTTP/1.1 keep-alive client over raw TCP (Bun.connect) for turnoload: `size` connections,
+ * A small HTTP/1.1 keep-alive client over raw TCP (Bun.connect): `size` connections,
  * one request in flight on each (no pipelining, so a response always belongs to the request just
  * sent). It exists because fetch cost about twice the CPU per request (19.0 vs 9.75 µs in
  * docs/scalability.md; at 2000/s turnoload with fetch used ~75% of a core), which on a small host made
@@ -7,7 +7,9 @@
  *
  * Responses are parsed only as far as needed: status line, Content-Length, body (HEAD and 204/304
  * have none). A response with `Connection: close`, a timeout or a socket error drops the
- * connection; the next request opens a new one.
+ * connection; the next request opens a new one. bench/optimizations.ts measures it against fetch;
+ * turnoload's worker threads use the same approach, inlined with their timing
+ * (loadtest/tools/turnoload-worker.ts).
  */
 import type { Socket } from "bun";
 
