@@ -70,6 +70,7 @@ async function main(): Promise<number> {
         ["--tool", "autocannon", "--connections", "32", "--ids", "100", "--dist", "uniform"],
         ["--tool", "hey", "--connections", "32"],
         ["--tool", "ab", "--connections", "32"],
+        ["--tool", "httperf", "--rate", "2000"],
         ["--tool", "turnoload", "--connections", "64", "--ids", "100", "--dist", "zipf", "--rate", "2000"],
         [
           "--tool",

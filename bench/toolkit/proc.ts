@@ -42,6 +42,16 @@ export function parentPid(pid: number): number | undefined {
   }
 }
 
+/** The process group of a process (itself when it is gone or a group leader's pid is not usable). */
+export function processGroup(pid: number): number {
+  try {
+    const group = Number(statFields(pid)[2]);
+    return Number.isInteger(group) && group > 1 ? group : pid;
+  } catch {
+    return pid;
+  }
+}
+
 function numericEntries(): number[] {
   return readdirSync("/proc")
     .filter((entry) => /^\d+$/.test(entry))

@@ -76,11 +76,28 @@ export function autoWorkers(rate: number, max: number): number {
   return Math.max(1, Math.min(max, Math.ceil(rate / RATE_PER_WORKER)));
 }
 
+class WorkerStartError extends Error {
+  override readonly name = "WorkerStartError";
+}
+
 /** Worker threads kept across runs (warm JIT, no start-up cost per step); close() ends them. */
 export class OpenLoopGenerator {
   readonly #workers: Worker[] = [];
 
   async run(options: OpenLoopOptions): Promise<OpenLoopRun> {
+    try {
+      return await this.#run(options);
+    } catch (error) {
+      // A worker thread that failed to load (seen once on Bun 1.4.5: ELOOP reading a module while
+      // starting) is replaced once; a second failure, or any other error, is reported.
+      if (!(error instanceof WorkerStartError)) throw error;
+      progress(`turnoload: ${error.message}; starting the worker threads again`);
+      this.close();
+      return await this.#run(options);
+    }
+  }
+
+  async #run(options: OpenLoopOptions): Promise<OpenLoopRun> {
     while (this.#workers.length < options.workers) this.#workers.push(new Worker(WORKER_URL.href));
     const used = this.#workers.slice(0, options.workers);
     const perWorker = Math.max(1, Math.floor(options.connections / used.length));
@@ -90,7 +107,7 @@ export class OpenLoopGenerator {
           if (event.data.type === "failed") reject(new Error(event.data.error));
           else if (event.data.type === want) resolve(event.data);
         };
-        worker.onerror = (event) => reject(new Error(`turnoload worker failed: ${event.message}`));
+        worker.onerror = (event) => reject(new WorkerStartError(`turnoload worker failed: ${event.message}`));
         worker.postMessage(message);
       });
     await Promise.all(
