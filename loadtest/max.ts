@@ -9,8 +9,8 @@
  *    until the bracket is within --precision (5 %) or --max-steps (8) is spent.
  *
  * A step is **invalid** when the generator's own scheduling error (p99 of how late it noticed due
- * requests) is over --max-lag-share (25 %) of the SLO: it is run again (--retries times) with one
- * more worker thread each time (up to --max-workers), and if it stays invalid, the rate counts as
+ * requests) is over --max-lag-share (25 %) of the SLO: it is run again (--retries times), with one
+ * more worker thread when its threads were busy (up to --max-workers), and if it stays invalid, the rate counts as
  * not shown to hold and the result says the search was bounded by the generator, not by the
  * service. A step that breaks the SLO is retried too (a shared host has latency spikes: one 50 ms
  * stall of a 5 s step is 1 % of it, enough to break a p99); a rate
@@ -28,7 +28,6 @@
 import { join } from "node:path";
 import { integerArg, listArg, numberArg, runCommand, UsageError } from "../bench/toolkit/cli.ts";
 import { type CpuPercent, startCpuMeter } from "../bench/toolkit/proc.ts";
-import { median } from "../bench/toolkit/stats.ts";
 import { runWrk } from "../bench/toolkit/wrk.ts";
 import { freePort, waitFor } from "../test/helpers/ports.ts";
 import { allIds } from "./ids.ts";
@@ -74,7 +73,7 @@ export interface MaxSearch {
   /** True when the upper bound came from invalid steps: the generator, not the service, set it. */
   readonly generatorBound: boolean;
   readonly saturated: string;
-  /** CPU µs per request of the target's processes (and watched ones) at the maximum. */
+  /** CPU µs per request of the server side at the maximum: the target's processes plus watched ones (Redis...). */
   readonly serviceCpuUsPerRequest: number | undefined;
   readonly verification: Verification;
   readonly seconds: number;
@@ -300,8 +299,11 @@ export async function searchMax(options: MaxOptions, generator: OpenLoopGenerato
         `step ${rate}/s (${result.workers} worker${result.workers === 1 ? "" : "s"}): achieved ${result.achieved}/s, p50 ${result.latencyMs.p50} p99 ${result.latencyMs.p99} ms (service p99 ${result.serviceMs.p99}, scheduling error p99 ${result.schedulingErrorMs.p99}), errors ${result.errors}; ${result.verdict === "ok" ? "ok" : `${result.verdict.toUpperCase()}: ${result.why}`}; CPU ${describeCpu(result.cpu)}`,
       );
       if (result.verdict === "ok") break;
-      // A generator that fell behind gets one more thread for the next try, while there are cores.
-      if (result.verdict === "invalid" && workers < options.maxWorkers) workers++;
+      // A generator that fell behind because its threads were busy (over 80% of a core each) gets
+      // one more thread for the next try, while there are cores; one that fell behind with idle
+      // threads was descheduled (a busy host), and more threads would only compete harder.
+      const busy = (result.cpu.generator ?? 0) / result.workers > 80;
+      if (result.verdict === "invalid" && busy && workers < options.maxWorkers) workers++;
     }
     return result as MaxStep;
   };
@@ -436,15 +438,6 @@ async function findMaxRateWith(options: MaxOptions, generator: OpenLoopGenerator
   };
 }
 
-/** Median service CPU per request over the steps that held (steadier than one step on a shared host). */
-export function medianServerCpuUs(m: MaxSearch): number | undefined {
-  const values = m.steps
-    .filter((s) => s.verdict === "ok")
-    .map(serverCpuUsPerRequest)
-    .filter((v): v is number => v !== undefined);
-  return values.length === 0 ? undefined : median(values);
-}
-
 async function main(options: MaxOptions): Promise<number> {
   if (await maybeReExecInNetns(options.load.netns, import.meta.path)) return 0;
   const result = await findMaxRate(options);
@@ -456,7 +449,7 @@ async function main(options: MaxOptions): Promise<number> {
       ? ""
       : `calibration on a bare Bun.serve: open loop ${c.maxSustainableRate} req/s vs wrk ${c.wrk.rps} req/s = ${c.ratioToWrk}\n`) +
       `knee: ${result.knee ?? "not reached"}; saturated: ${result.saturated}\n` +
-      `service CPU per request at the maximum: ${result.serviceCpuUsPerRequest ?? "-"} µs; search took ${result.seconds} s\n` +
+      `server-side CPU per request at the maximum (target + watched processes): ${result.serviceCpuUsPerRequest ?? "-"} µs; search took ${result.seconds} s\n` +
       `verification over all steps: ${result.verification.summary}\n` +
       result.verification.problems
         .slice(0, 20)

@@ -86,9 +86,17 @@ function searches(maxes: MaxResult[]): { name: string; search: MaxSearch; slo: n
   return out;
 }
 
-function bars(title: string, values: { name: string; value: number }[], axis: string): TopLevelSpec {
+/** A title line and a smaller second line, neither cut. */
+const heading = (text: string, subtitle?: string) => ({
+  text,
+  ...(subtitle === undefined ? {} : { subtitle }),
+  limit: 0,
+  subtitleLimit: 0,
+});
+
+function bars(title: string, values: { name: string; value: number }[], axis: string, subtitle?: string): TopLevelSpec {
   return {
-    title: { text: title, limit: WIDTH + 100 },
+    title: heading(title, subtitle),
     data: { values },
     mark: { type: "bar", color: "#4c78a8" },
     encoding: {
@@ -105,8 +113,19 @@ function stepSpecs(rows: StepRow[]): Record<string, TopLevelSpec> {
   const wrk = rows.filter((r) => r.wrk !== undefined).map((r) => ({ name: r.step, value: r.wrk?.rps ?? 0 }));
   const max = rows.filter((r) => r.max !== undefined).map((r) => ({ name: r.step, value: r.max?.maxSustainableRate ?? 0 }));
   if (max.length > 0)
-    specs["steps-max.svg"] = bars("Build-up steps: maximum sustainable open-loop rate (p99 <= SLO)", max, "requests/s");
-  if (wrk.length > 0) specs["steps-closed-loop.svg"] = bars("Build-up steps: wrk closed-loop throughput", wrk, "requests/s");
+    specs["steps-max.svg"] = bars(
+      "Build-up steps: maximum sustainable rate",
+      max,
+      "requests/s",
+      "open loop (turnoload), p99 <= SLO",
+    );
+  if (wrk.length > 0)
+    specs["steps-closed-loop.svg"] = bars(
+      "Build-up steps: closed-loop throughput",
+      wrk,
+      "requests/s",
+      "wrk, 32 connections, 100 ids",
+    );
   const latency = rows.flatMap((r) =>
     r.turnoload === undefined
       ? []
@@ -114,7 +133,7 @@ function stepSpecs(rows: StepRow[]): Record<string, TopLevelSpec> {
   );
   if (latency.length > 0)
     specs["steps-latency.svg"] = {
-      title: { text: "Build-up steps: latency at a fixed open-loop rate (turnoload)", limit: WIDTH + 100 },
+      title: heading("Build-up steps: latency at a fixed rate", "turnoload open loop, from intended send times"),
       data: { values: latency },
       mark: "bar",
       encoding: {
@@ -136,9 +155,10 @@ export function chartSpecs(results: AnyResult[]): Record<string, TopLevelSpec> {
   const all = searches(maxes.filter((m) => !m.label.startsWith("step=")));
   if (all.length > 0) {
     specs["max-sustainable.svg"] = bars(
-      "Maximum sustainable open-loop rate (turnoload, p99 from intended send <= SLO)",
+      "Maximum sustainable rate per setup",
       all.map((s) => ({ name: s.name, value: s.search.maxSustainableRate })),
       "requests/s",
+      "open loop (turnoload, loadtest:max), p99 from intended send times <= SLO",
     );
     const points = all.flatMap((s) =>
       s.search.steps.map((step: MaxStep) => ({
@@ -151,9 +171,16 @@ export function chartSpecs(results: AnyResult[]): Record<string, TopLevelSpec> {
     );
     const slo = all[0]?.slo ?? 10;
     const lagLimit = (all[0]?.lagShare ?? 0.25) * slo;
-    const lineChart = (title: string, field: "p99" | "lag", axis: string, limit: number, limitLabel: string): TopLevelSpec =>
+    const lineChart = (
+      title: string,
+      subtitle: string,
+      field: "p99" | "lag",
+      axis: string,
+      limit: number,
+      limitLabel: string,
+    ): TopLevelSpec =>
       ({
-        title: { text: title, limit: WIDTH + 100 },
+        title: heading(title, subtitle),
         width: WIDTH,
         height: 260,
         layer: [
@@ -186,25 +213,27 @@ export function chartSpecs(results: AnyResult[]): Record<string, TopLevelSpec> {
         ],
       }) as TopLevelSpec;
     specs["latency-vs-load.svg"] = lineChart(
-      "Where p99 crosses the SLO: p99 from intended send time per open-loop step",
+      "Where p99 crosses the SLO",
+      "p99 from intended send times, every loadtest:max step",
       "p99",
       "p99 latency (ms, log scale)",
       slo,
       `SLO ${slo} ms`,
     );
     specs["scheduling-error.svg"] = lineChart(
-      "Was the generator on time? Its scheduling error (p99) per step",
+      "Was the generator on time?",
+      "its scheduling error (p99), every loadtest:max step",
       "lag",
       "scheduling error p99 (ms, log scale)",
       lagLimit,
       `step invalid above ${lagLimit} ms`,
     );
   }
-  const closed = runs.filter((r) => CLOSED_LOOP.has(r.tool));
+  const closed = runs.filter((r) => CLOSED_LOOP.has(r.tool) && !r.label.startsWith("step="));
   if (closed.length > 0) {
     const setups = new Set(closed.map(labelOf));
     specs["closed-loop-throughput.svg"] = {
-      title: { text: "Closed-loop throughput per tool (not comparable with open-loop rates)", limit: WIDTH + 100 },
+      title: heading("Closed-loop throughput per tool", "not comparable with the open-loop rates above"),
       data: { values: closed.map((r) => ({ tool: r.tool, setup: labelOf(r), rps: r.rps })) },
       mark: "bar",
       encoding: {
@@ -220,7 +249,7 @@ export function chartSpecs(results: AnyResult[]): Record<string, TopLevelSpec> {
   const withErrors = runs.filter((r) => r.errors + r.non2xx > 0);
   if (withErrors.length > 0)
     specs["errors.svg"] = {
-      title: { text: "Runs with transport errors or non-2xx responses", limit: WIDTH + 100 },
+      title: heading("Runs with transport errors or non-2xx responses"),
       data: {
         values: withErrors.flatMap((r) => [
           { run: `${r.tool} ${labelOf(r)}`, kind: "transport errors", count: r.errors },
@@ -241,7 +270,6 @@ export function chartSpecs(results: AnyResult[]): Record<string, TopLevelSpec> {
 }
 
 const fmt = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1));
-const orDash = (v: number | undefined, suffix = "") => (v === undefined ? "-" : `${fmt(v)}${suffix}`);
 
 function verdictOf(r: LoadResult | MaxResult | undefined): string {
   const v = r?.verification;
@@ -254,19 +282,32 @@ function stepsMarkdown(rows: StepRow[]): string[] {
   const lines = [
     "## Build-up steps (`npm run loadtest:steps`)",
     "",
-    "| step | turnoload @ fixed rate: p50 / p99 ms | verdict | wrk req/s (p99 ms) | wrk verdict | max sustainable req/s (ratio to its wrk probe) | service CPU µs/req at the max | max verdict |",
+    "| step | turnoload @ fixed rate: p50 / p99 ms | verdict | wrk req/s (p99 ms) | wrk verdict | max sustainable req/s (ratio to its wrk probe) | CPU µs per request at the max (by process) | max verdict |",
     "|---|---|---|---|---|---|---|---|",
   ];
   for (const { step, turnoload: t, wrk: w, max: m } of rows)
     lines.push(
-      `| ${step} | ${t === undefined ? "-" : `${fmt(t.latencyMs.p50)} / ${fmt(t.latencyMs.p99)} @ ${t.settings.rate}`} | ${verdictOf(t)} | ${w === undefined ? "-" : `${fmt(w.rps)} (${fmt(w.latencyMs.p99)})`} | ${verdictOf(w)} | ${m === undefined ? "-" : `**${m.maxSustainableRate}** (${m.ratioToWrk})`} | ${orDash(m?.serviceCpuUsPerRequest)} | ${verdictOf(m)} |`,
+      `| ${step} | ${t === undefined ? "-" : `${fmt(t.latencyMs.p50)} / ${fmt(t.latencyMs.p99)} @ ${t.settings.rate}`} | ${verdictOf(t)} | ${w === undefined ? "-" : `${fmt(w.rps)} (${fmt(w.latencyMs.p99)})`} | ${verdictOf(w)} | ${m === undefined ? "-" : `**${m.maxSustainableRate}** (${m.ratioToWrk})`} | ${m === undefined ? "-" : cpuBreakdown(m)} | ${verdictOf(m)} |`,
     );
   lines.push("");
   return lines;
 }
 
+/** CPU µs per request of each server-side group at the highest rate that held, e.g. "target 23.4 + redis 6.2". */
+export function cpuBreakdown(s: MaxSearch): string {
+  const held = s.steps.filter((st) => st.verdict === "ok" && st.offered === s.maxSustainableRate).at(-1);
+  if (held === undefined || held.achieved <= 0) return "-";
+  const parts = Object.entries(held.cpu)
+    .filter(([name]) => !["generator", "host", "hostCores"].includes(name))
+    .map(
+      ([name, percent]) =>
+        `${name.replace(/ \(.*\)$/, "")} ${fmt(Math.round((percent / 100) * (1e6 / held.achieved) * 10) / 10)}`,
+    );
+  return parts.length === 0 ? "-" : `${parts.join(" + ")} µs`;
+}
+
 function searchRow(name: string, s: MaxSearch, slo: number): string {
-  return `| ${name} | **${s.maxSustainableRate}** | ${s.wrk.rps} | **${s.ratioToWrk}** | ${s.knee ?? "not reached"} | ${s.generatorBound ? "yes" : "no"} | p99 <= ${slo} ms | ${orDash(s.serviceCpuUsPerRequest)} | ${s.saturated} | ${s.verification.summary} | ${s.seconds} s |`;
+  return `| ${name} | **${s.maxSustainableRate}** | ${s.wrk.rps} | **${s.ratioToWrk}** | ${s.knee ?? "not reached"} | ${s.generatorBound ? "yes" : "no"} | p99 <= ${slo} ms | ${cpuBreakdown(s)} | ${s.saturated} | ${s.verification.summary} | ${s.seconds} s |`;
 }
 
 function stepTable(name: string, s: MaxSearch): string[] {
@@ -314,7 +355,7 @@ export function markdown(results: AnyResult[], charts: string[], resultsDir: str
     lines.push(
       "A closed-loop wrk probe, then bisection of turnoload's open-loop rate; a step is invalid (not held against the service) when the generator's own scheduling error p99 is over a quarter of the SLO.",
       "",
-      "| setup | max sustainable req/s | wrk probe req/s | ratio | knee (first broken) | bounded by the generator | SLO | service CPU µs/req at the max | what saturated | I1-I4 | search took |",
+      "| setup | max sustainable req/s | wrk probe req/s | ratio | knee (first broken) | bounded by the generator | SLO | CPU µs per request at the max (by process) | what saturated | I1-I4 | search took |",
       "|---|---|---|---|---|---|---|---|---|---|---|",
     );
     for (const m of maxes) {

@@ -337,6 +337,8 @@ class Run {
     this.#finished = true;
     clearTimeout(this.#timer);
     clearInterval(this.#sweep);
+    // Still unanswered after the grace period: timed out (status 0), so the checker allows their numbers as lost.
+    for (const connection of this.#all) if (connection.k >= 0) this.#complete(connection, 0, "");
     for (const connection of this.#all) {
       const socket = connection.socket;
       connection.socket = undefined;
