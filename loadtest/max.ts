@@ -328,7 +328,10 @@ export async function searchMax(options: MaxOptions, generator: OpenLoopGenerato
   const verification: Verification = {
     kind: "history",
     ok: problems.length === 0,
-    summary: `${problems.length === 0 ? "OK" : "VIOLATIONS"}: ${verifiedSteps} steps verified (I1-I4), ${totals.requests ?? 0} requests, ${totals.duplicates ?? 0} duplicates, ${totals.gaps ?? 0} gaps, ${totals.orderViolations ?? 0} order violations`,
+    summary:
+      verifiedSteps === 0
+        ? "not verified (--no-verify, or the calibration's bare server, which keeps no counter contract)"
+        : `${problems.length === 0 ? "OK" : "VIOLATIONS"}: ${verifiedSteps} steps verified (I1-I4), ${totals.requests ?? 0} requests, ${totals.duplicates ?? 0} duplicates, ${totals.gaps ?? 0} gaps, ${totals.orderViolations ?? 0} order violations`,
     problems: problems.slice(0, 50),
     totals,
     counters: { ids: ids.length, sum: 0, max: 0 },
@@ -380,16 +383,17 @@ export function summaryLine(s: MaxSearch, sloMs: number, maxErrorRate: number): 
   );
 }
 
-export async function findMaxRate(options: MaxOptions): Promise<MaxResult> {
+/** `command` is stored in the result: how to run this search again. */
+export async function findMaxRate(options: MaxOptions, command: string): Promise<MaxResult> {
   const generator = new OpenLoopGenerator();
   try {
-    return await findMaxRateWith(options, generator);
+    return await findMaxRateWith(options, generator, command);
   } finally {
     generator.close();
   }
 }
 
-async function findMaxRateWith(options: MaxOptions, generator: OpenLoopGenerator): Promise<MaxResult> {
+async function findMaxRateWith(options: MaxOptions, generator: OpenLoopGenerator, command: string): Promise<MaxResult> {
   const startedAt = new Date().toISOString();
   let calibration: MaxSearch | undefined;
   if (options.calibrate) {
@@ -430,7 +434,7 @@ async function findMaxRateWith(options: MaxOptions, generator: OpenLoopGenerator
       maxWorkers: options.maxWorkers,
       verify: load.verify,
       netns: load.netns,
-      command: `npm run loadtest:max -- ${process.argv.slice(2).join(" ")}`.trim(),
+      command,
     },
     ...search,
     ...(calibration === undefined ? {} : { calibration }),
@@ -440,7 +444,7 @@ async function findMaxRateWith(options: MaxOptions, generator: OpenLoopGenerator
 
 async function main(options: MaxOptions): Promise<number> {
   if (await maybeReExecInNetns(options.load.netns, import.meta.path)) return 0;
-  const result = await findMaxRate(options);
+  const result = await findMaxRate(options, `npm run loadtest:max -- ${process.argv.slice(2).join(" ")}`.trim());
   const path = writeResult(options.load.out, result);
   console.log(path);
   const c = result.calibration;

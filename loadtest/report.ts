@@ -7,7 +7,7 @@
  * share an axis; one colour per series from a scheme with enough colours; legends never cut; at
  * most ~560 px wide; log scales only over values > 0; a chart with nothing to show is not drawn.
  */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
@@ -158,7 +158,7 @@ export function chartSpecs(results: AnyResult[]): Record<string, TopLevelSpec> {
       "Maximum sustainable rate per setup",
       all.map((s) => ({ name: s.name, value: s.search.maxSustainableRate })),
       "requests/s",
-      "open loop (turnoload, loadtest:max), p99 from intended send times <= SLO",
+      "open loop (loadtest:max), p99 <= SLO",
     );
     const points = all.flatMap((s) =>
       s.search.steps.map((step: MaxStep) => ({
@@ -416,6 +416,8 @@ async function main(resultsDir: string, outDir: string): Promise<number> {
     writeFileSync(join(outDir, file), await renderSvg(spec));
     charts.push(file);
   }
+  // The directory is generated: a chart no longer drawn (nothing to show) must not linger.
+  for (const file of readdirSync(outDir)) if (file.endsWith(".svg") && !charts.includes(file)) rmSync(join(outDir, file));
   const readme = join(outDir, "README.md");
   writeFileSync(readme, markdown(results, charts, resultsDir, outDir));
   // Formatted as the repository's format check wants it, so a fresh report never fails CI.
