@@ -142,7 +142,7 @@ Finds the highest open-loop rate with p99 <= SLO: a closed-loop wrk probe, then 
   --calibrate             first run the same search against a bare Bun.serve (bench/baseline-server.ts)
   --ports name:port,...   also watch the CPU of the processes listening there (e.g. redis:6379)
   --pids name:pid+pid,... also watch these processes
-Load options (as npm run loadtest; defaults here: --ids 1 --dist hot --connections 1024):
+Load options (as npm run loadtest; defaults here: --ids 1 --dist hot --connections 256):
   --ids N --dist hot|uniform|zipf --connections C --workers W --netns NAME --id-prefix P
   --label TEXT --timeout-ms MS --out DIR --no-verify
   --help                  this text
@@ -155,7 +155,7 @@ export function maxOptionsFrom(raw: MaxArgs): MaxOptions {
     throw new UsageError("loadtest:max drives turnoload's open loop (and wrk for the probe); drop --tool");
   if (raw.rate !== undefined || raw.duration !== undefined)
     throw new UsageError("loadtest:max chooses the rates itself: drop --rate/--duration (see --step-seconds, --max-steps)");
-  const load = loadOptionsFrom({ ...raw, tool: "turnoload" }, { ids: 1, dist: "hot", connections: 1024 });
+  const load = loadOptionsFrom({ ...raw, tool: "turnoload" }, { ids: 1, dist: "hot", connections: 256 });
   return {
     load,
     sloMs: numberArg(raw["slo-ms"], "slo-ms", 10, 0.1, 10_000),
