@@ -328,8 +328,9 @@ class Run {
     const now = clock();
     for (const connection of this.#all)
       if (connection.k >= 0 && now - connection.sentAt > this.#job.timeoutMs) this.#fail(connection);
-    // the last requests may never be answered: give up after the timeout
-    if (this.#nextK >= this.#total && now > this.#start + this.#job.seconds * 1000 + this.#job.timeoutMs * 2) this.#finish();
+    // The last requests may never be answered, and a server that went away takes every connection
+    // with it: whatever is left after the schedule plus twice the timeout has failed.
+    if (now > this.#start + this.#job.seconds * 1000 + this.#job.timeoutMs * 2) this.#finish();
   }
 
   #finish(): void {
@@ -339,6 +340,12 @@ class Run {
     clearInterval(this.#sweep);
     // Still unanswered after the grace period: timed out (status 0), so the checker allows their numbers as lost.
     for (const connection of this.#all) if (connection.k >= 0) this.#complete(connection, 0, "");
+    // Never sent (no connection could be had): failed too, though they cannot have taken a number.
+    const unsent = Math.max(0, Math.ceil((this.#total - this.#nextK) / this.#job.workers));
+    if (unsent > 0) {
+      this.#errors += unsent;
+      this.#statusCounts["0"] = (this.#statusCounts["0"] ?? 0) + unsent;
+    }
     for (const connection of this.#all) {
       const socket = connection.socket;
       connection.socket = undefined;
