@@ -52,6 +52,8 @@ export interface MaxStep {
   readonly serviceMs: Percentiles;
   /** The generator's scheduling error. */
   readonly schedulingErrorMs: Percentiles;
+  /** Intended send to write: scheduling error plus waits for a free connection (absent in older results). */
+  readonly sendDelayMs?: Percentiles;
   readonly errors: number;
   readonly errorRate: number;
   readonly verdict: StepVerdict;
@@ -280,6 +282,7 @@ export async function searchMax(options: MaxOptions, generator: OpenLoopGenerato
       latencyMs: run.latencyMs,
       serviceMs: run.serviceMs,
       schedulingErrorMs: run.lagMs,
+      sendDelayMs: run.sendDelayMs,
       errors,
       errorRate,
       verdict: judged.verdict,
@@ -296,7 +299,7 @@ export async function searchMax(options: MaxOptions, generator: OpenLoopGenerato
       result = await tryStep(rate, options.stepSeconds, true);
       steps.push(result);
       progress(
-        `step ${rate}/s (${result.workers} worker${result.workers === 1 ? "" : "s"}): achieved ${result.achieved}/s, p50 ${result.latencyMs.p50} p99 ${result.latencyMs.p99} ms (service p99 ${result.serviceMs.p99}, scheduling error p99 ${result.schedulingErrorMs.p99}), errors ${result.errors}; ${result.verdict === "ok" ? "ok" : `${result.verdict.toUpperCase()}: ${result.why}`}; CPU ${describeCpu(result.cpu)}`,
+        `step ${rate}/s (${result.workers} worker${result.workers === 1 ? "" : "s"}): achieved ${result.achieved}/s, p50 ${result.latencyMs.p50} p99 ${result.latencyMs.p99} ms (service p99 ${result.serviceMs.p99}, scheduling error p99 ${result.schedulingErrorMs.p99}, send delay p99 ${result.sendDelayMs?.p99}), errors ${result.errors}; ${result.verdict === "ok" ? "ok" : `${result.verdict.toUpperCase()}: ${result.why}`}; CPU ${describeCpu(result.cpu)}`,
       );
       if (result.verdict === "ok") break;
       // A generator that fell behind because its threads were busy (over 80% of a core each) gets

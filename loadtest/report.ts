@@ -314,12 +314,12 @@ function stepTable(name: string, s: MaxSearch): string[] {
   const lines = [
     `Steps for ${name}:`,
     "",
-    "| offered | achieved | workers | p50 ms | p99 ms | service p99 ms | scheduling error p99 ms | errors | verdict | CPU % |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "| offered | achieved | workers | p50 ms | p99 ms | service p99 ms | scheduling error p99 ms | send delay p99 ms | errors | verdict | CPU % |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const st of s.steps)
     lines.push(
-      `| ${st.offered} | ${fmt(st.achieved)} | ${st.workers} | ${fmt(st.latencyMs.p50)} | ${fmt(st.latencyMs.p99)} | ${fmt(st.serviceMs.p99)} | ${fmt(st.schedulingErrorMs.p99)} | ${st.errors} | ${st.verdict === "ok" ? "ok" : `${st.verdict}: ${st.why}`} | ${Object.entries(
+      `| ${st.offered} | ${fmt(st.achieved)} | ${st.workers} | ${fmt(st.latencyMs.p50)} | ${fmt(st.latencyMs.p99)} | ${fmt(st.serviceMs.p99)} | ${fmt(st.schedulingErrorMs.p99)} | ${st.sendDelayMs === undefined ? "-" : fmt(st.sendDelayMs.p99)} | ${st.errors} | ${st.verdict === "ok" ? "ok" : `${st.verdict}: ${st.why}`} | ${Object.entries(
         st.cpu,
       )
         .filter(([k]) => k !== "hostCores")

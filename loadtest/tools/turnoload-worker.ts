@@ -58,6 +58,8 @@ export interface WorkerReport {
   readonly latency: string;
   readonly service: string;
   readonly lag: string;
+  /** From the intended send time to the actual write: the scheduling error plus any wait for a free connection. */
+  readonly sendDelay: string;
   readonly sent: number;
   readonly answered: number;
   readonly errors: number;
@@ -121,6 +123,7 @@ class Run {
   readonly #latency = createHistogram();
   readonly #service = createHistogram();
   readonly #lag = createHistogram();
+  readonly #sendDelay = createHistogram();
   readonly #statusCounts: Record<string, number> = {};
   readonly #hostile = { sent: 0, refused: 0, wrong: 0, examples: [] as string[] };
   readonly #shapeExamples: string[] = [];
@@ -246,6 +249,7 @@ class Run {
       request = `${h.method} ${h.path} HTTP/1.1\r\nHost: ${this.#url.host}\r\n${headers}\r\n`;
     }
     connection.sentAt = clock();
+    recordMs(this.#sendDelay, connection.sentAt - intended);
     if (connection.sentAt < this.#firstSendAt) this.#firstSendAt = connection.sentAt;
     connection.socket?.write(request);
   }
@@ -367,6 +371,7 @@ class Run {
       latency: encodeHistogram(this.#latency),
       service: encodeHistogram(this.#service),
       lag: encodeHistogram(this.#lag),
+      sendDelay: encodeHistogram(this.#sendDelay),
       sent: (this.#nextK - this.#job.index) / this.#job.workers,
       answered: this.#answered,
       errors: this.#errors,

@@ -64,6 +64,8 @@ export interface OpenLoopRun {
   readonly serviceMs: Percentiles;
   /** The generator's scheduling error: how late a due request was noticed. */
   readonly lagMs: Percentiles;
+  /** From the intended send time to the write: the scheduling error plus waits for a free connection. */
+  readonly sendDelayMs: Percentiles;
   readonly latency: Histogram;
   readonly history: HistoryEntry[];
 }
@@ -167,6 +169,7 @@ function merge(options: OpenLoopOptions, startAt: number, reports: WorkerReport[
   const latency = mergeHistograms(reports.map((r) => r.latency));
   const service = mergeHistograms(reports.map((r) => r.service));
   const lag = mergeHistograms(reports.map((r) => r.lag));
+  const sendDelay = mergeHistograms(reports.map((r) => r.sendDelay));
   const statusCounts: Record<string, number> = {};
   const hostile = { sent: 0, refused: 0, wrong: 0, examples: [] as string[] };
   const history: HistoryEntry[] = [];
@@ -207,11 +210,13 @@ function merge(options: OpenLoopOptions, startAt: number, reports: WorkerReport[
     latencyMs: histogramPercentiles(latency),
     serviceMs: histogramPercentiles(service),
     lagMs: histogramPercentiles(lag),
+    sendDelayMs: histogramPercentiles(sendDelay),
     latency,
     history,
   };
   service.destroy();
   lag.destroy();
+  sendDelay.destroy();
   return result;
 }
 
@@ -272,6 +277,7 @@ export async function runTurnoload(options: LoadOptions): Promise<ToolOutcome> {
       offeredRate: rate,
       workers: run.workers,
       schedulingErrorMs: run.lagMs,
+      sendDelayMs: run.sendDelayMs,
       serviceTimeMs: run.serviceMs,
       hostile: run.hostile,
       maxBacklog: run.maxBacklog,
