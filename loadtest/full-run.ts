@@ -105,7 +105,7 @@ async function main(): Promise<number> {
       ];
       const max = await findMaxRate(
         maxOptionsFrom(parseCommand({ name: "loadtest:max", usage: "", options: MAX_ARGS }, maxArgs)),
-        `npm run loadtest:max -- ${maxArgs.filter((arg) => !arg.includes("/")).join(" ")} (from npm run loadtest:full -- ${process.argv.slice(2).join(" ")})`,
+        `npm run loadtest:max -- ${maxArgs.map((arg) => (arg.includes("/") ? "<service URL or dir>" : arg)).join(" ")} (from npm run loadtest:full -- ${process.argv.slice(2).join(" ")})`,
       );
       const path = writeResult(out, max);
       progress(
