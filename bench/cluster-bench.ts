@@ -20,7 +20,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { startCpuSample } from "../loadtest/cpu.ts";
+import { startCpuMeter } from "./toolkit/proc.ts";
 import { LB_MODES, type LbMode, parseLbMode, renderHaproxyConfig } from "../scripts/cluster/haproxy-config.ts";
 import {
   APP_PORT,
@@ -192,9 +192,9 @@ async function wrk(
   // `ip netns exec` execs wrk: the child's pid is wrk's.
   const child = spawnIn(state, "client", argv, { stdout: "pipe", stderr: "pipe" });
   const groups = [...Object.entries(target.path).map(([name, pids]) => ({ name, pids })), { name: "wrk", pids: [child.pid] }];
-  const sample = startCpuSample(groups);
+  const stopMeter = startCpuMeter(groups);
   const output = await new Response(child.stdout as ReadableStream<Uint8Array>).text();
-  const { percent } = sample();
+  const percent = stopMeter();
   const calls = (await redisCalls(state)) - callsBefore;
   if ((await child.exited) !== 0) {
     throw new Error(`wrk failed: ${output}${await new Response(child.stderr as ReadableStream<Uint8Array>).text()}`);

@@ -16,25 +16,37 @@
  *   redis-hot-lb-reuse  keep-alive on both sides (the template's http-server-close removed too)
  *   redis-hot-w2 / redis-1000-w2  the same with --workers 2 (supervisor + 2 workers, SO_REUSEPORT)
  * Turnomatic runs with its defaults (metrics on). redis-server is the test helper's (no AOF).
- * Results: docs/scalability/cpu-per-request-<timestamp>.json (medians and every run).
+ * Results: docs/scalability/<timestamp>-cpu-per-request.json (medians and every run).
  *
- * Usage: bun bench/cpu-per-request.ts [seconds=5] [rounds=3] [cases=comma list, default all]
+ * Usage: bun bench/cpu-per-request.ts [--seconds 5] [--rounds 3] [--cases a,b,...] (--help)
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { requireBinary } from "../test/helpers/binaries.ts";
 import { freePort, waitFor } from "../test/helpers/ports.ts";
 import { type RedisProcess, startRedis } from "../test/helpers/redis-server.ts";
 import { startService } from "../test/helpers/service.ts";
 import { renderHaproxyConfig } from "../scripts/cluster/haproxy-config.ts";
-import { procCpuSeconds, redisPid } from "./profile.ts";
+import { integerArg, listArg, numberArg, runCommand, UsageError } from "./toolkit/cli.ts";
+import { cpuSecondsOf, descendants, procCpuSeconds, redisPid } from "./toolkit/proc.ts";
+import { redisWork } from "./toolkit/redis-info.ts";
+import { machineInfo, writeResultFile } from "./toolkit/result-file.ts";
+import { medianOfFields } from "./toolkit/stats.ts";
+import { runWrk, transportErrors } from "./toolkit/wrk.ts";
 
-const seconds = Number(process.argv[2] ?? 5);
-const rounds = Number(process.argv[3] ?? 3);
-const only = process.argv[4]?.split(",");
-const wrkBinary = requireBinary("wrk");
-const LUA = join(import.meta.dir, "wrk/turno.lua");
+const USAGE = `usage: bun bench/cpu-per-request.ts [options]
+CPU µs per request of the service, redis-server, HAProxy and wrk, per deployment shape (wrk -t1 -c64).
+  --seconds S     seconds per measured run (default 5)
+  --rounds N      interleaved rounds (default 3); medians are reported
+  --cases LIST    comma-separated case keys (default all)
+  --help          this text`;
+
+const ARGS = { seconds: { type: "string" }, rounds: { type: "string" }, cases: { type: "string" } } as const;
+
+let seconds = 5;
+let rounds = 3;
+let only: string[] | undefined;
 
 interface Started {
   url: string;
@@ -106,62 +118,23 @@ const CASES: Array<{ key: string; ids: number; redis: boolean; start: (redis: Re
   { key: "redis-1000-w2", ids: 1000, redis: true, start: (r) => service(r.url, ["--workers", "2"]) },
 ];
 
-/** The process and every process below it (the supervisor's workers). */
-function descendants(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  const tree = [root];
-  for (let i = 0; i < tree.length; i++) for (const [pid, ppid] of parent) if (ppid === tree[i]) tree.push(pid);
-  return tree;
-}
-
-function treeCpu(pids: number[]): number {
-  let sum = 0;
-  for (const pid of pids) {
-    try {
-      sum += procCpuSeconds(pid);
-    } catch {
-      // Exited during the run; its CPU is lost, which would show as a drop (none expected).
-    }
-  }
-  return sum;
-}
+const treeCpu = cpuSecondsOf;
 
 async function roundTrips(redis: RedisProcess): Promise<number> {
-  const info = await redis.cli("INFO", "commandstats");
-  let n = 0;
-  for (const m of info.matchAll(/^cmdstat_(evalsha|eval|incr|incrby):calls=(\d+)/gm)) n += Number(m[2]);
-  return n;
+  return redisWork(await redis.cli("INFO", "commandstats")).roundTrips;
 }
 
 async function wrk(url: string, ids: number, duration: number) {
-  const child = Bun.spawn([wrkBinary, "-t1", "-c64", `-d${duration}s`, "-s", LUA, url], {
-    env: { ...process.env, IDS: String(ids) },
-    stdout: "pipe",
-  });
-  const text = await new Response(child.stdout).text();
-  await child.exited;
-  const usage = child.resourceUsage();
-  const line = text.split("\n").find((l) => l.startsWith("WRK_JSON "));
-  if (line === undefined) throw new Error(`wrk printed no summary: ${text}`);
-  const parsed = JSON.parse(line.slice(9)) as { requests: number; duration_us: number; p99_us: number; errors: number };
-  const wrkCpu = usage ? Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6 : Number.NaN;
-  return { ...parsed, wrkCpu };
+  const run = await runWrk({ url, threads: 1, connections: 64, seconds: duration, ids });
+  const s = run.summary;
+  return {
+    requests: s.requests,
+    duration_us: s.durationUs,
+    p99_us: s.latencyMs.p99 * 1000,
+    errors: transportErrors(s) + s.statusErrors,
+    wrkCpu: run.wrkCpuSeconds,
+  };
 }
-
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 async function main(): Promise<void> {
   const redis = await startRedis();
@@ -209,28 +182,16 @@ async function main(): Promise<void> {
   }
   const summary = cases.map((c) => {
     const list = runs.get(c.key) ?? [];
-    const keys = Object.keys(list[0] ?? {});
-    return {
-      case: c.key,
-      ids: c.ids,
-      ...Object.fromEntries(keys.map((k) => [k, median(list.map((r) => r[k] as number))])),
-      runs: list,
-    };
+    return { case: c.key, ids: c.ids, ...medianOfFields(list), runs: list };
   });
-  const machine = {
-    cpu: cpus()[0]?.model,
-    cores: cpus().length,
-    bun: Bun.version,
-    load: readFileSync("/proc/loadavg", "utf8").trim(),
-  };
-  const dir = join(import.meta.dir, "../docs/scalability");
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `cpu-per-request-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
   const command = `bun bench/cpu-per-request.ts ${process.argv.slice(2).join(" ")}`.trim();
-  writeFileSync(
-    file,
-    `${JSON.stringify({ date: new Date().toISOString(), command, machine, settings: { seconds, rounds, wrk: "-t1 -c64" }, summary }, null, 2)}\n`,
-  );
+  const file = writeResultFile(join(import.meta.dir, "../docs/scalability"), "cpu-per-request", {
+    date: new Date().toISOString(),
+    command,
+    machine: machineInfo(),
+    settings: { seconds, rounds, wrk: "-t1 -c64" },
+    summary,
+  });
   console.log("case            req/s    svc µs/req  svc cores  redis µs/req  trips/req  lb µs/req  wrk µs/req  p99 ms  errors");
   for (const s of summary as unknown as Array<Record<string, number | string>>) {
     const n = (k: string, d = 1) => Number(s[k]).toFixed(d);
@@ -241,4 +202,14 @@ async function main(): Promise<void> {
   console.log(file);
 }
 
-await main();
+await runCommand({ name: "cpu-per-request", usage: USAGE, options: ARGS }, async (values) => {
+  seconds = numberArg(values.seconds, "seconds", 5, 1, 600);
+  rounds = integerArg(values.rounds, "rounds", 3, 1, 50);
+  only = values.cases === undefined ? undefined : listArg(values.cases);
+  for (const key of only ?? [])
+    if (!CASES.some((c) => c.key === key))
+      throw new UsageError(`--cases: unknown case '${key}'; known: ${CASES.map((c) => c.key).join(", ")}`);
+  requireBinary("wrk", "apt-get install wrk");
+  await main();
+  return 0;
+});

@@ -10,17 +10,31 @@
  * 1% sampling (the head-sampling decision, plus a whole span for the 1%), which is steadier than wrk
  * on a shared machine. Spans go over OTLP/HTTP protobuf (the default) to a local sink that counts
  * exports and bytes without decoding them (decoding in this process would take CPU from the services).
- * Usage: bun bench/observability-overhead.ts [seconds-per-run=5] [rounds=3]
+ * Usage: npm run bench:observability -- [--seconds 5] [--rounds 3] (--help)
  */
 import { route } from "../src/http/router.ts";
 import { createMetrics } from "../src/observability/metrics.ts";
 import { createTracing } from "../src/observability/tracing.ts";
 import { requireBinary } from "../test/helpers/binaries.ts";
 import { type ServiceProcess, startService } from "../test/helpers/service.ts";
+import { integerArg, numberArg, parseOrExit } from "./toolkit/cli.ts";
+import { median } from "./toolkit/stats.ts";
+import { runWrk } from "./toolkit/wrk.ts";
 
-const seconds = Number(process.argv[2] ?? 5);
-const rounds = Number(process.argv[3] ?? 3);
-const wrk = requireBinary("wrk");
+const USAGE = `usage: npm run bench:observability -- [--seconds 5] [--rounds 3]
+Cost of metrics and tracing on the hot path: four memory-store services under wrk, rounds interleaved.
+  --seconds S   seconds per wrk run (default 5)
+  --rounds N    rounds (default 3); medians are reported
+  --help        this text`;
+
+const { seconds, rounds } = parseOrExit(
+  { name: "bench:observability", usage: USAGE, options: { seconds: { type: "string" }, rounds: { type: "string" } } },
+  (values) => ({
+    seconds: numberArg(values.seconds, "seconds", 5, 1, 600),
+    rounds: integerArg(values.rounds, "rounds", 3, 1, 50),
+  }),
+);
+requireBinary("wrk", "apt-get install wrk");
 
 let exports = 0;
 let exportedBytes = 0;
@@ -42,12 +56,7 @@ const variants: Array<[string, Record<string, string>]> = [
 ];
 
 async function load(url: string): Promise<number> {
-  const child = Bun.spawn([wrk, "-t1", "-c32", `-d${seconds}s`, `${url}/turno/bench`], { stdout: "pipe", stderr: "ignore" });
-  const out = await new Response(child.stdout).text();
-  await child.exited;
-  const match = /Requests\/sec:\s+([\d.]+)/.exec(out);
-  if (match === null) throw new Error(`wrk printed no rate:\n${out}`);
-  return Number(match[1]);
+  return (await runWrk({ url, threads: 1, connections: 32, seconds, ids: 1 })).rps;
 }
 
 const services: ServiceProcess[] = [];
@@ -63,7 +72,6 @@ try {
       results.get(name)?.push(await load((services[i] as ServiceProcess).url));
     }
   }
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
   const base = median(results.get("baseline") ?? []);
   console.log(`observability overhead: ${rounds} rounds x ${seconds}s per variant, wrk -t1 -c32, memory store, same run`);
   console.log("variant      median req/s   ratio to baseline   runs");

@@ -15,12 +15,12 @@
  *           (counter.labels(route, method, status).inc() + histogram.labels(route).observe()).
  *   client  load-generator CPU per request: turnoload's raw keep-alive pool (loadtest/tools/http-pool.ts)
  *           vs Bun's fetch, 64 requests in flight against bench/baseline-server.ts.
- * Results: docs/scalability/optimizations-<timestamp>.json.
- * Usage: bun bench/optimizations.ts [seconds-per-variant=3] [rounds=3]
+ * Results: docs/scalability/<timestamp>-optimizations.json.
+ * Usage: bun bench/optimizations.ts [--seconds 3] [--rounds 3] (--help)
  */
 import { Database } from "bun:sqlite";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Redis from "ioredis";
 import { Counter, Histogram, Registry } from "prom-client";
@@ -28,19 +28,28 @@ import { EMPTY_COUNTER, planReservation } from "../src/domain/plan-reservation.t
 import { LeanCounter, LeanHistogram } from "../src/observability/lean-metrics.ts";
 import { baseRedisOptions, defineScripts, RedisCounterStore, type ScriptedClient } from "../src/stores/redis-store.ts";
 import { SqliteStore } from "../src/stores/sqlite-store.ts";
-import { HttpPool } from "../loadtest/tools/http-pool.ts";
+import { HttpPool } from "./toolkit/http-pool.ts";
 import { freePort, waitFor } from "../test/helpers/ports.ts";
 import { startRedis } from "../test/helpers/redis-server.ts";
-import { procCpuSeconds, redisPid } from "./profile.ts";
+import { integerArg, numberArg, parseOrExit } from "./toolkit/cli.ts";
+import { procCpuSeconds, redisPid } from "./toolkit/proc.ts";
+import { commandCalls } from "./toolkit/redis-info.ts";
+import { machineInfo, writeResultFile } from "./toolkit/result-file.ts";
+import { medianOfFields } from "./toolkit/stats.ts";
 
-const seconds = Number(process.argv[2] ?? 3);
-const rounds = Number(process.argv[3] ?? 3);
+const USAGE = `usage: bun bench/optimizations.ts [--seconds 3] [--rounds 3]
+Before/after of each optimization (Redis batching, SQLite group commit, lean metrics, raw client), same run.
+  --seconds S   seconds per variant (default 3)
+  --rounds N    alternated rounds (default 3); medians are reported
+  --help        this text`;
 
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
+const { seconds, rounds } = parseOrExit(
+  { name: "optimizations", usage: USAGE, options: { seconds: { type: "string" }, rounds: { type: "string" } } },
+  (values) => ({
+    seconds: numberArg(values.seconds, "seconds", 3, 1, 600),
+    rounds: integerArg(values.rounds, "rounds", 3, 1, 50),
+  }),
+);
 const cpuNow = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
@@ -79,7 +88,7 @@ async function redisSection(): Promise<Record<string, Sample[]>> {
         const client_ = cpuNow() - c0;
         const server = procCpuSeconds(rPid) - r0;
         const info = await redis.cli("INFO", "commandstats");
-        const evalsha = Number(/^cmdstat_evalsha:calls=(\d+)/m.exec(info)?.[1] ?? 0);
+        const evalsha = commandCalls(info).get("evalsha") ?? 0;
         await store.close();
         const sample = {
           reservationsPerSecond: reservations / elapsed,
@@ -256,7 +265,7 @@ function summarize(section: Record<string, Sample[]>) {
     Object.entries(section).map(([key, samples]) => [
       key,
       {
-        median: Object.fromEntries(Object.keys(samples[0] ?? {}).map((k) => [k, median(samples.map((s) => s[k] as number))])),
+        median: medianOfFields(samples),
         samples,
       },
     ]),
@@ -265,17 +274,14 @@ function summarize(section: Record<string, Sample[]>) {
 
 const result = {
   date: new Date().toISOString(),
-  command: `bun bench/optimizations.ts ${seconds} ${rounds}`,
-  machine: { cpu: cpus()[0]?.model, cores: cpus().length, bun: Bun.version, load: readFileSync("/proc/loadavg", "utf8").trim() },
+  command: `bun bench/optimizations.ts --seconds ${seconds} --rounds ${rounds}`,
+  machine: machineInfo(),
   redis: summarize(await redisSection()),
   sqlite: summarize(await sqliteSection()),
   metrics: summarize(metricsSection()),
   client: summarize(await clientSection()),
 };
-const dir = join(import.meta.dir, "../docs/scalability");
-mkdirSync(dir, { recursive: true });
-const file = join(dir, `optimizations-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+const file = writeResultFile(join(import.meta.dir, "../docs/scalability"), "optimizations", result);
 for (const section of ["redis", "sqlite", "metrics", "client"] as const)
   for (const [key, { median: m }] of Object.entries(result[section]))
     console.log(

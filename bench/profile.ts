@@ -7,21 +7,33 @@
  * docs/scalability/profile-<case>/: the Bun markdown profile, perf's per-DSO and per-symbol tables,
  * and layers.json (self time grouped by layer, see LAYERS below).
  *
- * Usage: bun bench/profile.ts [case=redis-hot|redis-1000|memory] [seconds=10]
+ * Usage: bun bench/profile.ts [--case redis-hot|redis-1000|memory] [--seconds 10] (--help)
  */
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { requireBinary } from "../test/helpers/binaries.ts";
 import { freePort, waitFor } from "../test/helpers/ports.ts";
 import { startRedis } from "../test/helpers/redis-server.ts";
+import { choiceArg, numberArg, parseOrExit } from "./toolkit/cli.ts";
+import { procCpuSeconds, redisPid } from "./toolkit/proc.ts";
+import { runWrk } from "./toolkit/wrk.ts";
 
-const which = process.argv[2] ?? "redis-hot";
-const seconds = Number(process.argv[3] ?? 10);
+const USAGE = `usage: bun bench/profile.ts [--case redis-hot|redis-1000|memory] [--seconds 10]
+Bun's CPU profile (and perf's, when installed) of one service under wrk; writes docs/scalability/profile-<case>/.
+  --case C      redis-hot (default), redis-1000 or memory
+  --seconds S   seconds of load (default 10)
+  --help        this text`;
+
+const { which, seconds } = parseOrExit(
+  { name: "profile", usage: USAGE, options: { case: { type: "string" }, seconds: { type: "string" } } },
+  (values) => ({
+    which: choiceArg(values.case, "case", ["redis-hot", "redis-1000", "memory"] as const, "redis-hot"),
+    seconds: numberArg(values.seconds, "seconds", 10, 2, 600),
+  }),
+);
 const ids = which === "redis-1000" ? 1000 : 1;
 const ROOT = join(import.meta.dir, "..");
 const out = join(ROOT, "docs/scalability", `profile-${which}`);
-const wrkBinary = requireBinary("wrk");
 const perf = Bun.which("perf");
 
 /** Layer of a profile row, from its function name and location; first match wins. */
@@ -89,10 +101,7 @@ async function main(): Promise<void> {
     await waitFor("turnomatic", async () => (await fetch(`${url}/healthz`)).ok);
     const cpuBefore = procCpuSeconds(child.pid);
     const redisBefore = redis ? procCpuSeconds(redisPid(redis.url)) : 0;
-    const wrk = Bun.spawn([wrkBinary, "-t1", "-c64", `-d${seconds}s`, "-s", join(import.meta.dir, "wrk/turno.lua"), url], {
-      env: { ...process.env, IDS: String(ids) },
-      stdout: "pipe",
-    });
+    const wrk = runWrk({ url, threads: 1, connections: 64, seconds, ids });
     const perfRun = perf
       ? Bun.spawn(
           [
@@ -114,15 +123,11 @@ async function main(): Promise<void> {
           { stdout: "ignore", stderr: "ignore" },
         )
       : undefined;
-    const text = await new Response(wrk.stdout).text();
-    await wrk.exited;
+    const load = await wrk;
     await perfRun?.exited;
     const cpu = procCpuSeconds(child.pid) - cpuBefore;
     const redisCpu = redis ? procCpuSeconds(redisPid(redis.url)) - redisBefore : 0;
-    const summary = JSON.parse((text.split("\n").find((l) => l.startsWith("WRK_JSON ")) ?? "WRK_JSON {}").slice(9)) as {
-      requests: number;
-      duration_us: number;
-    };
+    const summary = { requests: load.summary.requests, duration_us: load.summary.durationUs };
     child.kill("SIGTERM");
     await child.exited;
     const md = readdirSync(profDir).find((f) => f.endsWith(".md"));
@@ -149,7 +154,7 @@ async function main(): Promise<void> {
     }
     const result = {
       case: which,
-      command: `bun bench/profile.ts ${which} ${seconds}`,
+      command: `bun bench/profile.ts --case ${which} --seconds ${seconds}`,
       date: new Date().toISOString(),
       wrk: { ...summary, rps: summary.requests / (summary.duration_us / 1e6), ids, connections: 64 },
       serviceCpuSeconds: cpu,
@@ -168,29 +173,6 @@ async function main(): Promise<void> {
     await redis?.stop();
     rmSync(profDir, { recursive: true, force: true });
   }
-}
-
-/** utime + stime of one process, in seconds (USER_HZ is 100 on Linux). */
-export function procCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** The pid of the redis-server listening on the URL's port (the helper does not expose it). */
-export function redisPid(redisUrl: string): number {
-  const port = new URL(redisUrl).port;
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      // redis-server rewrites its title to "redis-server 127.0.0.1:<port>".
-      const cmd = readFileSync(`/proc/${entry}/cmdline`, "utf8").replace(/\0/g, " ");
-      if (cmd.includes("redis-server") && (cmd.includes(`:${port}`) || cmd.includes(` ${port} `))) return Number(entry);
-    } catch {
-      // The process exited while we looked.
-    }
-  }
-  throw new Error(`no redis-server process with port ${port} found in /proc`);
 }
 
 if (import.meta.main) await main();

@@ -11,36 +11,46 @@
  * Turnomatic runs with its defaults (metrics on). In interleaved rounds (the machine is shared and
  * noisy), reporting the median of each case's req/s, p50/p99, its ratio to (a), Redis commands and
  * round trips per request (INFO commandstats) and Redis CPU per request (INFO cpu).
- * Results go to bench/results/bench-<timestamp>.json.
- *
- * Options (env): BENCH_DURATION (s per run, default 5), BENCH_ROUNDS (default 3),
- * BENCH_CONNECTIONS (default 64), BENCH_THREADS (wrk threads, default 1),
- * BENCH_REDIS_CPU_SHARES (comma-separated shares of a core for the capped pairs, default "0.1";
- * empty = none).
+ * Results go to bench/results/<timestamp>-bench.json. The measuring pieces (wrk runner, Redis INFO
+ * parser, median, result writer) are bench/toolkit's.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
 import { join } from "node:path";
-import { requireBinary } from "../test/helpers/binaries.ts";
 import { freePort, waitFor } from "../test/helpers/ports.ts";
 import { type RedisProcess, startRedis } from "../test/helpers/redis-server.ts";
 import { startService } from "../test/helpers/service.ts";
 import { type CpuCap, capCpu } from "./cpu-cap.ts";
-import { redisPid } from "./profile.ts";
+import { integerArg, listArg, numberArg, runCommand, UsageError } from "./toolkit/cli.ts";
+import { redisPid } from "./toolkit/proc.ts";
+import { redisCpuSeconds, redisWork } from "./toolkit/redis-info.ts";
+import { machineInfo, writeResultFile } from "./toolkit/result-file.ts";
+import { median } from "./toolkit/stats.ts";
+import { runWrk, transportErrors } from "./toolkit/wrk.ts";
 
-const DURATION = Number(process.env.BENCH_DURATION ?? 5);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
-const THREADS = Number(process.env.BENCH_THREADS ?? 1);
-const REDIS_CPU_SHARES = (process.env.BENCH_REDIS_CPU_SHARES ?? "0.1")
-  .split(",")
-  .filter((share) => share.trim() !== "")
-  .map((share) => {
-    const value = Number(share);
-    if (!(value > 0 && value < 1)) throw new Error(`BENCH_REDIS_CPU_SHARES: "${share}" is not a share of one core in (0, 1)`);
-    return value;
-  });
-const LUA = join(import.meta.dir, "wrk/turno.lua");
+const USAGE = `usage: npm run bench -- [options]
+Turnomatic vs a bare Bun.serve and a naive one-INCR-per-request server, wrk closed loop, rounds interleaved.
+  --duration S          seconds per wrk run (default 5)
+  --rounds N            rounds (default 3); medians are reported
+  --connections C       wrk connections (default 64)
+  --threads T           wrk threads (default 1)
+  --redis-cpu-shares L  comma-separated shares of one core for the capped-Redis pairs (default 0.1; "" = none; root)
+  --help                this text
+Installs missing Debian packages first (scripts/ensure-test-deps.sh, as root). Writes bench/results/<time>-bench.json.`;
+
+const ARGS = {
+  duration: { type: "string" },
+  rounds: { type: "string" },
+  connections: { type: "string" },
+  threads: { type: "string" },
+  "redis-cpu-shares": { type: "string" },
+} as const;
+
+let DURATION = 5;
+let ROUNDS = 3;
+let CONNECTIONS = 64;
+let THREADS = 1;
+let REDIS_CPU_SHARES: number[] = [];
 
 interface WrkResult {
   requests: number;
@@ -70,15 +80,17 @@ interface Target {
 
 /** Accepts OTLP/HTTP trace exports for (f) and counts the spans, so tracing really exports. */
 let spansReceived = 0;
-const otlpReceiver = Bun.serve({
-  port: 0,
-  hostname: "127.0.0.1",
-  fetch: async (request) => {
-    const body = (await request.json()) as { resourceSpans?: Array<{ scopeSpans: Array<{ spans: unknown[] }> }> };
-    for (const resource of body.resourceSpans ?? []) for (const scope of resource.scopeSpans) spansReceived += scope.spans.length;
-    return Response.json({});
-  },
-});
+const startOtlpReceiver = () =>
+  Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch: async (request) => {
+      const body = (await request.json()) as { resourceSpans?: Array<{ scopeSpans: Array<{ spans: unknown[] }> }> };
+      for (const resource of body.resourceSpans ?? [])
+        for (const scope of resource.scopeSpans) spansReceived += scope.spans.length;
+      return Response.json({});
+    },
+  });
 
 async function startScript(script: string, env: Record<string, string>) {
   const port = await freePort();
@@ -143,7 +155,7 @@ const BASE_TARGETS: Target[] = [
       startService({
         store: redis.url,
         env: {
-          OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpReceiver.port}`,
+          OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpReceiver?.port}`,
           // The receiver above reads JSON; the exporter's default is http/protobuf.
           OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
           OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
@@ -153,65 +165,44 @@ const BASE_TARGETS: Target[] = [
   },
 ];
 
+let otlpReceiver: ReturnType<typeof startOtlpReceiver> | undefined;
+
 /** (b) and (e) again for each Redis CPU share: the pair the "b >= 5x e" target is about. */
-const CAPPED_TARGETS: Target[] = REDIS_CPU_SHARES.flatMap((share) => {
-  const percent = `${Math.round(share * 1000) / 10}%`;
-  return ["b", "e"].map((key) => {
-    const base = BASE_TARGETS.find((t) => t.key === key) as Target;
-    return {
-      ...base,
-      key: `${key}@${percent}`,
-      label: `${base.label}, redis capped at ${percent} of a core`,
-      redisCpuShare: share,
-    };
+const cappedTargets = (): Target[] =>
+  REDIS_CPU_SHARES.flatMap((share) => {
+    const percent = `${Math.round(share * 1000) / 10}%`;
+    return ["b", "e"].map((key) => {
+      const base = BASE_TARGETS.find((t) => t.key === key) as Target;
+      return {
+        ...base,
+        key: `${key}@${percent}`,
+        label: `${base.label}, redis capped at ${percent} of a core`,
+        redisCpuShare: share,
+      };
+    });
   });
-});
 
 async function wrk(url: string, ids: number): Promise<WrkResult> {
-  const child = Bun.spawn(["wrk", `-t${THREADS}`, `-c${CONNECTIONS}`, `-d${DURATION}s`, "-s", LUA, url], {
-    env: { ...process.env, IDS: String(ids) },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const out = await new Response(child.stdout).text();
-  await child.exited;
-  const line = out.split("\n").find((l) => l.startsWith("WRK_JSON "));
-  if (line === undefined) throw new Error(`wrk printed no summary:\n${out}`);
-  return JSON.parse(line.slice("WRK_JSON ".length)) as WrkResult;
+  const run = await runWrk({ url, threads: THREADS, connections: CONNECTIONS, seconds: DURATION, ids });
+  const s = run.summary;
+  return {
+    requests: s.requests,
+    duration_us: s.durationUs,
+    p50_us: s.latencyMs.p50 * 1000,
+    p99_us: s.latencyMs.p99 * 1000,
+    max_us: s.latencyMs.max * 1000,
+    errors: transportErrors(s) + s.statusErrors,
+  };
 }
 
 /** redis-server's CPU time so far (user + system), in µs, from INFO cpu. */
 async function redisCpuUs(redis: RedisProcess): Promise<number> {
-  const info = await redis.cli("INFO", "cpu");
-  const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, "m").exec(info)?.[1] ?? Number.NaN);
-  return (field("used_cpu_user") + field("used_cpu_sys")) * 1e6;
+  return redisCpuSeconds(await redis.cli("INFO", "cpu")) * 1e6;
 }
-
-/** Total calls and client round trips (script/command calls sent by clients) from INFO commandstats. */
-async function redisCalls(redis: RedisProcess): Promise<{ calls: number; roundTrips: number }> {
-  const info = await redis.cli("INFO", "commandstats");
-  let calls = 0;
-  let roundTrips = 0;
-  for (const match of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) {
-    const name = match[1] as string;
-    const n = Number(match[2]);
-    if (name === "info" || name === "ping" || name === "config|get" || name === "config" || name === "flushall") continue;
-    calls += n;
-    // Commands clients send; the HMGET/HINCRBY/HSET that scripts run inside Redis count only as calls.
-    if (["evalsha", "eval", "incr", "incrby", "script|load", "script"].includes(name)) roundTrips += n;
-  }
-  return { calls, roundTrips };
-}
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
 
 /** Caps redis-server for the capped pairs, or says why it cannot (they are then skipped, not faked). */
 async function redisCap(redis: RedisProcess): Promise<{ cap: CpuCap | undefined; skipped: string | undefined }> {
-  if (CAPPED_TARGETS.length === 0) return { cap: undefined, skipped: undefined };
+  if (cappedTargets().length === 0) return { cap: undefined, skipped: undefined };
   const cap = capCpu(redisPid(redis.url), `turnomatic-bench-redis-${process.pid}`);
   if (typeof cap !== "string") return { cap, skipped: undefined };
   process.stderr.write(`skipping the capped-Redis cases: ${cap}\n`);
@@ -230,7 +221,7 @@ async function measure(target: Target, redis: RedisProcess, cap: CpuCap | undefi
     const cpuUs = (await redisCpuUs(redis)) - cpuBefore;
     const run: Run = { ...result, rps: result.requests / (result.duration_us / 1e6) };
     if (target.redis) {
-      const { calls, roundTrips } = await redisCalls(redis);
+      const { calls, roundTrips } = redisWork(await redis.cli("INFO", "commandstats"));
       run.redisCallsPerRequest = calls / result.requests;
       run.redisRoundTripsPerRequest = roundTrips / result.requests;
       run.redisCpuUsPerRequest = cpuUs / result.requests;
@@ -243,10 +234,13 @@ async function measure(target: Target, redis: RedisProcess, cap: CpuCap | undefi
 }
 
 async function main(): Promise<void> {
-  requireBinary("wrk");
+  // Installs what is missing (as root) only now that the arguments are known to be good.
+  if (spawnSync("bash", [join(import.meta.dir, "../scripts/ensure-test-deps.sh")], { stdio: "inherit" }).status !== 0)
+    throw new Error("scripts/ensure-test-deps.sh failed: install the packages it names");
+  otlpReceiver = startOtlpReceiver();
   const redis = await startRedis();
   const { cap, skipped } = await redisCap(redis);
-  const targets = cap === undefined ? BASE_TARGETS : [...BASE_TARGETS, ...CAPPED_TARGETS];
+  const targets = cap === undefined ? BASE_TARGETS : [...BASE_TARGETS, ...cappedTargets()];
   const runs = new Map<string, Run[]>(targets.map((t) => [t.key, []]));
   try {
     for (let round = 1; round <= ROUNDS; round++) {
@@ -261,7 +255,7 @@ async function main(): Promise<void> {
   } finally {
     cap?.remove();
     await redis.stop();
-    otlpReceiver.stop(true);
+    otlpReceiver?.stop(true);
   }
   report(targets, runs, skipped);
 }
@@ -308,7 +302,7 @@ function report(targets: Target[], runs: Map<string, Run[]>, cappedSkipped: stri
   const redisCpuSaving = (row("e")?.redisCpuUsPerRequest ?? Number.NaN) / (row("b")?.redisCpuUsPerRequest ?? Number.NaN);
   const traced = rps("f");
   const tracingOverhead = { "f/b (tracing at 1%)": traced / hot, spansReceived };
-  const machine = { cpu: cpus()[0]?.model, cores: cpus().length, bun: Bun.version, platform: process.platform };
+  const machine = { cpu: cpus()[0]?.model, platform: process.platform, ...machineInfo() };
   const settings = {
     durationSeconds: DURATION,
     rounds: ROUNDS,
@@ -317,12 +311,17 @@ function report(targets: Target[], runs: Map<string, Run[]>, cappedSkipped: stri
     redisCpuShares: REDIS_CPU_SHARES,
     cappedSkipped,
   };
-  mkdirSync(join(import.meta.dir, "results"), { recursive: true });
-  const file = join(import.meta.dir, "results", `bench-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  writeFileSync(
-    file,
-    `${JSON.stringify({ date: new Date().toISOString(), machine, settings, rows, targets: goals, redisCpuSaving, tracingOverhead }, null, 2)}\n`,
-  );
+  const command = `npm run bench -- ${process.argv.slice(2).join(" ")}`.trim();
+  const file = writeResultFile(join(import.meta.dir, "results"), "bench", {
+    date: new Date().toISOString(),
+    command,
+    machine,
+    settings,
+    rows,
+    targets: goals,
+    redisCpuSaving,
+    tracingOverhead,
+  });
 
   console.log(
     `\nmedian of ${ROUNDS} rounds, wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION}s, ${machine.cores} cores (${machine.cpu})`,
@@ -344,4 +343,16 @@ function report(targets: Target[], runs: Map<string, Run[]>, cappedSkipped: stri
   console.log(file);
 }
 
-await main();
+await runCommand({ name: "bench", usage: USAGE, options: ARGS }, async (values) => {
+  DURATION = numberArg(values.duration, "duration", 5, 1, 600);
+  ROUNDS = integerArg(values.rounds, "rounds", 3, 1, 50);
+  CONNECTIONS = integerArg(values.connections, "connections", 64, 1, 10_000);
+  THREADS = integerArg(values.threads, "threads", 1, 1, 64);
+  REDIS_CPU_SHARES = listArg(values["redis-cpu-shares"] ?? "0.1").map((share) => {
+    const value = Number(share);
+    if (!(value > 0 && value < 1)) throw new UsageError(`--redis-cpu-shares: "${share}" is not a share of one core in (0, 1)`);
+    return value;
+  });
+  await main();
+  return 0;
+});

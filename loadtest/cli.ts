@@ -1,16 +1,20 @@
 /**
- * `npm run loadtest -- --tool <wrk|hey|ab|autocannon|turnoload> --target URL ...`: one interface over
- * every load tool. Progress goes to stderr; the last line on stdout is the path of the result JSON
- * (loadtest/results/). A --verify run whose checker finds a violation exits 1; bad usage exits 2.
+ * `npm run loadtest -- --tool <wrk|hey|ab|autocannon|turnoload|httperf> --target URL ...`: one
+ * interface over every load tool. Progress goes to stderr; the last line on stdout is the path of
+ * the result JSON (loadtest/results/). Every run is verified unless --no-verify: a checker that
+ * finds a violation exits 1; bad usage exits 2 (--help prints the usage and exits 0).
  *
- * --netns NAME re-runs this very command inside that network namespace (`ip netns exec`), so every
- * tool, ours and the external ones, runs from there: the hook for the multi-host topology.
+ * --netns NAME re-runs this very command inside that network namespace (netns.ts), so every tool,
+ * ours and the external ones, runs from there: the hook for the multi-host topology.
  */
-import { machineInfo, progress, writeResult, type LoadResult } from "./result.ts";
-import { type LoadOptions, parseLoadOptions, type ToolName, USAGE, UsageError } from "./options.ts";
+import { runCommand } from "../bench/toolkit/cli.ts";
+import { maybeReExecInNetns } from "./netns.ts";
+import { LOAD_ARGS, type LoadOptions, loadOptionsFrom, type ToolName, USAGE } from "./options.ts";
+import { type LoadResult, machineInfo, writeResult } from "./result.ts";
 import { runAb } from "./tools/ab.ts";
 import { runAutocannon } from "./tools/autocannon.ts";
 import { runHey } from "./tools/hey.ts";
+import { runHttperf } from "./tools/httperf.ts";
 import type { ToolOutcome, ToolRunner } from "./tools/tool.ts";
 import { runTurnoload } from "./tools/turnoload.ts";
 import { runWrk } from "./tools/wrk.ts";
@@ -21,9 +25,8 @@ const RUNNERS: Record<ToolName, ToolRunner> = {
   ab: runAb,
   autocannon: runAutocannon,
   turnoload: runTurnoload,
+  httperf: runHttperf,
 };
-
-const IN_NETNS = "TURNOMATIC_LOADTEST_NETNS";
 
 /** Runs one load test and writes its result; returns the result and its path. */
 export async function runLoadTest(options: LoadOptions): Promise<{ result: LoadResult; path: string }> {
@@ -67,37 +70,13 @@ export function describe(result: LoadResult): string {
   return lines.join("\n");
 }
 
-async function reExecInNetns(netns: string): Promise<number> {
-  const argv = ["ip", "netns", "exec", netns, process.execPath, import.meta.path, ...process.argv.slice(2)];
-  progress(`running inside network namespace ${netns}: ${argv.join(" ")}`);
-  const child = Bun.spawn(argv, { stdout: "inherit", stderr: "inherit", env: { ...process.env, [IN_NETNS]: netns } });
-  return await child.exited;
-}
-
-async function main(): Promise<number> {
-  let options: LoadOptions;
-  try {
-    options = parseLoadOptions(process.argv.slice(2));
-  } catch (error) {
-    if (error instanceof UsageError) {
-      process.stderr.write(`loadtest: ${error.message}\n${error.message.includes("usage:") ? "" : `${USAGE}\n`}`);
-      return 2;
-    }
-    throw error;
-  }
-  if (options.netns !== undefined && process.env[IN_NETNS] !== options.netns) return await reExecInNetns(options.netns);
+async function main(options: LoadOptions): Promise<number> {
+  if (await maybeReExecInNetns(options.netns, import.meta.path)) return 0;
   const { result, path } = await runLoadTest(options);
   process.stderr.write(`${describe(result)}\n`);
   console.log(path);
   return result.verification !== undefined && !result.verification.ok ? 1 : 0;
 }
 
-if (import.meta.main) {
-  main().then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      process.stderr.write(`loadtest: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(3);
-    },
-  );
-}
+if (import.meta.main)
+  await runCommand({ name: "loadtest", usage: USAGE, options: LOAD_ARGS }, (values) => main(loadOptionsFrom(values)));

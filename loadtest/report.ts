@@ -1,13 +1,18 @@
 /**
  * `npm run loadtest:report [-- --results DIR --out DIR]`: renders docs/load-testing/ (README.md and
  * SVG charts) from the result JSON files, with vega-lite specs rendered by vega's headless View
- * (no browser). Charts use the latest run per (tool, label); the tables list every run.
+ * (no browser). Tables use the latest result per (tool, label) and every loadtest:max step.
+ *
+ * Chart rules (each one answers one question): open-loop rates and closed-loop throughput never
+ * share an axis; one colour per series from a scheme with enough colours; legends never cut; at
+ * most ~560 px wide; log scales only over values > 0; a chart with nothing to show is not drawn.
  */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
-import type { MaxResult } from "./max.ts";
+import { runCommand } from "../bench/toolkit/cli.ts";
+import type { MaxResult, MaxSearch, MaxStep } from "./max.ts";
 import type { LoadResult } from "./result.ts";
 import { STEPS } from "./steps.ts";
 
@@ -31,13 +36,24 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   return await view.toSVG();
 }
 
-function latestRuns(runs: LoadResult[]): LoadResult[] {
-  const latest = new Map<string, LoadResult>();
-  for (const run of runs) latest.set(`${run.tool}|${run.label}`, run);
+function latestBy<T extends { tool: string; label: string }>(items: T[]): T[] {
+  const latest = new Map<string, T>();
+  for (const item of items) latest.set(`${item.tool}|${item.label}`, item);
   return [...latest.values()];
 }
 
 const labelOf = (r: { label: string }) => (r.label === "" ? "(unlabelled)" : r.label);
+const CLOSED_LOOP = new Set(["wrk", "hey", "ab", "autocannon"]);
+const WIDTH = 440;
+
+/** A colour scale with one distinct colour per series (category10 up to 10, category20 beyond). */
+const colour = (field: string, title: string | null, count: number) => ({
+  field,
+  type: "nominal" as const,
+  title,
+  scale: { scheme: count <= 10 ? "category10" : "category20" },
+  legend: { orient: "bottom" as const, direction: "vertical" as const, labelLimit: 0, titleLimit: 0 },
+});
 
 /** The latest result of each build-up step (`npm run loadtest:steps`, labels `step=<name>`), in build-up order. */
 export interface StepRow {
@@ -58,231 +74,268 @@ export function stepRows(results: AnyResult[]): StepRow[] {
   })).filter((row) => row.turnoload !== undefined || row.wrk !== undefined || row.max !== undefined);
 }
 
+/** Every search to chart: each loadtest:max result, and its calibration against the bare server. */
+function searches(maxes: MaxResult[]): { name: string; search: MaxSearch; slo: number; lagShare: number }[] {
+  const out: { name: string; search: MaxSearch; slo: number; lagShare: number }[] = [];
+  for (const m of latestBy(maxes)) {
+    const slo = Number(m.settings.sloMs);
+    const lagShare = Number(m.settings.maxLagShare ?? 0.25);
+    if (m.calibration !== undefined) out.push({ name: "bare Bun.serve (calibration)", search: m.calibration, slo, lagShare });
+    out.push({ name: labelOf(m), search: m, slo, lagShare });
+  }
+  return out;
+}
+
+/** A title line and a smaller second line, neither cut. */
+const heading = (text: string, subtitle?: string) => ({
+  text,
+  ...(subtitle === undefined ? {} : { subtitle }),
+  limit: 0,
+  subtitleLimit: 0,
+});
+
+function bars(title: string, values: { name: string; value: number }[], axis: string, subtitle?: string): TopLevelSpec {
+  return {
+    title: heading(title, subtitle),
+    data: { values },
+    mark: { type: "bar", color: "#4c78a8" },
+    encoding: {
+      y: { field: "name", type: "nominal", title: null, sort: null, axis: { labelLimit: 0 } },
+      x: { field: "value", type: "quantitative", title: axis },
+    },
+    width: WIDTH,
+    height: { step: 22 },
+  } as TopLevelSpec;
+}
+
 function stepSpecs(rows: StepRow[]): Record<string, TopLevelSpec> {
-  if (rows.length === 0) return {};
-  const order = rows.map((r) => r.step);
-  const throughput = rows.flatMap((r) => [
-    ...(r.wrk === undefined ? [] : [{ step: r.step, measure: "wrk closed loop (32 conns)", rps: r.wrk.rps }]),
-    ...(r.max === undefined ? [] : [{ step: r.step, measure: "max sustainable (p99 <= SLO)", rps: r.max.maxSustainableRate }]),
-  ]);
+  const specs: Record<string, TopLevelSpec> = {};
+  const wrk = rows.filter((r) => r.wrk !== undefined).map((r) => ({ name: r.step, value: r.wrk?.rps ?? 0 }));
+  const max = rows.filter((r) => r.max !== undefined).map((r) => ({ name: r.step, value: r.max?.maxSustainableRate ?? 0 }));
+  if (max.length > 0)
+    specs["steps-max.svg"] = bars(
+      "Build-up steps: maximum sustainable rate",
+      max,
+      "requests/s",
+      "open loop (turnoload), p99 <= SLO",
+    );
+  if (wrk.length > 0)
+    specs["steps-closed-loop.svg"] = bars(
+      "Build-up steps: closed-loop throughput",
+      wrk,
+      "requests/s",
+      "wrk, 32 connections, 100 ids",
+    );
   const latency = rows.flatMap((r) =>
     r.turnoload === undefined
       ? []
-      : (["p50", "p99"] as const).map((p) => ({
-          step: r.step,
-          percentile: p,
-          ms: Math.max(0.01, r.turnoload?.latencyMs[p] ?? 0),
-        })),
+      : (["p50", "p99"] as const).map((p) => ({ step: r.step, percentile: p, ms: r.turnoload?.latencyMs[p] ?? 0 })),
   );
-  return {
-    "steps-throughput.svg": {
-      title: "Build-up steps: throughput (req/s, same settings at every step)",
-      data: { values: throughput },
-      mark: "bar",
-      encoding: {
-        x: { field: "step", type: "nominal", sort: order, title: null },
-        xOffset: { field: "measure" },
-        y: { field: "rps", type: "quantitative", title: "requests/s" },
-        color: { field: "measure", type: "nominal", title: null, legend: { labelLimit: 300 } },
-      },
-      width: 480,
-      height: 240,
-    },
-    "steps-latency.svg": {
-      title: "Build-up steps: turnoload latency at a fixed open-loop rate (ms, log scale)",
+  if (latency.length > 0)
+    specs["steps-latency.svg"] = {
+      title: heading("Build-up steps: latency at a fixed rate", "turnoload open loop, from intended send times"),
       data: { values: latency },
       mark: "bar",
       encoding: {
-        x: { field: "step", type: "nominal", sort: order, title: null },
-        xOffset: { field: "percentile", sort: ["p50", "p99"] },
-        y: { field: "ms", type: "quantitative", scale: { type: "log" }, title: "latency (ms)" },
-        color: { field: "percentile", type: "nominal", sort: ["p50", "p99"] },
+        y: { field: "step", type: "nominal", sort: rows.map((r) => r.step), title: null },
+        yOffset: { field: "percentile", sort: ["p50", "p99"] },
+        x: { field: "ms", type: "quantitative", title: "latency from intended send time (ms)" },
+        color: colour("percentile", null, 2),
       },
-      width: 480,
-      height: 240,
-    },
-  };
-}
-
-/**
- * CPU of every watched server-side process (service, workers, HAProxy, Redis: not the generator)
- * per request, at the highest rate that held: what the setup costs, whatever the neighbours did.
- */
-export function serverCpuPerRequestUs(m: MaxResult): number | undefined {
-  const held = m.steps.filter((s) => s.ok && s.offered === m.maxSustainableRate).at(-1);
-  if (held === undefined || held.achieved <= 0) return undefined;
-  const percent = Object.entries(held.cpu)
-    .filter(([name]) => !["generator", "host", "hostCores"].includes(name))
-    .reduce((sum, [, v]) => sum + v, 0);
-  return (percent / 100) * (1e6 / held.achieved);
-}
-
-function stepsMarkdown(rows: StepRow[]): string[] {
-  if (rows.length === 0) return [];
-  const first = rows.find((r) => r.turnoload !== undefined)?.turnoload;
-  const verdict = (r: LoadResult | MaxResult | undefined) => {
-    const v = r?.verification;
-    if (v === undefined) return "-";
-    return v.ok ? "OK" : `**VIOLATION**: ${v.summary}`;
-  };
-  const lines = [
-    "## Build-up steps (`npm run loadtest:steps`)",
-    "",
-    "The same load at every step of the build-up: turnoload open loop at a fixed rate" +
-      (first === undefined
-        ? ""
-        : ` (${first.settings.rate} req/s, ${first.settings.connections} in flight, ${first.settings.ids} ids, ${first.settings.duration} s)`) +
-      ", wrk closed loop (32 connections, 100 ids), and `loadtest:max`; everything verified against I1-I4.",
-    "",
-    "| step | turnoload req/s | p50 ms | p99 ms | errors / non-2xx | verdict | wrk req/s | wrk p50 / p99 ms | wrk errors / non-2xx | wrk verdict | max sustainable req/s (knee) | max: what saturated | server CPU per request there | max verdict |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-  ];
-  const cpuCost = (m: MaxResult | undefined) => {
-    const us = m === undefined ? undefined : serverCpuPerRequestUs(m);
-    return us === undefined ? "-" : `${Math.round(us)} µs`;
-  };
-  for (const { step, turnoload: t, wrk: w, max: m } of rows)
-    lines.push(
-      `| ${step} | ${t === undefined ? "-" : fmt(t.rps)} | ${t === undefined ? "-" : fmt(t.latencyMs.p50)} | ${t === undefined ? "-" : fmt(t.latencyMs.p99)} | ${t === undefined ? "-" : `${t.errors} / ${t.non2xx}`} | ${verdict(t)} | ${w === undefined ? "-" : `**${fmt(w.rps)}**`} | ${w === undefined ? "-" : `${fmt(w.latencyMs.p50)} / ${fmt(w.latencyMs.p99)}`} | ${w === undefined ? "-" : `${w.errors} / ${w.non2xx}`} | ${verdict(w)} | ${m === undefined ? "-" : `**${m.maxSustainableRate}** (${m.knee ?? "not reached"})`} | ${m?.saturated ?? "-"} | ${cpuCost(m)} | ${verdict(m)} |`,
-    );
-  lines.push("", "![steps-throughput.svg](steps-throughput.svg)", "", "![steps-latency.svg](steps-latency.svg)", "");
-  return lines;
+      width: WIDTH,
+      height: { step: 14 },
+    } as TopLevelSpec;
+  return specs;
 }
 
 export function chartSpecs(results: AnyResult[]): Record<string, TopLevelSpec> {
-  const runs = latestRuns(results.filter((r): r is LoadResult => r.kind === "run"));
-  const maxes = results.filter((r): r is MaxResult => r.kind === "max");
+  const runs = latestBy(results.filter((r): r is LoadResult => r.kind === "run"));
+  const maxes = results.filter((r): r is MaxResult => r.kind === "max" && Array.isArray(r.steps) && "wrk" in r);
   const specs: Record<string, TopLevelSpec> = { ...stepSpecs(stepRows(results)) };
-  if (runs.length > 0) {
-    specs["throughput.svg"] = {
-      title: "Throughput per tool (req/s, higher is better)",
-      data: { values: runs.map((r) => ({ tool: r.tool, label: labelOf(r), rps: r.rps })) },
+  const all = searches(maxes.filter((m) => !m.label.startsWith("step=")));
+  if (all.length > 0) {
+    specs["max-sustainable.svg"] = bars(
+      "Maximum sustainable rate per setup",
+      all.map((s) => ({ name: s.name, value: s.search.maxSustainableRate })),
+      "requests/s",
+      "open loop (loadtest:max), p99 <= SLO",
+    );
+    const points = all.flatMap((s) =>
+      s.search.steps.map((step: MaxStep) => ({
+        setup: s.name,
+        offered: step.offered,
+        p99: Math.max(0.01, step.latencyMs.p99),
+        lag: Math.max(0.01, step.schedulingErrorMs.p99),
+        verdict: step.verdict,
+      })),
+    );
+    const slo = all[0]?.slo ?? 10;
+    const lagLimit = (all[0]?.lagShare ?? 0.25) * slo;
+    const lineChart = (
+      title: string,
+      subtitle: string,
+      field: "p99" | "lag",
+      axis: string,
+      limit: number,
+      limitLabel: string,
+    ): TopLevelSpec =>
+      ({
+        title: heading(title, subtitle),
+        width: WIDTH,
+        height: 260,
+        layer: [
+          {
+            data: { values: points },
+            mark: { type: "point", filled: true, size: 50 },
+            encoding: {
+              x: { field: "offered", type: "quantitative", title: "offered open-loop rate (req/s)" },
+              y: { field, type: "quantitative", scale: { type: "log" }, title: axis },
+              color: colour("setup", null, all.length),
+              shape: {
+                field: "verdict",
+                type: "nominal",
+                title: "step",
+                scale: { domain: ["ok", "broken", "invalid"], range: ["circle", "cross", "triangle-up"] },
+                legend: { orient: "bottom", direction: "vertical" },
+              },
+            },
+          },
+          {
+            data: { values: [{ limit, label: limitLabel }] },
+            mark: { type: "rule", strokeDash: [4, 4], color: "#444" },
+            encoding: { y: { field: "limit", type: "quantitative" } },
+          },
+          {
+            data: { values: [{ limit, label: limitLabel }] },
+            mark: { type: "text", align: "left", dx: 4, dy: -6, color: "#444", x: 0 },
+            encoding: { y: { field: "limit", type: "quantitative" }, text: { field: "label" } },
+          },
+        ],
+      }) as TopLevelSpec;
+    specs["latency-vs-load.svg"] = lineChart(
+      "Where p99 crosses the SLO",
+      "p99 from intended send times, every loadtest:max step",
+      "p99",
+      "p99 latency (ms, log scale)",
+      slo,
+      `SLO ${slo} ms`,
+    );
+    specs["scheduling-error.svg"] = lineChart(
+      "Was the generator on time?",
+      "its scheduling error (p99), every loadtest:max step",
+      "lag",
+      "scheduling error p99 (ms, log scale)",
+      lagLimit,
+      `step invalid above ${lagLimit} ms`,
+    );
+  }
+  const closed = runs.filter((r) => CLOSED_LOOP.has(r.tool) && !r.label.startsWith("step="));
+  if (closed.length > 0) {
+    const setups = new Set(closed.map(labelOf));
+    specs["closed-loop-throughput.svg"] = {
+      title: heading("Closed-loop throughput per tool", "not comparable with the open-loop rates above"),
+      data: { values: closed.map((r) => ({ tool: r.tool, setup: labelOf(r), rps: r.rps })) },
       mark: "bar",
       encoding: {
-        x: { field: "tool", type: "nominal", title: null },
-        xOffset: { field: "label" },
-        y: { field: "rps", type: "quantitative", title: "requests/s" },
-        color: { field: "label", type: "nominal", title: "store / setup" },
-        tooltip: [{ field: "rps" }],
+        y: { field: "tool", type: "nominal", title: null },
+        yOffset: { field: "setup" },
+        x: { field: "rps", type: "quantitative", title: "requests/s" },
+        color: colour("setup", "setup", setups.size),
       },
-      width: 420,
-      height: 240,
-    };
-    specs["latency.svg"] = {
-      title: "Latency percentiles per tool (ms, log scale)",
-      data: {
-        values: runs.flatMap((r) =>
-          (["p50", "p90", "p99", "p999"] as const).map((p) => ({
-            tool: r.tool,
-            label: labelOf(r),
-            percentile: p === "p999" ? "p99.9" : p,
-            ms: Math.max(0.01, r.latencyMs[p]),
-          })),
-        ),
-      },
-      mark: { type: "point", filled: true, size: 60 },
-      encoding: {
-        x: { field: "tool", type: "nominal", title: null },
-        y: { field: "ms", type: "quantitative", scale: { type: "log" }, title: "latency (ms)" },
-        color: { field: "percentile", type: "nominal", sort: ["p50", "p90", "p99", "p99.9"] },
-        column: { field: "label", type: "nominal", title: null },
-      },
-      width: 200,
-      height: 220,
-    };
+      width: WIDTH,
+      height: { step: 12 },
+    } as TopLevelSpec;
+  }
+  const withErrors = runs.filter((r) => r.errors + r.non2xx > 0);
+  if (withErrors.length > 0)
     specs["errors.svg"] = {
-      title: "Errors and non-2xx responses per run",
+      title: heading("Runs with transport errors or non-2xx responses"),
       data: {
-        values: runs.flatMap((r) => [
-          { tool: r.tool, label: labelOf(r), kind: "transport errors", count: r.errors },
-          { tool: r.tool, label: labelOf(r), kind: "non-2xx", count: r.non2xx },
+        values: withErrors.flatMap((r) => [
+          { run: `${r.tool} ${labelOf(r)}`, kind: "transport errors", count: r.errors },
+          { run: `${r.tool} ${labelOf(r)}`, kind: "non-2xx", count: r.non2xx },
         ]),
       },
       mark: "bar",
       encoding: {
-        x: { field: "tool", type: "nominal", title: null },
-        xOffset: { field: "kind" },
-        y: { field: "count", type: "quantitative", title: "responses" },
-        color: { field: "kind", type: "nominal" },
-        column: { field: "label", type: "nominal", title: null },
+        y: { field: "run", type: "nominal", title: null, axis: { labelLimit: 0 } },
+        yOffset: { field: "kind" },
+        x: { field: "count", type: "quantitative", title: "responses" },
+        color: colour("kind", null, 2),
       },
-      width: 200,
-      height: 200,
-    };
-  }
-  if (maxes.length > 0) {
-    const points = maxes.flatMap((m) =>
-      m.steps.flatMap((s) =>
-        (["p50", "p99", "p999"] as const).map((p) => ({
-          label: labelOf(m),
-          offered: s.offered,
-          percentile: p === "p999" ? "p99.9" : p,
-          ms: Math.max(0.01, s.latencyMs[p]),
-        })),
-      ),
-    );
-    specs["latency-vs-load.svg"] = {
-      title: "Latency vs offered load (turnoload open loop, from intended send time)",
-      data: { values: points },
-      mark: { type: "line", point: true },
-      encoding: {
-        x: { field: "offered", type: "quantitative", title: "offered rate (req/s)" },
-        y: { field: "ms", type: "quantitative", scale: { type: "log" }, title: "latency (ms)" },
-        color: { field: "percentile", type: "nominal", sort: ["p50", "p99", "p99.9"] },
-        column: { field: "label", type: "nominal", title: null },
-      },
-      width: 240,
-      height: 220,
-    };
-    specs["achieved-vs-offered.svg"] = {
-      title: "Achieved vs offered rate and error rate per step",
-      data: {
-        values: maxes.flatMap((m) =>
-          m.steps.map((s) => ({ label: labelOf(m), offered: s.offered, achieved: s.achieved, errorPercent: s.errorRate * 100 })),
-        ),
-      },
-      mark: { type: "line", point: true },
-      encoding: {
-        x: { field: "offered", type: "quantitative", title: "offered rate (req/s)" },
-        y: { field: "achieved", type: "quantitative", title: "achieved rate (req/s)" },
-        color: { field: "label", type: "nominal", title: "store / setup" },
-        tooltip: [{ field: "errorPercent", title: "errors %" }],
-      },
-      width: 360,
-      height: 240,
-    };
-  }
+      width: WIDTH,
+      height: { step: 12 },
+    } as TopLevelSpec;
   return specs;
-}
-
-/**
- * CPU time the target spent per request (µs), from a step's CPU% of the target's processes and its
- * achieved rate: unlike latency, this barely moves when other work on the host steals the cores,
- * so 1e6 / it estimates what one core of the service could carry.
- */
-export function targetCpuPerRequestUs(step: MaxResult["steps"][number]): number | undefined {
-  const entry = Object.entries(step.cpu).find(([name]) => name.startsWith("target"));
-  if (entry === undefined || step.achieved <= 0) return undefined;
-  return (entry[1] / 100) * (1e6 / step.achieved);
-}
-
-function capacityEstimate(m: MaxResult): string {
-  const costs = m.steps
-    .filter((s) => s.achieved >= 200)
-    .map(targetCpuPerRequestUs)
-    .filter((v): v is number => v !== undefined)
-    .sort((a, b) => a - b);
-  const median = costs[Math.floor(costs.length / 2)];
-  if (median === undefined) return "-";
-  return `${Math.round(median)} µs CPU/request -> ~${Math.round(1e6 / median / 100) * 100} req/s per core`;
 }
 
 const fmt = (v: number) => (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1));
 
+function verdictOf(r: LoadResult | MaxResult | undefined): string {
+  const v = r?.verification;
+  if (v === undefined) return "-";
+  return v.ok ? "OK" : `**VIOLATION**: ${v.summary}`;
+}
+
+function stepsMarkdown(rows: StepRow[]): string[] {
+  if (rows.length === 0) return [];
+  const lines = [
+    "## Build-up steps (`npm run loadtest:steps`)",
+    "",
+    "| step | turnoload @ fixed rate: p50 / p99 ms | verdict | wrk req/s (p99 ms) | wrk verdict | max sustainable req/s (ratio to its wrk probe) | CPU µs per request at the max (by process) | max verdict |",
+    "|---|---|---|---|---|---|---|---|",
+  ];
+  for (const { step, turnoload: t, wrk: w, max: m } of rows)
+    lines.push(
+      `| ${step} | ${t === undefined ? "-" : `${fmt(t.latencyMs.p50)} / ${fmt(t.latencyMs.p99)} @ ${t.settings.rate}`} | ${verdictOf(t)} | ${w === undefined ? "-" : `${fmt(w.rps)} (${fmt(w.latencyMs.p99)})`} | ${verdictOf(w)} | ${m === undefined ? "-" : `**${m.maxSustainableRate}** (${m.ratioToWrk})`} | ${m === undefined ? "-" : cpuBreakdown(m)} | ${verdictOf(m)} |`,
+    );
+  lines.push("");
+  return lines;
+}
+
+/** CPU µs per request of each server-side group at the highest rate that held, e.g. "target 23.4 + redis 6.2". */
+export function cpuBreakdown(s: MaxSearch): string {
+  const held = s.steps.filter((st) => st.verdict === "ok" && st.offered === s.maxSustainableRate).at(-1);
+  if (held === undefined || held.achieved <= 0) return "-";
+  const parts = Object.entries(held.cpu)
+    .filter(([name]) => !["generator", "host", "hostCores"].includes(name))
+    .map(
+      ([name, percent]) =>
+        `${name.replace(/ \(.*\)$/, "")} ${fmt(Math.round((percent / 100) * (1e6 / held.achieved) * 10) / 10)}`,
+    );
+  return parts.length === 0 ? "-" : `${parts.join(" + ")} µs`;
+}
+
+function searchRow(name: string, s: MaxSearch, slo: number): string {
+  return `| ${name} | **${s.maxSustainableRate}** | ${s.wrk.rps} | **${s.ratioToWrk}** | ${s.knee ?? "not reached"} | ${s.generatorBound ? "yes" : "no"} | p99 <= ${slo} ms | ${cpuBreakdown(s)} | ${s.saturated} | ${s.verification.summary} | ${s.seconds} s |`;
+}
+
+function stepTable(name: string, s: MaxSearch): string[] {
+  const lines = [
+    `Steps for ${name}:`,
+    "",
+    "| offered | achieved | workers | p50 ms | p99 ms | service p99 ms | scheduling error p99 ms | send delay p99 ms | errors | verdict | CPU % |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  for (const st of s.steps)
+    lines.push(
+      `| ${st.offered} | ${fmt(st.achieved)} | ${st.workers} | ${fmt(st.latencyMs.p50)} | ${fmt(st.latencyMs.p99)} | ${fmt(st.serviceMs.p99)} | ${fmt(st.schedulingErrorMs.p99)} | ${st.sendDelayMs === undefined ? "-" : fmt(st.sendDelayMs.p99)} | ${st.errors} | ${st.verdict === "ok" ? "ok" : `${st.verdict}: ${st.why}`} | ${Object.entries(
+        st.cpu,
+      )
+        .filter(([k]) => k !== "hostCores")
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ")} |`,
+    );
+  lines.push("");
+  return lines;
+}
+
 export function markdown(results: AnyResult[], charts: string[], resultsDir: string, outDir: string): string {
-  const runs = results.filter((r): r is LoadResult => r.kind === "run");
-  const maxes = results.filter((r): r is MaxResult => r.kind === "max");
+  const runs = latestBy(results.filter((r): r is LoadResult => r.kind === "run"));
+  const maxes = latestBy(results.filter((r): r is MaxResult => r.kind === "max" && "wrk" in r && !r.label.startsWith("step=")));
   const machine = results.at(-1)?.machine;
+  const first = results[0]?.startedAt;
+  const last = results.at(-1)?.startedAt;
   const lines = [
     "# Load-test results",
     "",
@@ -291,50 +344,42 @@ export function markdown(results: AnyResult[], charts: string[], resultsDir: str
     "",
     machine === undefined
       ? "No results yet."
-      : `Machine: ${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}, Bun ${machine.bun}. ` +
-        "Load generator and service share this host, so every figure is a lower bound for the service alone.",
+      : `Machine: ${machine.cpuModel}, ${machine.cores} cores, kernel ${machine.kernel}, Bun ${machine.bun}; results from ${first} to ${last}` +
+        (machine.loadAverage === undefined ? "" : `, load average at the end ${machine.loadAverage}`) +
+        ". Load generator and service share this host (and it was shared with other work), so every figure is a lower bound for the service alone.",
     "",
     ...stepsMarkdown(stepRows(results)),
   ];
   if (maxes.length > 0) {
     lines.push("## Maximum sustainable rate (`npm run loadtest:max`)", "");
     lines.push(
-      "| setup | max sustainable req/s | knee req/s | SLO | what saturated | service CPU cost (median over steps) | I1-I4 over all steps |",
-      "|---|---|---|---|---|---|---|",
+      "A closed-loop wrk probe, then bisection of turnoload's open-loop rate; a step is invalid (not held against the service) when the generator's own scheduling error p99 is over a quarter of the SLO.",
+      "",
+      "| setup | max sustainable req/s | wrk probe req/s | ratio | knee (first broken) | bounded by the generator | SLO | CPU µs per request at the max (by process) | what saturated | I1-I4 | search took |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
     );
-    for (const m of maxes)
-      lines.push(
-        `| ${labelOf(m)} | **${m.maxSustainableRate}** | ${m.knee ?? "not reached"} | p99 <= ${m.settings.sloMs} ms, errors <= ${Number(m.settings.maxErrorRate) * 100}% | ${m.saturated} | ${capacityEstimate(m)} | ${m.verification.summary} |`,
-      );
+    for (const m of maxes) {
+      if (m.calibration !== undefined)
+        lines.push(searchRow("bare Bun.serve (calibration)", m.calibration, Number(m.settings.sloMs)));
+      lines.push(searchRow(labelOf(m), m, Number(m.settings.sloMs)));
+    }
     lines.push("");
     for (const m of maxes) {
-      lines.push(`Steps for ${labelOf(m)} (${m.startedAt}):`, "");
-      lines.push(
-        "| offered | achieved | p50 ms | p99 ms | p99.9 ms | errors | verdict | CPU % |",
-        "|---|---|---|---|---|---|---|---|",
-      );
-      for (const s of m.steps)
-        lines.push(
-          `| ${s.offered} | ${fmt(s.achieved)} | ${fmt(s.latencyMs.p50)} | ${fmt(s.latencyMs.p99)} | ${fmt(s.latencyMs.p999)} | ${s.errors} | ${s.ok ? "ok" : s.why} | ${Object.entries(
-            s.cpu,
-          )
-            .filter(([k]) => k !== "hostCores")
-            .map(([k, v]) => `${k} ${v}`)
-            .join(", ")} |`,
-        );
-      lines.push("");
+      lines.push(`Command: \`${m.settings.command ?? "npm run loadtest:max"}\` (${m.startedAt}).`, "");
+      if (m.calibration !== undefined) lines.push(...stepTable("the bare Bun.serve (calibration)", m.calibration));
+      lines.push(...stepTable(labelOf(m), m));
     }
   }
   if (runs.length > 0) {
     lines.push("## Runs per tool (`npm run loadtest`)", "");
     lines.push(
-      "| tool | setup | dist / ids | conns | rate | req/s | p50 | p90 | p99 | p99.9 ms | errors | non-2xx | verification |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+      "| tool | loop | setup | dist / ids | conns | rate | req/s | p50 | p90 | p99 | p99.9 ms | errors | non-2xx | verification |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     );
     for (const r of runs) {
       const s = r.settings;
       lines.push(
-        `| ${r.tool} | ${labelOf(r)} | ${s.dist} / ${s.ids} | ${s.connections} | ${s.rate ?? "max"} | **${fmt(r.rps)}** | ${fmt(r.latencyMs.p50)} | ${fmt(r.latencyMs.p90)} | ${fmt(r.latencyMs.p99)} | ${fmt(r.latencyMs.p999)} | ${r.errors} | ${r.non2xx} | ${r.verification === undefined ? "-" : `${r.verification.kind}: ${r.verification.summary}`} |`,
+        `| ${r.tool} | ${CLOSED_LOOP.has(r.tool) ? "closed" : "open"} | ${labelOf(r)} | ${s.dist} / ${s.ids} | ${s.connections} | ${s.rate ?? "-"} | **${fmt(r.rps)}** | ${fmt(r.latencyMs.p50)} | ${fmt(r.latencyMs.p90)} | ${fmt(r.latencyMs.p99)} | ${fmt(r.latencyMs.p999)} | ${r.errors} | ${r.non2xx} | ${r.verification === undefined ? "-" : `${r.verification.kind}: ${r.verification.summary}`} |`,
       );
     }
     lines.push("", "Notes per tool (from the latest run of each):", "");
@@ -350,20 +395,19 @@ export function markdown(results: AnyResult[], charts: string[], resultsDir: str
   }
   if (charts.length > 0) {
     lines.push("## Charts", "");
-    for (const chart of charts.filter((c) => !c.startsWith("steps-"))) lines.push(`![${chart}](${chart})`, "");
+    for (const chart of charts) lines.push(`![${chart}](${chart})`, "");
   }
   lines.push(`Source data: ${relative(outDir, resultsDir)}/ (${results.length} files).`, "");
   return lines.join("\n");
 }
 
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const arg = (name: string, fallback: string) => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 && args[i + 1] !== undefined ? (args[i + 1] as string) : fallback;
-  };
-  const resultsDir = arg("results", join(import.meta.dir, "results"));
-  const outDir = arg("out", join(import.meta.dir, "../docs/load-testing"));
+const USAGE = `usage: npm run loadtest:report -- [--results DIR] [--out DIR]
+Renders README.md and SVG charts from the result JSON files.
+  --results DIR   result files (default loadtest/results)
+  --out DIR       where to write (default docs/load-testing)
+  --help          this text`;
+
+async function main(resultsDir: string, outDir: string): Promise<number> {
   const results = loadResults(resultsDir);
   mkdirSync(outDir, { recursive: true });
   const specs = chartSpecs(results);
@@ -372,6 +416,8 @@ async function main(): Promise<void> {
     writeFileSync(join(outDir, file), await renderSvg(spec));
     charts.push(file);
   }
+  // The directory is generated: a chart no longer drawn (nothing to show) must not linger.
+  for (const file of readdirSync(outDir)) if (file.endsWith(".svg") && !charts.includes(file)) rmSync(join(outDir, file));
   const readme = join(outDir, "README.md");
   writeFileSync(readme, markdown(results, charts, resultsDir, outDir));
   // Formatted as the repository's format check wants it, so a fresh report never fails CI.
@@ -379,6 +425,12 @@ async function main(): Promise<void> {
   if (await Bun.file(biome).exists()) Bun.spawnSync([biome, "format", "--write", readme], { stdout: "ignore", stderr: "ignore" });
   process.stderr.write(`rendered ${charts.length} charts from ${results.length} results\n`);
   console.log(readme);
+  return 0;
 }
 
-if (import.meta.main) await main();
+if (import.meta.main)
+  await runCommand(
+    { name: "loadtest:report", usage: USAGE, options: { results: { type: "string" }, out: { type: "string" } } },
+    (values) =>
+      main(values.results ?? join(import.meta.dir, "results"), values.out ?? join(import.meta.dir, "../docs/load-testing")),
+  );

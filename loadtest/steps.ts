@@ -1,6 +1,6 @@
 /**
  * `npm run loadtest:steps [-- --steps memory,redis-local,redis-remote,redis-cluster,multi-host]
- *   [--duration 10] [--rate 1000] [--step-seconds 5] [--no-max] [--out DIR]`
+ *   [--duration 10] [--rate 1000] [--step-seconds 5] [--no-max] [--out DIR]` (--help: the usage)
  *
  * The brief's build-up, one step after the other, with the SAME load settings at every step:
  *
@@ -13,8 +13,8 @@
  *                  2 app hosts x 2 workers, Redis, each in its namespace; the load runs from the
  *                  topology's client namespace (the loadtest CLI's --netns)
  *
- * At every step: turnoload open loop at a fixed rate (--verify, full I1-I4 history check), wrk
- * closed loop for throughput (--verify), and loadtest:max (unless --no-max). Results go to
+ * At every step: turnoload open loop at a fixed rate (verified: full I1-I4 history check), wrk
+ * closed loop for throughput (verified), and loadtest:max (unless --no-max). Results go to
  * loadtest/results/ labelled `step=<name>`; render them with `npm run loadtest:report`.
  * Everything a step started is torn down after it, also on an error or SIGINT/SIGTERM. Needs root
  * for the two namespace steps (redis-remote, multi-host). Exits 1 if any verification failed,
@@ -30,7 +30,7 @@ import { startRedisCluster } from "../test/helpers/redis-cluster.ts";
 import { startRedis } from "../test/helpers/redis-server.ts";
 import { startService } from "../test/helpers/service.ts";
 import type { MaxResult } from "./max.ts";
-import { numberOption, UsageError } from "./options.ts";
+import { listArg, numberArg, parseCommand, runCommand, UsageError } from "../bench/toolkit/cli.ts";
 import { type LoadResult, progress } from "./result.ts";
 
 export const STEPS = ["memory", "redis-local", "redis-remote", "redis-cluster", "multi-host"] as const;
@@ -51,40 +51,50 @@ export interface StepsOptions {
   readonly out: string;
 }
 
-const KNOWN = new Set(["steps", "duration", "rate", "step-seconds", "no-max", "out"]);
+export const STEPS_USAGE = `usage: npm run loadtest:steps -- [options]     (root: two steps create network namespaces)
+  --steps LIST        comma-separated, in this order (default ${STEPS.join(",")})
+  --duration S        seconds of each turnoload and wrk run (default 10)
+  --rate R            turnoload's open-loop rate (default 1000)
+  --step-seconds S    seconds per loadtest:max step (default 5)
+  --no-max            skip loadtest:max at each step
+  --out DIR           result directory (default loadtest/results)
+  --help              this text`;
+
+export const STEPS_ARGS = {
+  steps: { type: "string" },
+  duration: { type: "string" },
+  rate: { type: "string" },
+  "step-seconds": { type: "string" },
+  max: { type: "boolean" },
+  out: { type: "string" },
+} as const;
 
 /** Parses the arguments; throws UsageError saying what to change. */
 export function parseStepsOptions(argv: readonly string[]): StepsOptions {
-  const raw = new Map<string, string | true>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (!arg.startsWith("--")) throw new UsageError(`unexpected argument '${arg}'; options look like --name value`);
-    const name = arg.slice(2);
-    if (!KNOWN.has(name)) throw new UsageError(`unknown option ${arg}; known: ${[...KNOWN].map((k) => `--${k}`).join(" ")}`);
-    const next = argv[i + 1];
-    if (name === "no-max" || next === undefined || next.startsWith("--")) raw.set(name, true);
-    else {
-      raw.set(name, next);
-      i++;
-    }
-  }
-  const num = (name: string, fallback: number, min: number, max: number) => numberOption(raw, name, fallback, min, max);
-  const stepsValue = raw.get("steps");
-  if (stepsValue === true) throw new UsageError(`--steps needs a comma-separated list of: ${STEPS.join(", ")}`);
-  const steps = (stepsValue ?? STEPS.join(",")).split(",").filter((s) => s !== "");
+  const raw = parseCommand({ name: "loadtest:steps", usage: STEPS_USAGE, options: STEPS_ARGS }, argv);
+  return stepsOptionsFrom(raw);
+}
+
+function stepsOptionsFrom(raw: {
+  steps?: string;
+  duration?: string;
+  rate?: string;
+  "step-seconds"?: string;
+  max?: boolean;
+  out?: string;
+}): StepsOptions {
+  const steps = listArg(raw.steps ?? STEPS.join(","));
   for (const step of steps)
     if (!(STEPS as readonly string[]).includes(step))
       throw new UsageError(`--steps: unknown step '${step}'; use a comma-separated list of: ${STEPS.join(", ")}`);
   if (steps.length === 0) throw new UsageError(`--steps is empty; use a comma-separated list of: ${STEPS.join(", ")}`);
-  const out = raw.get("out");
-  if (out === true) throw new UsageError("--out needs a directory");
   return {
     steps: steps as StepName[],
-    duration: num("duration", 10, 1, 600),
-    rate: num("rate", 1000, 1, 1_000_000),
-    stepSeconds: num("step-seconds", 5, 1, 60),
-    max: raw.get("no-max") === undefined,
-    out: out ?? join(import.meta.dir, "results"),
+    duration: numberArg(raw.duration, "duration", 10, 1, 600),
+    rate: numberArg(raw.rate, "rate", 1000, 1, 1_000_000),
+    stepSeconds: numberArg(raw["step-seconds"], "step-seconds", 5, 1, 60),
+    max: raw.max ?? true,
+    out: raw.out ?? join(import.meta.dir, "results"),
   };
 }
 
@@ -283,7 +293,7 @@ async function runStep(step: StepName, options: StepsOptions, cleanups: Cleanup[
     ...["--target", setup.target, "--out", options.out, "--label", label],
     ...(setup.netns === undefined ? [] : ["--netns", setup.netns]),
   ];
-  const load = ["--duration", String(options.duration), "--verify"];
+  const load = ["--duration", String(options.duration)];
   // A short unrecorded warm-up first (connections, JIT, Redis Cluster slot map), so the measured
   // runs do not start cold; its result goes to a temporary directory.
   const warmupDir = mkdtempSync(join(tmpdir(), "turnomatic-ltsteps-warmup-"));
@@ -305,17 +315,15 @@ async function runStep(step: StepName, options: StepsOptions, cleanups: Cleanup[
   );
   let max: MaxResult | undefined;
   if (options.max) {
-    // loadtest:max has no re-exec of its own: run it inside the namespace directly. Its --netns is
-    // then only the permission for a non-loopback target.
+    // loadtest:max re-runs itself inside the namespace (its --netns), wrk probe included.
     max = await runCli<MaxResult>(
       "max.ts",
       [
         ...common,
-        ...["--step-seconds", String(options.stepSeconds), "--start", "500", "--factor", "1.5", "--max-steps", "10"],
-        ...["--refine", "2", "--retries", "1", "--ids", "100", "--connections", "64"],
+        ...["--step-seconds", String(options.stepSeconds), "--ids", "100", "--dist", "uniform"],
         ...(setup.watch.length > 0 ? ["--pids", setup.watch.join(",")] : []),
       ],
-      setup.netns,
+      undefined,
     );
   }
   return { step, note: setup.note, turnoload, wrk, max };
@@ -344,17 +352,7 @@ async function tearDown(cleanups: Cleanup[]): Promise<void> {
   }
 }
 
-async function main(): Promise<number> {
-  let options: StepsOptions;
-  try {
-    options = parseStepsOptions(process.argv.slice(2));
-  } catch (error) {
-    if (error instanceof UsageError) {
-      process.stderr.write(`loadtest:steps: ${error.message}\n`);
-      return 2;
-    }
-    throw error;
-  }
+async function main(options: StepsOptions): Promise<number> {
   const cleanups: Cleanup[] = [];
   for (const signal of ["SIGINT", "SIGTERM"] as const)
     process.on(signal, async () => {
@@ -384,4 +382,7 @@ async function main(): Promise<number> {
   return failed.length === 0 ? 0 : 1;
 }
 
-if (import.meta.main) process.exit(await main());
+if (import.meta.main)
+  await runCommand({ name: "loadtest:steps", usage: STEPS_USAGE, options: STEPS_ARGS }, (values) =>
+    main(stepsOptionsFrom(values)),
+  );

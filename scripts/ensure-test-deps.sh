@@ -6,7 +6,7 @@ declare -A PACKAGE_OF=(
   [redis-server]=redis-server [redis-sentinel]=redis-sentinel [redis-cli]=redis-tools
   [haproxy]=haproxy [prometheus]=prometheus [promtool]=prometheus
   [prometheus-alertmanager]=prometheus-alertmanager [amtool]=prometheus-alertmanager
-  [wrk]=wrk [hey]=hey [ab]=apache2-utils [ip]=iproute2 [chromium]=chromium [systemd-analyze]=systemd
+  [wrk]=wrk [hey]=hey [ab]=apache2-utils [httperf]=httperf [ip]=iproute2 [chromium]=chromium [systemd-analyze]=systemd
 )
 missing=()
 for binary in "${!PACKAGE_OF[@]}"; do
