@@ -402,7 +402,14 @@ if (import.meta.main) {
   try {
     const options = parseBenchArgs(process.argv.slice(2));
     if (options === "help") process.stdout.write(`${USAGE}\n`);
-    else await bench(options);
+    else {
+      // After parsing: --help and a bad option install nothing (issue 14).
+      const deps = Bun.spawnSync(["bash", join(import.meta.dir, "../scripts/ensure-test-deps.sh")], {
+        stdio: ["inherit", "inherit", "inherit"],
+      });
+      if (deps.exitCode !== 0) throw new Error("scripts/ensure-test-deps.sh failed: install the packages it names");
+      await bench(options);
+    }
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`bench:cluster: ${error.message}\n${USAGE}\n`);

@@ -6,6 +6,8 @@
  *   (d) Turnomatic + SQLite, one hot id,
  *   (e) a naive server: one Redis INCR per request, no coalescing,
  *   (f) (b) with OpenTelemetry tracing on at 1% head sampling, exporting to a local OTLP receiver,
+ *   (g) (b) with every request a POST with a fresh Idempotency-Key (keyed waiters coalesce too),
+ *   (h) the naive server (e) on 1000 ids, to compare with (c),
  *   (b@S), (e@S) (b) and (e) again with redis-server capped at a share S of one core (cgroup CPU
  *       quota, root only): Redis as the bottleneck, as when one Redis serves many app hosts.
  * Turnomatic runs with its defaults (metrics on). In interleaved rounds (the machine is shared and
@@ -73,6 +75,8 @@ interface Target {
   readonly label: string;
   readonly ids: number;
   readonly redis: boolean;
+  /** Every request a POST with a fresh Idempotency-Key. */
+  readonly keyed?: boolean;
   /** Share of one core redis-server may use during this case; undefined = no cap. */
   readonly redisCpuShare?: number;
   start(redis: RedisProcess): Promise<{ url: string; stop: () => Promise<unknown> }>;
@@ -147,6 +151,21 @@ const BASE_TARGETS: Target[] = [
     start: (redis) => startScript("naive-server.ts", { REDIS_URL: redis.url }),
   },
   {
+    key: "g",
+    label: "(b) with every request keyed (Idempotency-Key)",
+    ids: 1,
+    redis: true,
+    keyed: true,
+    start: async (redis) => startService({ store: redis.url }),
+  },
+  {
+    key: "h",
+    label: "naive on 1000 ids",
+    ids: 1000,
+    redis: true,
+    start: (redis) => startScript("naive-server.ts", { REDIS_URL: redis.url }),
+  },
+  {
     key: "f",
     label: "(b) + tracing, 1% sampled",
     ids: 1,
@@ -182,8 +201,8 @@ const cappedTargets = (): Target[] =>
     });
   });
 
-async function wrk(url: string, ids: number): Promise<WrkResult> {
-  const run = await runWrk({ url, threads: THREADS, connections: CONNECTIONS, seconds: DURATION, ids });
+async function wrk(url: string, ids: number, keyed = false): Promise<WrkResult> {
+  const run = await runWrk({ url, threads: THREADS, connections: CONNECTIONS, seconds: DURATION, ids, keyed });
   const s = run.summary;
   return {
     requests: s.requests,
@@ -214,10 +233,10 @@ async function measure(target: Target, redis: RedisProcess, cap: CpuCap | undefi
   cap?.set(target.redisCpuShare);
   const server = await target.start(redis);
   try {
-    await wrk(server.url, target.ids); // warm-up, not recorded
+    await wrk(server.url, target.ids, target.keyed); // warm-up, not recorded
     await redis.cli("CONFIG", "RESETSTAT");
     const cpuBefore = await redisCpuUs(redis);
-    const result = await wrk(server.url, target.ids);
+    const result = await wrk(server.url, target.ids, target.keyed);
     const cpuUs = (await redisCpuUs(redis)) - cpuBefore;
     const run: Run = { ...result, rps: result.requests / (result.duration_us / 1e6) };
     if (target.redis) {
@@ -292,6 +311,9 @@ function report(targets: Target[], runs: Map<string, Run[]>, cappedSkipped: stri
     "b/a >= 0.6": { value: hot / baseline, met: hot / baseline >= 0.6 },
     "redis round trips per request (b) <= 0.1": { value: hotRoundTrips, met: hotRoundTrips <= 0.1 },
     "b >= 5x e": { value: hot / naive, met: hot / naive >= 5 },
+    "g/b >= 0.8 (keyed vs plain, one hot id)": { value: rps("g") / hot, met: rps("g") / hot >= 0.8 },
+    "c/h >= 1.2 (1000 ids vs naive on 1000 ids)": { value: rps("c") / rps("h"), met: rps("c") / rps("h") >= 1.2 },
+    "c/a >= 0.55": { value: rps("c") / baseline, met: rps("c") / baseline >= 0.55 },
   };
   for (const capped of summary.filter((s) => s.key.startsWith("b@"))) {
     const share = capped.key.slice(2);

@@ -4,7 +4,8 @@
 -- checker (uniqueness, gaps against the counters read afterwards, range). wrk gives a script no
 -- per-request timings, so real-time order (I3) is judged by turnoload, not here.
 --
--- Arguments after `--`: ids dist prefix outdir verify(0|1)
+-- Arguments after `--`: ids dist prefix outdir verify(0|1) keyed(0|1)
+-- keyed: every request is a POST with a fresh Idempotency-Key (the exactly-once client's request).
 local threads = {}
 
 function setup(thread)
@@ -12,7 +13,8 @@ function setup(thread)
   thread:set("tid", #threads)
 end
 
-local count, dist, prefix, outdir, verify
+local count, dist, prefix, outdir, verify, keyed
+local sent = 0
 local cdf, total
 local out
 local buffered = {}
@@ -27,7 +29,9 @@ function init(args)
   prefix = args[3] or "wrk-"
   outdir = args[4] or "/tmp"
   verify = args[5] == "1"
+  keyed = args[6] == "1"
   math.randomseed(os.time() * 1000 + tid * 7919)
+  keyprefix = tid .. "-" .. math.random(1, 1000000000) .. "-"
   if dist == "zipf" then
     cdf, total = {}, 0
     for k = 1, count do
@@ -63,6 +67,10 @@ local function pick()
 end
 
 function request()
+  if keyed then
+    sent = sent + 1
+    return wrk.format("POST", "/turno/" .. prefix .. pick(), { ["Idempotency-Key"] = keyprefix .. sent })
+  end
   return wrk.format("GET", "/turno/" .. prefix .. pick())
 end
 

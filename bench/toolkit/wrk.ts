@@ -28,6 +28,8 @@ export interface WrkOptions {
   readonly prefix?: string;
   /** Check every response and record each (id, turno) (read them with `records`). */
   readonly verify?: boolean;
+  /** Every request a POST with a fresh Idempotency-Key. */
+  readonly keyed?: boolean;
   /** Command to run wrk under, e.g. ["ip", "netns", "exec", "ns"]. */
   readonly wrapper?: readonly string[];
 }
@@ -121,6 +123,7 @@ export async function runWrk(options: WrkOptions): Promise<WrkRun> {
       ...["-t", String(options.threads ?? 1), "-c", String(options.connections), "-d", `${options.seconds}s`],
       ...["--timeout", `${options.timeoutSeconds ?? 5}s`, "-s", WRK_SCRIPT, options.url, "--"],
       ...[String(options.ids ?? 1), options.dist ?? "uniform", options.prefix ?? "b", dir, options.verify ? "1" : "0"],
+      options.keyed ? "1" : "0",
     ];
     const child = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
     const [stdout, stderr] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
