@@ -419,7 +419,7 @@ export class Coalescer {
 
   /** Stores a fence as the most recently used, dropping the least recently used past the cap. */
   #keepFence(id: string, floor: number, epoch: number): void {
-    if (!this.#fences.delete(id)) id = detached(id);
+    this.#fences.delete(id);
     this.#fences.set(id, epoch === 0 ? floor : { floor, epoch });
     if (this.#fences.size > this.#fenceMaxIds) {
       const oldest = this.#fences.keys().next().value as string;
@@ -523,13 +523,4 @@ function keyedWaiters(batch: readonly Waiter[]): KeyedWaiter[] | undefined {
     keys.push({ position: i, key });
   }
   return keys;
-}
-
-/**
- * A copy of `id` that shares no memory with the request it came from. The id is a slice of the
- * request URL, and a kept slice keeps the whole URL string alive: measured with 1M distinct ids,
- * that tripled the memory each kept fence costs.
- */
-function detached(id: string): string {
-  return Buffer.from(id, "latin1").toString("latin1");
 }
