@@ -45,19 +45,17 @@ export interface OpenLoopOptions {
   readonly workers: number;
 }
 
-export interface OpenLoopRun {
+/** The counts every worker reports, summed over the workers. */
+type WorkerCounts = Pick<
+  WorkerReport,
+  "sent" | "answered" | "errors" | "statusCounts" | "shapeErrors" | "shapeExamples" | "hostile" | "maxBacklog"
+>;
+
+export interface OpenLoopRun extends WorkerCounts {
   readonly rate: number;
   readonly workers: number;
   /** From the start to the last response (at least the scheduled duration). */
   readonly seconds: number;
-  readonly sent: number;
-  readonly answered: number;
-  readonly errors: number;
-  readonly statusCounts: Record<string, number>;
-  readonly shapeErrors: number;
-  readonly shapeExamples: string[];
-  readonly hostile: { sent: number; refused: number; wrong: number; examples: string[] };
-  readonly maxBacklog: number;
   /** From each request's intended send time to its response (the SLO's latency). */
   readonly latencyMs: Percentiles;
   /** From the actual write to the response: what the service and the network took. */
