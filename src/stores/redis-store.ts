@@ -213,7 +213,7 @@ export class RedisCounterStore implements CounterStore {
     const first = chunk[0] as PendingReservation;
     const markerKey = this.#markers.forId(first.request.id);
     const keys: string[] = [markerKey];
-    const args: Array<string | number> = [this.#uid, this.#seen.get(markerKey) ?? 0, MAX_TURNO, keyTtlMs(first.request)];
+    const args: Array<string | number> = [this.#uid, this.#seen.get(markerKey) ?? 0, MAX_TURNO, keyTtlMs(chunk)];
     for (const { request } of chunk) {
       const counterKey = this.counterKey(request.id);
       keys.push(counterKey);
@@ -416,8 +416,10 @@ export class RedisCounterStore implements CounterStore {
   }
 }
 
-function keyTtlMs(request: ReservationRequest): number {
-  return Math.max(1, Math.round((request.keyTtlSeconds ?? 86_400) * 1000));
+/** The key lifetime of a call: the one its keyed requests ask for (every caller passes one TTL). */
+function keyTtlMs(chunk: readonly PendingReservation[]): number {
+  const seconds = chunk.find((p) => p.request.keyTtlSeconds !== undefined)?.request.keyTtlSeconds ?? 86_400;
+  return Math.max(1, Math.round(seconds * 1000));
 }
 
 /** Reads one id's share of a reservation reply, starting at `at`, with `k` keyed waiters. */

@@ -132,11 +132,17 @@ for (const makeFixture of STORE_FIXTURES) {
       expect(await reserveKeyed(store, "end", "late", 60)).toEqual({ turno: 1, replayed: false });
     });
 
-    test("an idempotency key expires after its lifetime", async () => {
+    test("an idempotency key expires after its lifetime, also when it shares a call with plain ids", async () => {
       const store = await fresh();
       expect((await reserveKeyed(store, "j", "k", 1)).turno).toBe(1);
+      // Reservations of one event-loop turn may go out in one store call (Redis): the plain one first.
+      await Promise.all([
+        store.reserve({ id: "j-plain", n: 1 }),
+        store.reserve({ id: "j2", n: 1, keys: [{ position: 0, key: "k2" }], keyTtlSeconds: 1 }),
+      ]);
       await Bun.sleep(1100);
       expect(await reserveKeyed(store, "j", "k", 1)).toEqual({ turno: 2, replayed: false });
+      expect(await reserveKeyed(store, "j2", "k2", 1)).toEqual({ turno: 2, replayed: false });
     });
 
     test("the ledger counts issued numbers and reported deliveries, per id and store-wide", async () => {
