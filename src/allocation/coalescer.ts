@@ -83,8 +83,6 @@ export interface CoalescerObserver {
   onOverload?(): void;
   onTimeout?(count: number): void;
   onIssued?(id: string, last: number): void;
-  /** Deliveries that could not be reported (the store counts them as lost). */
-  onLedgerDropped?(count: number): void;
 }
 
 /** Counters kept as plain numbers; the metrics module reads them when scraped. */
@@ -249,7 +247,6 @@ export class Coalescer {
       let dropped = 0;
       for (const count of batch.values()) dropped += count;
       this.stats.ledgerDropped += dropped;
-      this.#observer.onLedgerDropped?.(dropped);
     });
     return this.#reporting;
   }
