@@ -76,6 +76,26 @@ function refusals(service: ServiceProcess, event: string): number {
     .filter((line) => line.includes(`"event":"${event}"`)).length;
 }
 
+/**
+ * Loads a service, stops it, lets `damage` lose the store's data while it is down, and starts it
+ * again with the same state folder: it must refuse with TURNO_ERR_STORE_LOST, and no turno repeats.
+ */
+async function expectRefusedAfterRestart(store: string, damage: () => Promise<unknown>): Promise<void> {
+  const state = stateDir();
+  let service = await startService({ store, stateDir: state });
+  const history = await load(service);
+  await service.stop();
+  await damage();
+  service = await startService({ store, stateDir: state });
+  try {
+    expect(await refusal(service)).toEqual({ code: "TURNO_ERR_STORE_LOST", ready: 503 });
+    history.push(...(await load(service, 100)));
+    expectNoDuplicate(history);
+  } finally {
+    await service.stop();
+  }
+}
+
 describe("Redis loses data", () => {
   test("FLUSHALL with the service running: refused at once, once logged; recovery resumes above the floor", async () => {
     const server = await redis();
@@ -101,38 +121,16 @@ describe("Redis loses data", () => {
 
   test("FLUSHALL, then a service restart: the restarted service refuses (its witness knows the store)", async () => {
     const server = await redis();
-    const state = stateDir();
-    let service = await startService({ store: server.url, stateDir: state });
-    const history = await load(service);
-    await service.stop();
-    await server.cli("FLUSHALL");
-    service = await startService({ store: server.url, stateDir: state });
-    try {
-      expect(await refusal(service)).toEqual({ code: "TURNO_ERR_STORE_LOST", ready: 503 });
-      history.push(...(await load(service, 100)));
-      expectNoDuplicate(history);
-    } finally {
-      await service.stop();
-    }
+    await expectRefusedAfterRestart(server.url, () => server.cli("FLUSHALL"));
   });
 
   test("Redis restarted empty while the service was down: refused after the restart", async () => {
     const server = await redis(["--appendonly", "no"]);
-    const state = stateDir();
-    let service = await startService({ store: server.url, stateDir: state });
-    const history = await load(service);
-    await service.stop();
-    await server.kill();
-    rmSync(join(server.dir, "dump.rdb"), { force: true });
-    await server.restart();
-    service = await startService({ store: server.url, stateDir: state });
-    try {
-      expect(await refusal(service)).toEqual({ code: "TURNO_ERR_STORE_LOST", ready: 503 });
-      history.push(...(await load(service, 100)));
-      expectNoDuplicate(history);
-    } finally {
-      await service.stop();
-    }
+    await expectRefusedAfterRestart(server.url, async () => {
+      await server.kill();
+      rmSync(join(server.dir, "dump.rdb"), { force: true });
+      await server.restart();
+    });
   });
 
   test("the marker evicted (or deleted) while counters remain: refused by running and restarted services", async () => {
