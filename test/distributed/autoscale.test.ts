@@ -48,44 +48,8 @@ test(
     requireClusterPrerequisites();
     down(NAME);
     const state = await up({ name: NAME, apps: 2, maxApps: MAX, workers: 1 });
-    const scaler = Bun.spawn(
-      [
-        process.execPath,
-        CLI,
-        "autoscale",
-        ...["--name", NAME, "--min", "2", "--max", String(MAX), "--interval-ms", "500"],
-        ...["--scale-out-cpu", "0.1", "--scale-in-cpu", "0.05", "--cooldown-out-ms", "3000", "--cooldown-in-ms", "5000"],
-        ...["--duration-s", FULL ? "400" : "150"],
-      ],
-      { stdout: "pipe", stderr: "pipe" },
-    );
-    const started = performance.now();
-    const events: Array<{ at: number; line: string }> = [];
-    const reader = (async () => {
-      const decoder = new TextDecoder();
-      for await (const chunk of scaler.stdout as ReadableStream<Uint8Array>) {
-        for (const line of decoder.decode(chunk).split("\n")) {
-          if (line.trim() === "") continue;
-          events.push({ at: performance.now() - started, line });
-          if (/scale-(out|in)/.test(line))
-            console.log(`autoscale: +${((performance.now() - started) / 1000).toFixed(1)} s ${line}`);
-        }
-      }
-    })();
-    const hostCount = () => appNames(loadState(NAME)).length;
-    const waitHosts = async (predicate: (n: number) => boolean, timeoutMs: number, what: string) => {
-      const until = performance.now() + timeoutMs;
-      while (!predicate(hostCount())) {
-        if (performance.now() > until || scaler.exitCode !== null) {
-          throw new Error(
-            `${what}: ${hostCount()} hosts after ${timeoutMs} ms; autoscaler said:\n${events.map((e) => e.line).join("\n")}`,
-          );
-        }
-        await Bun.sleep(100);
-      }
-      return performance.now();
-    };
     const loads: RunningLoad[] = [];
+    let killScaler = () => {};
     try {
       // Light load for the whole test: scale-in happens while requests flow.
       const light = startLoad(state, {
@@ -97,6 +61,47 @@ test(
       });
       loads.push(light);
       await light.reach(20);
+      // The autoscaler starts once the fresh hosts have settled: their first seconds (module loading,
+      // JIT, the first Redis round trips) cost more CPU than this test's low thresholds allow.
+      await Bun.sleep(1500);
+      const scaler = Bun.spawn(
+        [
+          process.execPath,
+          CLI,
+          "autoscale",
+          ...["--name", NAME, "--min", "2", "--max", String(MAX), "--interval-ms", "500"],
+          ...["--scale-out-cpu", "0.1", "--scale-in-cpu", "0.05", "--cooldown-out-ms", "3000", "--cooldown-in-ms", "5000"],
+          ...["--duration-s", FULL ? "400" : "150"],
+        ],
+        { stdout: "pipe", stderr: "pipe" },
+      );
+      killScaler = () => scaler.kill("SIGKILL");
+      const started = performance.now();
+      const events: Array<{ at: number; line: string }> = [];
+      const reader = (async () => {
+        const decoder = new TextDecoder();
+        for await (const chunk of scaler.stdout as ReadableStream<Uint8Array>) {
+          for (const line of decoder.decode(chunk).split("\n")) {
+            if (line.trim() === "") continue;
+            events.push({ at: performance.now() - started, line });
+            if (/scale-(out|in)/.test(line))
+              console.log(`autoscale: +${((performance.now() - started) / 1000).toFixed(1)} s ${line}`);
+          }
+        }
+      })();
+      const hostCount = () => appNames(loadState(NAME)).length;
+      const waitHosts = async (predicate: (n: number) => boolean, timeoutMs: number, what: string) => {
+        const until = performance.now() + timeoutMs;
+        while (!predicate(hostCount())) {
+          if (performance.now() > until || scaler.exitCode !== null) {
+            throw new Error(
+              `${what}: ${hostCount()} hosts after ${timeoutMs} ms; autoscaler said:\n${events.map((e) => e.line).join("\n")}`,
+            );
+          }
+          await Bun.sleep(100);
+        }
+        return performance.now();
+      };
       // The light load alone must not make it scale out (4 s: 8 samples, and it needs 2 hot ones).
       await Bun.sleep(4000);
       expect(hostCount()).toBe(2);
@@ -161,7 +166,7 @@ test(
       expect(listNamespaces(NAME).filter((ns) => /app\d+$/.test(ns)).length).toBe(2);
     } finally {
       for (const load of loads) load.process.kill("SIGKILL");
-      scaler.kill("SIGKILL");
+      killScaler();
     }
   },
   FULL ? 600_000 : 240_000,
