@@ -6,85 +6,22 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ConfigError } from "./domain/errors.ts";
-
-export interface Config {
-  /** HTTP port of the turn API. Default 7017. */
-  readonly port: number;
-  /** Address to listen on. Default 0.0.0.0. */
-  readonly host: string;
-  /** Store URL: sqlite:<path>, memory:, redis://, rediss://, redis+cluster://, redis+sentinel://. */
-  readonly store: string;
-  /** Bearer token of the admin API; undefined disables it (404). */
-  readonly adminToken: string | undefined;
-  /** Port of /metrics, apart from the API; 0 disables it. Default 9464. */
-  readonly metricsPort: number;
-  /** Worker processes sharing the port ("auto" = one per core). Default 1. */
-  readonly workers: number;
-  /** Longest a turn request waits for the store before a 503 (ms). Default 1000. */
-  readonly deadlineMs: number;
-  /** Most numbers reserved in one store round trip. Default 1024. */
-  readonly maxBatch: number;
-  /** Most requests waiting for one id in one process. Default 10000. */
-  readonly maxWaitingPerId: number;
-  /** Most requests waiting in one process. Default 50000. */
-  readonly maxWaiting: number;
-  /** Rollback fencing (never re-issue after the store went backwards). Default on. */
-  readonly fencing: boolean;
-  /** Most ids whose rollback fence a process keeps (least recently issued dropped). Default 50000. */
-  readonly fenceMaxIds: number;
-  /** Report delivered numbers to the store's ledger. Default on. */
-  readonly ledgerReports: boolean;
-  /** How often deliveries of quiet ids are reported to the ledger (ms). Default 1000. */
-  readonly ledgerFlushMs: number;
-  /** Folder of this host's store witness files; "" = beside the SQLite file, else ./data. Default "". */
-  readonly stateDir: string;
-  /** "auto": initialize an empty store this host has no record of; "never": an operator does. Default auto. */
-  readonly storeInit: "auto" | "never";
-  /** Lifetime of an Idempotency-Key (s). Default 86400. */
-  readonly idempotencyTtlSeconds: number;
-  /** Prefix of every Redis key. Default "turnomatic:". */
-  readonly redisKeyPrefix: string;
-  /**
-   * Replicas that must acknowledge a reservation (Redis WAIT); 0 = no WAIT. Default "auto": 1 for
-   * redis+sentinel:// (a failover must not lose issued numbers), 0 for every other store.
-   */
-  readonly redisWaitReplicas: number | "auto";
-  /** Longest WAIT for replica acknowledgements (ms). Default 500. */
-  readonly redisWaitTimeoutMs: number;
-  /** PEM CA bundle trusted for the Redis TLS certificate (rediss*:// only). Default unset: Node's roots. */
-  readonly redisTlsCa: string | undefined;
-  /** PEM client certificate for Redis mutual TLS; needs redisTlsKey. Default unset. */
-  readonly redisTlsCert: string | undefined;
-  /** PEM private key of redisTlsCert. Default unset. */
-  readonly redisTlsKey: string | undefined;
-  /** Start even when a Redis maxmemory-policy can evict counters (allkeys-*). Default false. */
-  readonly redisAllowEviction: boolean;
-  /** Idle keep-alive connections are closed after this many seconds (1-255). Default 10. */
-  readonly idleTimeoutSeconds: number;
-  /** Largest accepted request body (bytes). Default 1024. */
-  readonly maxBodyBytes: number;
-  /** Longest accepted request target (characters). Default 2048. */
-  readonly maxUrlLength: number;
-  /** On SIGTERM, keep serving with /readyz failing this long so load balancers move away (ms). Default 0. */
-  readonly drainDelayMs: number;
-  /** Longest graceful shutdown before in-flight requests are cut (ms). Default 10000. */
-  readonly shutdownTimeoutMs: number;
-  /** Log level: debug, info, warn, error. Default info. */
-  readonly logLevel: "debug" | "info" | "warn" | "error";
-  /** Fraction of requests written to the access log (0 = none). Default 0. */
-  readonly accessLogSampleRatio: number;
-}
+import { parseStoreUrl, redactStoreUrl, type StoreUrl, usesTls } from "./stores/store-url.ts";
 
 /** Bad configuration, found at start (exit 2); defined in the domain so inner layers can raise it. */
 export { ConfigError } from "./domain/errors.ts";
 
-interface OptionSpec {
-  readonly key: keyof Config;
+/**
+ * One option: its flag, its environment variable, its default as the operator would type it ("" =
+ * unset), the line `--help` and the README print, and the parser that turns the text into its value
+ * (throwing ConfigError with the option's name). Config's type is derived from the parsers.
+ */
+interface OptionSpec<T> {
   readonly flag: string;
   readonly env: string;
-  readonly fallback: string | undefined;
+  readonly fallback: string;
   readonly help: string;
-  readonly parse: (raw: string, name: string) => Config[keyof Config];
+  readonly parse: (raw: string, name: string) => T;
 }
 
 function integer(min: number, max: number) {
@@ -113,26 +50,6 @@ function boolean(raw: string, name: string): boolean {
 }
 
 function text(raw: string): string {
-  return raw;
-}
-
-const STORE_SCHEMES = [
-  "sqlite:",
-  "memory:",
-  "redis://",
-  "rediss://",
-  "redis+cluster://",
-  "rediss+cluster://",
-  "redis+sentinel://",
-  "rediss+sentinel://",
-];
-
-function storeUrl(raw: string, name: string): string {
-  if (!STORE_SCHEMES.some((scheme) => raw.startsWith(scheme)) || raw === "sqlite:") {
-    throw new ConfigError(
-      `${name} must start with one of ${STORE_SCHEMES.join(", ")} (e.g. sqlite:./data/turnomatic.db or redis://127.0.0.1:6379); got '${raw}'.`,
-    );
-  }
   return raw;
 }
 
@@ -167,257 +84,236 @@ function adminToken(raw: string, name: string): string | undefined {
   return raw;
 }
 
-function storeInit(raw: string, name: string): Config["storeInit"] {
+function storeInit(raw: string, name: string): "auto" | "never" {
   if (raw === "auto" || raw === "never") return raw;
   throw new ConfigError(`${name} must be auto or never; got '${raw}'.`);
 }
 
-function logLevel(raw: string, name: string): Config["logLevel"] {
+function logLevel(raw: string, name: string): "debug" | "info" | "warn" | "error" {
   if (raw === "debug" || raw === "info" || raw === "warn" || raw === "error") return raw;
   throw new ConfigError(`${name} must be debug, info, warn or error; got '${raw}'.`);
 }
 
-export const OPTIONS: readonly OptionSpec[] = [
-  { key: "port", flag: "port", env: "PORT", fallback: "7017", help: "HTTP port of the turn API", parse: integer(0, 65535) },
-  { key: "host", flag: "host", env: "HOST", fallback: "0.0.0.0", help: "address to listen on", parse: text },
-  {
-    key: "store",
+export const OPTION_TABLE = {
+  port: { flag: "port", env: "PORT", fallback: "7017", help: "HTTP port of the turn API", parse: integer(0, 65535) },
+  host: { flag: "host", env: "HOST", fallback: "0.0.0.0", help: "address to listen on", parse: text },
+  store: {
     flag: "store",
     env: "TURNOMATIC_STORE",
     fallback: "sqlite:./data/turnomatic.db",
     help: "store URL: sqlite:<path>, memory:, redis://host:port, rediss://…, redis+cluster://h1:p1,h2:p2, redis+sentinel://h1:p1,h2:p2/<master-name>",
-    parse: storeUrl,
+    parse: (raw: string, name: string): StoreUrl => parseStoreUrl(raw, name),
   },
-  {
-    key: "adminToken",
+  adminToken: {
     flag: "admin-token",
     env: "TURNOMATIC_ADMIN_TOKEN",
-    fallback: undefined,
+    fallback: "",
     help: "bearer token of the admin API (>= 16 characters); unset = admin API disabled",
     parse: adminToken,
   },
-  {
-    key: "metricsPort",
+  metricsPort: {
     flag: "metrics-port",
     env: "METRICS_PORT",
     fallback: "9464",
     help: "port of /metrics; 0 = off",
     parse: integer(0, 65535),
   },
-  {
-    key: "workers",
+  workers: {
     flag: "workers",
     env: "TURNOMATIC_WORKERS",
     fallback: "1",
     help: "worker processes on the port, or 'auto' (one per core)",
     parse: workers,
   },
-  {
-    key: "deadlineMs",
+  deadlineMs: {
     flag: "deadline-ms",
     env: "TURNOMATIC_DEADLINE_MS",
     fallback: "1000",
     help: "longest wait for the store before a 503 (ms)",
     parse: integer(10, 60_000),
   },
-  {
-    key: "maxBatch",
+  maxBatch: {
     flag: "max-batch",
     env: "TURNOMATIC_MAX_BATCH",
     fallback: "1024",
     help: "most numbers reserved in one store round trip",
     parse: integer(1, 1_000_000),
   },
-  {
-    key: "maxWaitingPerId",
+  maxWaitingPerId: {
     flag: "max-waiting-per-id",
     env: "TURNOMATIC_MAX_WAITING_PER_ID",
     fallback: "10000",
     help: "most requests waiting for one id; more get 503",
     parse: integer(1, 10_000_000),
   },
-  {
-    key: "maxWaiting",
+  maxWaiting: {
     flag: "max-waiting",
     env: "TURNOMATIC_MAX_WAITING",
     fallback: "50000",
     help: "most requests waiting in one process; more get 503",
     parse: integer(1, 10_000_000),
   },
-  {
-    key: "fencing",
+  fencing: {
     flag: "fencing",
     env: "TURNOMATIC_FENCING",
     fallback: "true",
     help: "rollback fencing: never re-issue a number after the store went backwards",
     parse: boolean,
   },
-  {
-    key: "fenceMaxIds",
+  fenceMaxIds: {
     flag: "fence-max-ids",
     env: "TURNOMATIC_FENCE_MAX_IDS",
     fallback: "50000",
     help: "most ids whose rollback fence one process keeps (about 200 bytes each; least recently issued dropped first)",
     parse: integer(0, 100_000_000),
   },
-  {
-    key: "ledgerReports",
+  ledgerReports: {
     flag: "ledger-reports",
     env: "TURNOMATIC_LEDGER_REPORTS",
     fallback: "true",
     help: "report delivered numbers to the store's ledger (lost = issued - delivered)",
     parse: boolean,
   },
-  {
-    key: "ledgerFlushMs",
+  ledgerFlushMs: {
     flag: "ledger-flush-ms",
     env: "TURNOMATIC_LEDGER_FLUSH_MS",
     fallback: "1000",
     help: "how often deliveries of quiet ids are reported to the ledger (ms); bounds the overcount after a crash",
     parse: integer(10, 600_000),
   },
-  {
-    key: "stateDir",
+  stateDir: {
     flag: "state-dir",
     env: "TURNOMATIC_STATE_DIR",
     fallback: "",
     help: "folder of this host's store witness files (how a restarted service recognizes a store that lost data); empty = beside the SQLite file, else ./data",
     parse: text,
   },
-  {
-    key: "storeInit",
+  storeInit: {
     flag: "store-init",
     env: "TURNOMATIC_STORE_INIT",
     fallback: "auto",
     help: "auto: initialize an empty store this host has no record of; never: refuse until an operator recovers or initializes it",
     parse: storeInit,
   },
-  {
-    key: "idempotencyTtlSeconds",
+  idempotencyTtlSeconds: {
     flag: "idempotency-ttl",
     env: "TURNOMATIC_IDEMPOTENCY_TTL",
     fallback: "86400",
     help: "lifetime of an Idempotency-Key (s)",
     parse: integer(1, 30 * 86_400),
   },
-  {
-    key: "redisKeyPrefix",
+  redisKeyPrefix: {
     flag: "redis-prefix",
     env: "TURNOMATIC_REDIS_PREFIX",
     fallback: "turnomatic:",
     help: "prefix of every Redis key",
     parse: text,
   },
-  {
-    key: "redisWaitReplicas",
+  redisWaitReplicas: {
     flag: "redis-wait-replicas",
     env: "TURNOMATIC_REDIS_WAIT_REPLICAS",
     fallback: "auto",
     help: "replicas that must acknowledge each reservation (WAIT); 0 = don't wait; auto = 1 for redis+sentinel://, else 0",
     parse: waitReplicas,
   },
-  {
-    key: "redisWaitTimeoutMs",
+  redisWaitTimeoutMs: {
     flag: "redis-wait-timeout-ms",
     env: "TURNOMATIC_REDIS_WAIT_TIMEOUT_MS",
     fallback: "500",
     help: "longest WAIT for replica acknowledgements (ms)",
     parse: integer(1, 60_000),
   },
-  {
-    key: "redisTlsCa",
+  redisTlsCa: {
     flag: "redis-tls-ca",
     env: "TURNOMATIC_REDIS_TLS_CA",
-    fallback: undefined,
+    fallback: "",
     help: "PEM file of the CA(s) that signed the Redis TLS certificate (rediss*:// only); unset = the system's roots",
     parse: pemFile,
   },
-  {
-    key: "redisTlsCert",
+  redisTlsCert: {
     flag: "redis-tls-cert",
     env: "TURNOMATIC_REDIS_TLS_CERT",
-    fallback: undefined,
+    fallback: "",
     help: "PEM client certificate for Redis mutual TLS (with --redis-tls-key)",
     parse: pemFile,
   },
-  {
-    key: "redisTlsKey",
+  redisTlsKey: {
     flag: "redis-tls-key",
     env: "TURNOMATIC_REDIS_TLS_KEY",
-    fallback: undefined,
+    fallback: "",
     help: "PEM private key of --redis-tls-cert",
     parse: pemFile,
   },
-  {
-    key: "redisAllowEviction",
+  redisAllowEviction: {
     flag: "redis-allow-eviction",
     env: "TURNOMATIC_REDIS_ALLOW_EVICTION",
     fallback: "false",
     help: "start even if a Redis maxmemory-policy can evict counters (allkeys-*): evicted counters restart at 1",
     parse: boolean,
   },
-  {
-    key: "idleTimeoutSeconds",
+  idleTimeoutSeconds: {
     flag: "idle-timeout",
     env: "TURNOMATIC_IDLE_TIMEOUT",
     fallback: "10",
     help: "close idle keep-alive connections after this many seconds (1-255)",
     parse: integer(1, 255),
   },
-  {
-    key: "maxBodyBytes",
+  maxBodyBytes: {
     flag: "max-body-bytes",
     env: "TURNOMATIC_MAX_BODY_BYTES",
     fallback: "1024",
     help: "largest accepted request body (bytes)",
     parse: integer(64, 1_048_576),
   },
-  {
-    key: "maxUrlLength",
+  maxUrlLength: {
     flag: "max-url-length",
     env: "TURNOMATIC_MAX_URL_LENGTH",
     fallback: "2048",
     help: "longest accepted request target (characters)",
     parse: integer(64, 65_536),
   },
-  {
-    key: "drainDelayMs",
+  drainDelayMs: {
     flag: "drain-delay-ms",
     env: "TURNOMATIC_DRAIN_DELAY_MS",
     fallback: "0",
     help: "on SIGTERM, serve on with /readyz failing this long (ms)",
     parse: integer(0, 600_000),
   },
-  {
-    key: "shutdownTimeoutMs",
+  shutdownTimeoutMs: {
     flag: "shutdown-timeout-ms",
     env: "TURNOMATIC_SHUTDOWN_TIMEOUT_MS",
     fallback: "10000",
     help: "longest graceful shutdown (ms)",
     parse: integer(100, 600_000),
   },
-  {
-    key: "logLevel",
+  logLevel: {
     flag: "log-level",
     env: "TURNOMATIC_LOG_LEVEL",
     fallback: "info",
     help: "debug, info, warn or error",
     parse: logLevel,
   },
-  {
-    key: "accessLogSampleRatio",
+  accessLogSampleRatio: {
     flag: "access-log-sample",
     env: "TURNOMATIC_ACCESS_LOG_SAMPLE",
     fallback: "0",
     help: "fraction of requests written to the access log (0-1)",
     parse: ratio,
   },
-];
+} satisfies Record<string, OptionSpec<unknown>>;
+
+/** The validated configuration: one field per option, typed by its parser. */
+export type Config = { readonly [K in keyof typeof OPTION_TABLE]: ReturnType<(typeof OPTION_TABLE)[K]["parse"]> };
+
+/** The options as a list (for --help, the README check and the service environment). */
+export const OPTIONS: ReadonlyArray<OptionSpec<unknown> & { readonly key: keyof Config }> = Object.entries(OPTION_TABLE).map(
+  ([key, option]) => ({ ...option, key: key as keyof Config }),
+);
 
 /** The text `--help` prints: every flag with its environment variable and default. */
 export function helpText(): string {
   const lines = OPTIONS.map((option) => {
-    const fallback = option.fallback === undefined ? "unset" : `'${option.fallback}'`;
+    const fallback = option.fallback === "" ? "unset" : `'${option.fallback}'`;
     return `  --${option.flag} <value>\n      env ${option.env}, default ${fallback}: ${option.help}`;
   });
   return [
@@ -441,24 +337,51 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   } catch (error) {
     throw new ConfigError(`${(error as Error).message}. Run with --help for the list of options.`);
   }
-  const config: Record<string, unknown> = {};
-  for (const option of OPTIONS) {
+  const entries = OPTIONS.map((option) => {
     const fromFlag = flags[option.flag];
-    const raw = typeof fromFlag === "string" ? fromFlag : (env[option.env] ?? option.fallback);
-    const name =
-      typeof fromFlag === "string" ? `--${option.flag}` : env[option.env] !== undefined ? option.env : `--${option.flag}`;
-    config[option.key] = raw === undefined ? undefined : option.parse(raw, name);
-  }
-  const result = config as unknown as Config;
-  if ((result.redisTlsCert === undefined) !== (result.redisTlsKey === undefined)) {
+    if (typeof fromFlag === "string") return [option.key, option.parse(fromFlag, `--${option.flag}`)];
+    const fromEnv = env[option.env];
+    if (fromEnv !== undefined) return [option.key, option.parse(fromEnv, option.env)];
+    return [option.key, option.parse(option.fallback, `--${option.flag}`)];
+  });
+  // Each value came from its own option's parser, so the entries have Config's shape.
+  const config = Object.fromEntries(entries) as Config;
+  checkCombinations(config);
+  return config;
+}
+
+/** Every check that involves more than one option, in one place. */
+function checkCombinations(config: Config): void {
+  if ((config.redisTlsCert === undefined) !== (config.redisTlsKey === undefined)) {
     throw new ConfigError(
       "--redis-tls-cert and --redis-tls-key go together (a client certificate needs its key); set both or neither.",
     );
   }
-  if (result.metricsPort !== 0 && result.metricsPort === result.port) {
-    throw new ConfigError(`METRICS_PORT (${result.metricsPort}) must differ from PORT; use 0 to turn metrics off.`);
+  const tlsFiles = config.redisTlsCa ?? config.redisTlsCert ?? config.redisTlsKey;
+  if (tlsFiles !== undefined && !usesTls(config.store)) {
+    throw new ConfigError(
+      "--redis-tls-ca, --redis-tls-cert and --redis-tls-key apply to TLS connections only; use rediss://, rediss+cluster:// or rediss+sentinel:// in TURNOMATIC_STORE (or unset them).",
+    );
   }
-  return result;
+  if (config.store.kind === "redis-cluster" && config.redisWaitReplicas !== "auto" && config.redisWaitReplicas > 0) {
+    throw new ConfigError(
+      "--redis-wait-replicas is not supported with redis+cluster:// (a WAIT must follow each write on its primary's connection); set it to 0 or auto. Rollback fencing still guards each process.",
+    );
+  }
+  if (config.workers > 1 && config.store.kind === "memory") {
+    throw new ConfigError(
+      "--workers > 1 needs a store the workers share; memory: lives in one process. Use sqlite:<path> or redis://, or --workers 1.",
+    );
+  }
+  if (config.metricsPort !== 0 && config.metricsPort === config.port) {
+    throw new ConfigError(`METRICS_PORT (${config.metricsPort}) must differ from PORT; use 0 to turn metrics off.`);
+  }
+}
+
+/** Replicas each reservation waits for: "auto" is 1 for Sentinel (a failover must not lose numbers), else 0. */
+export function waitReplicasOf(config: Pick<Config, "store" | "redisWaitReplicas">): number {
+  if (config.redisWaitReplicas !== "auto") return config.redisWaitReplicas;
+  return config.store.kind === "redis-sentinel" ? 1 : 0;
 }
 
 /** The configuration as it may be logged: secrets replaced, passwords cut out of URLs. */
@@ -466,6 +389,6 @@ export function redactConfig(config: Config): Record<string, unknown> {
   return {
     ...config,
     adminToken: config.adminToken === undefined ? undefined : "<redacted>",
-    store: config.store.replace(/\/\/([^@/]*)@/, "//<redacted>@"),
+    store: redactStoreUrl(config.store.text),
   };
 }

@@ -6,7 +6,7 @@ import type { CounterStore } from "./domain/counter-store.ts";
 import { Coalescer } from "./allocation/coalescer.ts";
 import { runSupervisor } from "./cluster/supervisor.ts";
 import { attachWorkerIpc, workerId } from "./cluster/worker-ipc.ts";
-import { ConfigError, type Config, helpText, loadConfig, redactConfig } from "./config.ts";
+import { ConfigError, type Config, helpText, loadConfig, redactConfig, waitReplicasOf } from "./config.ts";
 import { createApp } from "./http/app.ts";
 import { LOW_OPEN_FILE_LIMIT, openFileLimit } from "./http/open-file-limit.ts";
 import { startServer } from "./http/server.ts";
@@ -19,6 +19,7 @@ import { readTracingSettings, TracingConfigError } from "./observability/trace-s
 import { dirname } from "node:path";
 import { checkStoreAtStart, createStore } from "./stores/create-store.ts";
 import { StoreGuard } from "./stores/store-guard.ts";
+import type { StoreUrl } from "./stores/store-url.ts";
 import { Witness } from "./stores/witness.ts";
 
 export async function runService(config: Config, logger: Logger): Promise<void> {
@@ -26,9 +27,9 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     url: config.store,
     redisKeyPrefix: config.redisKeyPrefix,
     commandTimeoutMs: config.deadlineMs,
-    redisWaitReplicas: config.redisWaitReplicas,
+    redisWaitReplicas: waitReplicasOf(config),
     redisWaitTimeoutMs: config.redisWaitTimeoutMs,
-    onStateChange: storeStateLogger(logger, config.store),
+    onStateChange: storeStateLogger(logger, config.store.text),
     onWriteHealth: storeWriteObserver(logger),
     redisTls: { caFile: config.redisTlsCa, certFile: config.redisTlsCert, keyFile: config.redisTlsKey },
     redisAllowEviction: config.redisAllowEviction,
@@ -211,9 +212,8 @@ function guardStore(store: CounterStore, config: Config, logger: Logger): StoreG
 }
 
 /** Witness files live beside a SQLite file (they belong to it), else in ./data. */
-function defaultStateDir(storeUrl: string): string {
-  if (storeUrl.startsWith("sqlite:")) return dirname(storeUrl.slice("sqlite:".length).replace(/^\/\/(?=\/)/, ""));
-  return "./data";
+function defaultStateDir(store: StoreUrl): string {
+  return store.kind === "sqlite" ? dirname(store.path) : "./data";
 }
 
 async function main(): Promise<void> {

@@ -10,7 +10,7 @@
  */
 import type { Subprocess } from "bun";
 import { AggregatorRegistry } from "prom-client";
-import { type Config, ConfigError } from "../config.ts";
+import type { Config } from "../config.ts";
 import type { Logger } from "../observability/logger.ts";
 import { metricsUrls, type RenderedMetrics, startMetricsServer } from "../observability/metrics-server.ts";
 import type { BusyId } from "../observability/busy-ids.ts";
@@ -198,11 +198,6 @@ export class Supervisor {
 
 /** Runs the supervisor until SIGTERM/SIGINT, then exits 0 after the workers drained. */
 export function runSupervisor(config: Config, logger: Logger, options: SupervisorOptions = {}): Supervisor {
-  if (config.store.startsWith("memory:")) {
-    throw new ConfigError(
-      "--workers > 1 needs a store the workers share; memory: lives in one process. Use sqlite:<path> or redis://, or --workers 1.",
-    );
-  }
   const supervisor = new Supervisor(config, logger, options);
   // The metrics port is bound before any worker is spawned: if another process holds it, the start
   // fails (exit 2) with no worker left behind.

@@ -1,22 +1,22 @@
 import type { CounterStore } from "../domain/counter-store.ts";
-import { ConfigError } from "../domain/errors.ts";
 import type { ConnectionStateListener } from "./connection-events.ts";
 import { MemoryStore } from "./memory-store.ts";
 import type { StartCheck } from "./redis-checks.ts";
 import { createRedisClusterStore } from "./redis-cluster-store.ts";
 import { createRedisSentinelStore } from "./redis-sentinel-store.ts";
 import { createRedisStore, RedisCounterStore } from "./redis-store.ts";
-import { hasTlsFiles, type RedisTlsFiles } from "./redis-tls.ts";
+import type { RedisTlsFiles } from "./redis-tls.ts";
 import { SqliteStore } from "./sqlite-store.ts";
+import type { StoreUrl } from "./store-url.ts";
 import type { WriteHealthObserver } from "./write-health.ts";
 
 export interface StoreSettings {
-  /** The TURNOMATIC_STORE URL. */
-  readonly url: string;
+  /** The TURNOMATIC_STORE URL, as the configuration parsed it (store-url.ts). */
+  readonly url: StoreUrl;
   readonly redisKeyPrefix: string;
   readonly commandTimeoutMs: number;
-  /** "auto" = 1 for redis+sentinel://, 0 otherwise. */
-  readonly redisWaitReplicas: number | "auto";
+  /** Replicas that must acknowledge each reservation (WAIT); 0 = none (config.ts waitReplicasOf). */
+  readonly redisWaitReplicas: number;
   readonly redisWaitTimeoutMs: number;
   /** Told about a network store's connection state changes (for the logs). Default: none. */
   readonly onStateChange?: ConnectionStateListener;
@@ -28,49 +28,34 @@ export interface StoreSettings {
   readonly redisAllowEviction?: boolean;
 }
 
-/** True for the Redis URLs that use TLS (rediss*:// or ?tls=true). */
-function usesTls(url: string): boolean {
-  return url.startsWith("rediss") || /[?&]tls=(true|1)(&|$)/.test(url);
-}
-
-/** Builds the store a TURNOMATIC_STORE URL names; throws ConfigError for forms it cannot serve. */
+/**
+ * Builds the store a parsed TURNOMATIC_STORE URL names. The forms and the combinations of options
+ * were checked by the configuration (store-url.ts, config.ts), so this only switches on the kind.
+ */
 export function createStore(settings: StoreSettings): CounterStore {
   const { url } = settings;
-  if (url === "memory:") return new MemoryStore();
-  if (url.startsWith("sqlite:")) {
-    const path = url.slice("sqlite:".length).replace(/^\/\/(?=\/)/, "");
-    if (path === "") throw new ConfigError("TURNOMATIC_STORE sqlite: needs a path, e.g. sqlite:./data/turnomatic.db");
-    return new SqliteStore({ path, busyTimeoutMs: settings.commandTimeoutMs, onWriteHealth: settings.onWriteHealth });
-  }
-  if (hasTlsFiles(settings.redisTls) && !usesTls(url)) {
-    throw new ConfigError(
-      "--redis-tls-ca, --redis-tls-cert and --redis-tls-key apply to TLS connections only; use rediss://, rediss+cluster:// or rediss+sentinel:// in TURNOMATIC_STORE (or unset them).",
-    );
+  switch (url.kind) {
+    case "memory":
+      return new MemoryStore();
+    case "sqlite":
+      return new SqliteStore({ path: url.path, busyTimeoutMs: settings.commandTimeoutMs, onWriteHealth: settings.onWriteHealth });
   }
   const common = {
-    url,
     keyPrefix: settings.redisKeyPrefix,
     commandTimeoutMs: settings.commandTimeoutMs,
     onStateChange: settings.onStateChange,
     tls: settings.redisTls,
     checks: { allowEviction: settings.redisAllowEviction ?? false },
   };
-  const sentinel = url.startsWith("redis+sentinel://") || url.startsWith("rediss+sentinel://");
-  const waitReplicas = settings.redisWaitReplicas === "auto" ? (sentinel ? 1 : 0) : settings.redisWaitReplicas;
-  const wait = { waitReplicas, waitTimeoutMs: settings.redisWaitTimeoutMs };
-  if (url.startsWith("redis://") || url.startsWith("rediss://")) return createRedisStore({ ...common, ...wait });
-  if (sentinel) return createRedisSentinelStore({ ...common, ...wait });
-  if (url.startsWith("redis+cluster://") || url.startsWith("rediss+cluster://")) {
-    if (waitReplicas > 0) {
-      throw new ConfigError(
-        "--redis-wait-replicas is not supported with redis+cluster:// (a WAIT must follow each write on its primary's connection); set it to 0 or auto. Rollback fencing still guards each process.",
-      );
-    }
-    return createRedisClusterStore(common);
+  const wait = { waitReplicas: settings.redisWaitReplicas, waitTimeoutMs: settings.redisWaitTimeoutMs };
+  switch (url.kind) {
+    case "redis":
+      return createRedisStore({ ...common, ...wait, url: url.text });
+    case "redis-sentinel":
+      return createRedisSentinelStore({ ...common, ...wait, url });
+    case "redis-cluster":
+      return createRedisClusterStore({ ...common, url });
   }
-  throw new ConfigError(
-    `TURNOMATIC_STORE '${url.replace(/\/\/([^@/]*)@/, "//<redacted>@")}' is not supported; use sqlite:, memory:, redis://, rediss://, redis+cluster:// or redis+sentinel://.`,
-  );
 }
 
 /**

@@ -19,7 +19,6 @@ import { createHash } from "node:crypto";
 import calculateSlot from "cluster-key-slot";
 import { StoreUnavailableError } from "../domain/errors.ts";
 import { clusterMarkerLayout } from "./cluster-markers.ts";
-import { ConfigError } from "../domain/errors.ts";
 import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
 import { type CheckedNode, type CheckOptions, PROBE_OPTIONS } from "./redis-checks.ts";
 import {
@@ -31,12 +30,13 @@ import {
 } from "./redis-store.ts";
 import { type RedisTlsFiles, tlsOptions } from "./redis-tls.ts";
 import { REPORT_SCRIPT, RESERVE_SCRIPT } from "./redis-scripts.ts";
-import { parseMultiHostUrl } from "./redis-url.ts";
+import type { MultiHostUrl } from "./redis-url.ts";
+import { type ClusterStoreUrl, storeUrlOf } from "./store-url.ts";
 import { SilenceGuard } from "./silence-guard.ts";
 
 export interface RedisClusterStoreOptions {
-  /** redis+cluster://[user:password@]h1:p1,h2:p2 (rediss+cluster:// or ?tls=true for TLS). */
-  readonly url: string;
+  /** redis+cluster://[user:password@]h1:p1,h2:p2 (rediss+cluster:// or ?tls=true for TLS), or as parsed. */
+  readonly url: string | ClusterStoreUrl;
   /** Prefix of every key. Default "turnomatic:". */
   readonly keyPrefix: string;
   /** Longest wait for one Redis command (ms); usually the request deadline. */
@@ -50,11 +50,7 @@ export interface RedisClusterStoreOptions {
 }
 
 /** ioredis Cluster options; see the header for the retry choices. */
-export function clusterOptions(
-  commandTimeoutMs: number,
-  url: ReturnType<typeof parseMultiHostUrl>,
-  tls?: RedisTlsFiles,
-): ClusterOptions {
+export function clusterOptions(commandTimeoutMs: number, url: MultiHostUrl, tls?: RedisTlsFiles): ClusterOptions {
   const { retryStrategy: _perNodeRetry, ...redisOptions } = baseRedisOptions(commandTimeoutMs);
   return {
     scaleReads: "master",
@@ -188,12 +184,7 @@ class RedisClusterCounterStore extends RedisCounterStore {
 
 /** Connects to a Redis Cluster through any of the listed nodes (the rest are discovered). */
 export function createRedisClusterStore(options: RedisClusterStoreOptions): RedisCounterStore {
-  const url = parseMultiHostUrl(options.url, 6379);
-  if (url.path !== "") {
-    throw new ConfigError(
-      `TURNOMATIC_STORE: a redis+cluster:// URL has no path or database ('/${url.path}'); Redis Cluster has only database 0.`,
-    );
-  }
+  const url = storeUrlOf(options.url, "redis-cluster");
   const settings = clusterOptions(options.commandTimeoutMs, url, options.tls);
   const cluster = new Cluster([...url.hosts], settings);
   defineScripts(cluster);

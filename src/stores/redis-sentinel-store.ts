@@ -13,7 +13,6 @@
  * A reservation not acknowledged in time fails its requests (503): its numbers are skipped.
  */
 import Redis from "ioredis";
-import { ConfigError } from "../domain/errors.ts";
 import { type ConnectionStateListener, watchConnection } from "./connection-events.ts";
 import { type CheckedNode, type CheckOptions, PROBE_OPTIONS } from "./redis-checks.ts";
 import {
@@ -24,13 +23,14 @@ import {
   type ScriptedClient,
 } from "./redis-store.ts";
 import { type RedisTlsFiles, tlsOptions } from "./redis-tls.ts";
-import { type HostPort, parseMultiHostUrl } from "./redis-url.ts";
+import type { HostPort } from "./redis-url.ts";
 import { ReplicaAck } from "./replica-ack.ts";
 import { guardAgainstSilence } from "./silence-guard.ts";
+import { type SentinelStoreUrl, storeUrlOf } from "./store-url.ts";
 
 export interface RedisSentinelStoreOptions {
-  /** redis+sentinel:// URL, see the header. */
-  readonly url: string;
+  /** redis+sentinel:// URL, see the header, or as parsed. */
+  readonly url: string | SentinelStoreUrl;
   /** Prefix of every key. Default "turnomatic:". */
   readonly keyPrefix: string;
   /** Longest wait for one Redis command (ms); usually the request deadline. */
@@ -122,22 +122,14 @@ class RedisSentinelCounterStore extends RedisCounterStore {
 }
 
 export function createRedisSentinelStore(options: RedisSentinelStoreOptions): RedisCounterStore {
-  const url = parseMultiHostUrl(options.url, 26379);
-  if (url.path === "" || url.path.includes("/")) {
-    throw new ConfigError(
-      "TURNOMATIC_STORE: a redis+sentinel:// URL must end with the master name Sentinel monitors, e.g. redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster",
-    );
-  }
-  const db = Number(url.params.get("db") ?? "0");
-  if (!Number.isInteger(db) || db < 0)
-    throw new ConfigError(`TURNOMATIC_STORE: db must be a database number; got '${url.params.get("db")}'.`);
+  const url = storeUrlOf(options.url, "redis-sentinel");
   const tlsSettings = url.tls ? tlsOptions(options.tls) : undefined;
   const client = new Redis({
     ...baseRedisOptions(options.commandTimeoutMs),
     sentinels: url.hosts.map((h) => ({ host: h.host, port: h.port })),
-    name: url.path,
+    name: url.masterName,
     role: "master",
-    db,
+    db: url.db,
     username: url.username,
     password: url.password,
     sentinelPassword: url.params.get("sentinelPassword") ?? undefined,

@@ -18,11 +18,6 @@ export interface RedisTlsFiles {
   readonly keyFile?: string;
 }
 
-/** True when any TLS file is set (then the store URL must use TLS). */
-export function hasTlsFiles(files: RedisTlsFiles | undefined): boolean {
-  return files?.caFile !== undefined || files?.certFile !== undefined || files?.keyFile !== undefined;
-}
-
 /** The node:tls options for these files ({} when none: TLS with the default roots). */
 export function tlsOptions(files: RedisTlsFiles | undefined): ConnectionOptions {
   const options: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {};

@@ -7,7 +7,8 @@ const MAIN = join(import.meta.dir, "../../src/main.ts");
 describe("configuration", () => {
   test("defaults match the spec", () => {
     const config = loadConfig([], {});
-    expect(config).toMatchObject({ port: 7017, host: "0.0.0.0", store: "sqlite:./data/turnomatic.db", metricsPort: 9464 });
+    expect(config).toMatchObject({ port: 7017, host: "0.0.0.0", metricsPort: 9464 });
+    expect(config.store).toEqual({ kind: "sqlite", text: "sqlite:./data/turnomatic.db", path: "./data/turnomatic.db" });
     expect(config.adminToken).toBeUndefined();
   });
 
@@ -50,8 +51,25 @@ describe("configuration", () => {
   });
 });
 
-test("the README's configuration table lists every option", async () => {
+test("the README's configuration table lists every option with its flag and default", async () => {
   const readme = await Bun.file(join(import.meta.dir, "../../README.md")).text();
-  const missing = OPTIONS.filter((option) => !readme.includes(`\`${option.env}\``) || !readme.includes(`\`--${option.flag}\``));
-  expect(missing.map((option) => option.env)).toEqual([]);
+  const rows = new Map<string, string[]>();
+  for (const line of readme.split("\n")) {
+    const cells = line.split("|").map((cell) => cell.trim());
+    const variable = /^`([A-Z_]+)`$/.exec(cells[1] ?? "")?.[1];
+    if (variable !== undefined) rows.set(variable, cells.slice(2, 4));
+  }
+  const wrong = OPTIONS.flatMap((option) => {
+    const row = rows.get(option.env);
+    if (row === undefined) return [`${option.env}: no row`];
+    const [flag, fallback] = row;
+    const problems: string[] = [];
+    if (flag !== `\`--${option.flag}\``) problems.push(`${option.env}: flag ${flag}, expected --${option.flag}`);
+    // A default is written as code; an unset one as words ("unset", or what the service then does).
+    const expected = option.fallback === "" ? !fallback?.startsWith("`") : fallback === `\`${option.fallback}\``;
+    if (!expected) problems.push(`${option.env}: default ${fallback}, the option table says '${option.fallback}'`);
+    return problems;
+  });
+  expect(wrong).toEqual([]);
+  expect([...rows.keys()].filter((variable) => !OPTIONS.some((option) => option.env === variable))).toEqual([]);
 });

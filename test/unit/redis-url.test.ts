@@ -1,10 +1,8 @@
-/** Multi-host Redis URLs, the WAIT default and the forms createStore refuses, without any server. */
+/** Store URLs, the WAIT default and the forms and combinations the configuration refuses, without any server. */
 import { describe, expect, test } from "bun:test";
-import { ConfigError, loadConfig } from "../../src/config.ts";
-import { createStore } from "../../src/stores/create-store.ts";
+import { ConfigError, loadConfig, waitReplicasOf } from "../../src/config.ts";
 import { parseMultiHostUrl } from "../../src/stores/redis-url.ts";
-
-const settings = { redisKeyPrefix: "t:", commandTimeoutMs: 1000, redisWaitTimeoutMs: 500 } as const;
+import { parseStoreUrl } from "../../src/stores/store-url.ts";
 
 describe("multi-host Redis URLs", () => {
   test("cluster: host list, default port, credentials, TLS", () => {
@@ -41,20 +39,42 @@ describe("multi-host Redis URLs", () => {
     }
   });
 
-  test("createStore refuses a sentinel URL without master name and WAIT on a cluster", () => {
-    expect(() => createStore({ ...settings, url: "redis+sentinel://127.0.0.1:1", redisWaitReplicas: "auto" })).toThrow(
-      "master name",
-    );
-    expect(() => createStore({ ...settings, url: "redis+cluster://127.0.0.1:1", redisWaitReplicas: 1 })).toThrow(
-      "--redis-wait-replicas",
-    );
-    expect(() => createStore({ ...settings, url: "redis+cluster://127.0.0.1:1/3", redisWaitReplicas: 0 })).toThrow("database 0");
+  test("the configuration refuses a sentinel URL without master name, a cluster database and WAIT on a cluster", () => {
+    const store =
+      (url: string, extra: Record<string, string> = {}) =>
+      () =>
+        loadConfig([], { TURNOMATIC_STORE: url, ...extra });
+    expect(store("redis+sentinel://127.0.0.1:1")).toThrow("master name");
+    expect(store("redis+sentinel://127.0.0.1:1/m?db=x")).toThrow("db must be a database number");
+    expect(store("redis+cluster://127.0.0.1:1/3")).toThrow("database 0");
+    expect(store("redis+cluster://127.0.0.1:1", { TURNOMATIC_REDIS_WAIT_REPLICAS: "1" })).toThrow("--redis-wait-replicas");
+    expect(store("sqlite:")).toThrow("needs a path");
+    expect(store("postgres://h/db")).toThrow("must start with one of");
+    expect(store("redis://h:1", { TURNOMATIC_WORKERS: "1" })).not.toThrow();
+    expect(store("memory:", { TURNOMATIC_WORKERS: "2" })).toThrow("--workers > 1");
+  });
+
+  test("parsed once: the kind, the SQLite path, the Sentinel master and database", () => {
+    expect(parseStoreUrl("memory:")).toEqual({ kind: "memory", text: "memory:" });
+    expect(parseStoreUrl("sqlite:///var/lib/t.db")).toMatchObject({ kind: "sqlite", path: "/var/lib/t.db" });
+    expect(parseStoreUrl("redis://h:1?tls=true")).toMatchObject({ kind: "redis", tls: true });
+    expect(parseStoreUrl("rediss+sentinel://s1:1/mymaster?db=2")).toMatchObject({
+      kind: "redis-sentinel",
+      tls: true,
+      masterName: "mymaster",
+      db: 2,
+    });
+    expect(parseStoreUrl("redis+cluster://a:1,b:2")).toMatchObject({ kind: "redis-cluster", tls: false });
   });
 
   test("--redis-wait-replicas defaults to auto and validates numbers", () => {
     expect(loadConfig([], {}).redisWaitReplicas).toBe("auto");
     expect(loadConfig(["--redis-wait-replicas", "2"], {}).redisWaitReplicas).toBe(2);
     expect(() => loadConfig([], { TURNOMATIC_REDIS_WAIT_REPLICAS: "many" })).toThrow("TURNOMATIC_REDIS_WAIT_REPLICAS");
-    expect(loadConfig([], { TURNOMATIC_STORE: "rediss+sentinel://h:1/m" }).store).toBe("rediss+sentinel://h:1/m");
+    const sentinel = loadConfig([], { TURNOMATIC_STORE: "rediss+sentinel://h:1/m" });
+    expect(sentinel.store.text).toBe("rediss+sentinel://h:1/m");
+    expect(waitReplicasOf(sentinel)).toBe(1);
+    expect(waitReplicasOf(loadConfig([], { TURNOMATIC_STORE: "redis://h:1" }))).toBe(0);
+    expect(waitReplicasOf(loadConfig(["--redis-wait-replicas", "2"], { TURNOMATIC_STORE: "redis://h:1" }))).toBe(2);
   });
 });
