@@ -33,6 +33,21 @@ export function cpuSecondsOf(pids: readonly number[]): number {
   return sum;
 }
 
+/** utime + stime of one process in seconds, or undefined when it is gone. */
+export function procCpuSecondsIfAlive(pid: number): number | undefined {
+  try {
+    return procCpuSeconds(pid);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resident set size of a process in bytes (VmRSS of /proc/<pid>/status). */
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? "0") * 1024;
+}
+
 /** The parent pid of a process, or undefined when it is gone. */
 export function parentPid(pid: number): number | undefined {
   try {

@@ -4,8 +4,9 @@
  * asks the pure `decide` what to do, and adds or removes one app host through the topology functions,
  * which register it in HAProxy over the admin socket (pre-declared slots, no reload).
  */
-import { appendFileSync, readFileSync } from "node:fs";
+import { appendFileSync } from "node:fs";
 import { join } from "node:path";
+import { procCpuSecondsIfAlive } from "../../bench/toolkit/proc.ts";
 import {
   APP_METRICS_PORT,
   addAppHost,
@@ -151,21 +152,6 @@ export function validatePolicy(policy: Policy, slots: number): void {
   }
 }
 
-/** Kernel clock ticks per second (USER_HZ): 100 on every Linux architecture the topology runs on. */
-const CLOCK_TICKS = 100;
-
-/** utime + stime of a process in clock ticks (undefined when it is gone). */
-function cpuTicks(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // "pid (comm) state ppid ..."; comm may contain spaces: fields after ')' start at state (field 3).
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * CPU per app host from /proc/<pid>/stat of the processes in its namespace (supervisor + workers).
  * A process is counted from its second sample on, so a new host's start-up cost does not count as load.
@@ -181,15 +167,15 @@ export class CpuMeter {
     const next = new Map<number, number>();
     const result: Record<string, number> = {};
     for (const app of appNames(state)) {
-      let ticks = 0;
+      let cpuSeconds = 0;
       for (const pid of namespacePids(state.hosts[app]?.namespace as string)) {
-        const current = cpuTicks(pid);
+        const current = procCpuSecondsIfAlive(pid);
         if (current === undefined) continue;
         next.set(pid, current);
         const previous = this.#last.get(pid);
-        if (previous !== undefined) ticks += Math.max(0, current - previous);
+        if (previous !== undefined) cpuSeconds += Math.max(0, current - previous);
       }
-      result[app] = ticks / CLOCK_TICKS / seconds;
+      result[app] = cpuSeconds / seconds;
     }
     this.#last = next;
     this.#lastAt = now;

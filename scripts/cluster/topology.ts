@@ -11,6 +11,7 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { processGroup } from "../../bench/toolkit/proc.ts";
 import { checkWindowMs, type LbMode, parseLbMode, renderHaproxyConfig } from "./haproxy-config.ts";
 import { STATE_ROOT } from "./netns-guard.ts";
 
@@ -310,24 +311,13 @@ export function stopHost(state: ClusterState, name: string): number[] {
   const pids = namespacePids(hostOf(state, name).namespace);
   // One kill(2) per process group first, so the supervisor and its workers die at the same instant
   // (one by one, a worker would notice its supervisor's death and start draining first).
-  const ownGroup = processGroupOf(process.pid);
-  for (const group of new Set(pids.map(processGroupOf))) {
+  const ownGroup = processGroup(process.pid);
+  for (const group of new Set(pids.map(processGroup))) {
     // Hosts run in their own sessions (setsid); never signal the group this tool runs in.
     if (group !== ownGroup && pids.includes(group)) signal(-group, "SIGKILL");
   }
   for (const pid of pids) signal(pid, "SIGKILL");
   return pids;
-}
-
-function processGroupOf(pid: number): number {
-  try {
-    // /proc/<pid>/stat: "pid (comm) state ppid pgrp ..."; comm may contain spaces, so split after ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const group = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
-    return Number.isInteger(group) && group > 1 ? group : pid;
-  } catch {
-    return pid;
-  }
 }
 
 function signal(pid: number, name: NodeJS.Signals): void {

@@ -5,8 +5,8 @@
  * served again. (While it lasts, new clients wait and Bun spins a core: printed, not asserted.)
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import { procCpuSeconds } from "../../bench/toolkit/proc.ts";
 import { requireBinary } from "../helpers/binaries.ts";
 import { waitFor } from "../helpers/ports.ts";
 import { type ServiceProcess, startService } from "../helpers/service.ts";
@@ -23,11 +23,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await service?.stop();
 });
-
-const cpuSeconds = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")")[1]?.trim().split(" ") ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-};
 
 async function turno(id: string): Promise<number> {
   const response = await fetch(`${service.url}/turno/${id}`, { signal: AbortSignal.timeout(2000) });
@@ -50,9 +45,9 @@ test(`a low open-file limit is warned about at start, and ${FLOOD} connections a
   }
   await Bun.sleep(500);
   const pid = service.process.pid;
-  const cpuBefore = cpuSeconds(pid);
+  const cpuBefore = procCpuSeconds(pid);
   await Bun.sleep(1000);
-  const cpuDuringFlood = cpuSeconds(pid) - cpuBefore;
+  const cpuDuringFlood = procCpuSeconds(pid) - cpuBefore;
   // A new client (a fresh connection, not fetch's pooled one) during the flood.
   const fresh = await rawExchange(service.port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", {
     timeoutMs: 1000,
