@@ -45,7 +45,7 @@ ENV NODE_ENV=production \
     BUN_RUNTIME_TRANSPILER_CACHE_PATH=0
 # The oven/bun images create the user "bun" with uid/gid 1000. /data holds the SQLite file when no
 # Redis is configured, and the store witness (how a restarted container recognizes a store that
-# lost data, docs/operations.md) either way; it must belong to that user.
+# lost data, docs/guides/operations.md) either way; it must belong to that user.
 RUN mkdir -p /data && chown 1000:1000 /data
 COPY --from=deps --chown=1000:1000 /app/node_modules ./node_modules
 COPY --chown=1000:1000 package.json ./

@@ -14,7 +14,7 @@
  *
  * Honest caveat: every "host" here shares the same CPU cores (2 on the development machine), load
  * generator included, so req/s are not capacity figures; CPU per request is the steadier figure, and
- * what docs/scalability.md's capacity plan uses.
+ * what docs/reports/scalability.md's capacity plan uses.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";

@@ -1,5 +1,5 @@
 /**
- * CPU seconds per request, for docs/scalability.md. Each case is loaded by wrk (-t1 -c64, GET
+ * CPU seconds per request, for docs/reports/scalability.md. Each case is loaded by wrk (-t1 -c64, GET
  * /turno/<id>) in interleaved rounds; we read utime+stime from /proc for the service process and its
  * descendants (workers), for redis-server, and wrk's own rusage, so the per-request CPU cost of each
  * layer is measured rather than inferred from req/s on a shared machine. Cases:
@@ -16,7 +16,7 @@
  *   redis-hot-lb-reuse  keep-alive on both sides (the template's http-server-close removed too)
  *   redis-hot-w2 / redis-1000-w2  the same with --workers 2 (supervisor + 2 workers, SO_REUSEPORT)
  * Turnomatic runs with its defaults (metrics on). redis-server is the test helper's (no AOF).
- * Results: docs/scalability/<timestamp>-cpu-per-request.json (medians and every run).
+ * Results: docs/reports/scalability/<timestamp>-cpu-per-request.json (medians and every run).
  *
  * Usage: bun bench/cpu-per-request.ts [--seconds 5] [--rounds 3] [--cases a,b,...] (--help)
  */
@@ -185,7 +185,7 @@ async function main(): Promise<void> {
     return { case: c.key, ids: c.ids, ...medianOfFields(list), runs: list };
   });
   const command = `bun bench/cpu-per-request.ts ${process.argv.slice(2).join(" ")}`.trim();
-  const file = writeResultFile(join(import.meta.dir, "../docs/scalability"), "cpu-per-request", {
+  const file = writeResultFile(join(import.meta.dir, "../docs/reports/scalability"), "cpu-per-request", {
     date: new Date().toISOString(),
     command,
     machine: machineInfo(),

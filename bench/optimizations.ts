@@ -1,5 +1,5 @@
 /**
- * Before/after figures of the optimizations in docs/scalability.md, each variant measured in the same
+ * Before/after figures of the optimizations in docs/reports/scalability.md, each variant measured in the same
  * run, variants alternated round by round, medians reported with ratios (the machine is shared, so
  * only the ratios mean something). All in this process, against the real stores:
  *   redis   RedisCounterStore over a local redis-server, 1000 ids, waves of one reservation per id
@@ -15,7 +15,7 @@
  *           (counter.labels(route, method, status).inc() + histogram.labels(route).observe()).
  *   client  load-generator CPU per request: turnoload's raw keep-alive pool (loadtest/tools/http-pool.ts)
  *           vs Bun's fetch, 64 requests in flight against bench/baseline-server.ts.
- * Results: docs/scalability/<timestamp>-optimizations.json.
+ * Results: docs/reports/scalability/<timestamp>-optimizations.json.
  * Usage: bun bench/optimizations.ts [--seconds 3] [--rounds 3] (--help)
  */
 import { Database } from "bun:sqlite";
@@ -281,7 +281,7 @@ const result = {
   metrics: summarize(metricsSection()),
   client: summarize(await clientSection()),
 };
-const file = writeResultFile(join(import.meta.dir, "../docs/scalability"), "optimizations", result);
+const file = writeResultFile(join(import.meta.dir, "../docs/reports/scalability"), "optimizations", result);
 for (const section of ["redis", "sqlite", "metrics", "client"] as const)
   for (const [key, { median: m }] of Object.entries(result[section]))
     console.log(

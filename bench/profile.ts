@@ -1,10 +1,10 @@
 /**
- * Where the CPU goes per request, for docs/scalability.md: runs `bun --cpu-prof-md src/main.ts` (one
+ * Where the CPU goes per request, for docs/reports/scalability.md: runs `bun --cpu-prof-md src/main.ts` (one
  * process, defaults: metrics on) against a local redis-server (or memory:), loads it with wrk for
  * SECONDS, SIGTERMs it so Bun writes the profile, and while wrk runs also samples the whole process
  * with `perf record -e cpu-clock` when perf is installed (the JS profile attributes native time --
  * uWebSockets, the kernel, GC -- to whichever JS frame ran last; perf sees native frames). Writes to
- * docs/scalability/profile-<case>/: the Bun markdown profile, perf's per-DSO and per-symbol tables,
+ * docs/reports/scalability/profile-<case>/: the Bun markdown profile, perf's per-DSO and per-symbol tables,
  * and layers.json (self time grouped by layer, see LAYERS below).
  *
  * Usage: bun bench/profile.ts [--case redis-hot|redis-1000|memory] [--seconds 10] (--help)
@@ -19,7 +19,7 @@ import { procCpuSeconds, redisPid } from "./toolkit/proc.ts";
 import { runWrk } from "./toolkit/wrk.ts";
 
 const USAGE = `usage: bun bench/profile.ts [--case redis-hot|redis-1000|memory] [--seconds 10]
-Bun's CPU profile (and perf's, when installed) of one service under wrk; writes docs/scalability/profile-<case>/.
+Bun's CPU profile (and perf's, when installed) of one service under wrk; writes docs/reports/scalability/profile-<case>/.
   --case C      redis-hot (default), redis-1000 or memory
   --seconds S   seconds of load (default 10)
   --help        this text`;
@@ -33,7 +33,7 @@ const { which, seconds } = parseOrExit(
 );
 const ids = which === "redis-1000" ? 1000 : 1;
 const ROOT = join(import.meta.dir, "..");
-const out = join(ROOT, "docs/scalability", `profile-${which}`);
+const out = join(ROOT, "docs/reports/scalability", `profile-${which}`);
 const perf = Bun.which("perf");
 
 /** Layer of a profile row, from its function name and location; first match wins. */

@@ -1,5 +1,5 @@
 /**
- * `npm run loadtest:report [-- --results DIR --out DIR]`: renders docs/load-testing/ (README.md and
+ * `npm run loadtest:report [-- --results DIR --out DIR]`: renders docs/reports/load-testing/ (README.md and
  * SVG charts) from the result JSON files, with vega-lite specs rendered by vega's headless View
  * (no browser). Tables use the latest result per (tool, label) and every loadtest:max step.
  *
@@ -404,7 +404,7 @@ export function markdown(results: AnyResult[], charts: string[], resultsDir: str
 const USAGE = `usage: npm run loadtest:report -- [--results DIR] [--out DIR]
 Renders README.md and SVG charts from the result JSON files.
   --results DIR   result files (default loadtest/results)
-  --out DIR       where to write (default docs/load-testing)
+  --out DIR       where to write (default docs/reports/load-testing)
   --help          this text`;
 
 async function main(resultsDir: string, outDir: string): Promise<number> {
@@ -432,5 +432,8 @@ if (import.meta.main)
   await runCommand(
     { name: "loadtest:report", usage: USAGE, options: { results: { type: "string" }, out: { type: "string" } } },
     (values) =>
-      main(values.results ?? join(import.meta.dir, "results"), values.out ?? join(import.meta.dir, "../docs/load-testing")),
+      main(
+        values.results ?? join(import.meta.dir, "results"),
+        values.out ?? join(import.meta.dir, "../docs/reports/load-testing"),
+      ),
   );

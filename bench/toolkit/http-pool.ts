@@ -2,7 +2,7 @@
  * A small HTTP/1.1 keep-alive client over raw TCP (Bun.connect): `size` connections,
  * one request in flight on each (no pipelining, so a response always belongs to the request just
  * sent). It exists because fetch cost about twice the CPU per request (19.0 vs 9.75 µs in
- * docs/scalability.md; at 2000/s turnoload with fetch used ~75% of a core), which on a small host made
+ * docs/reports/scalability.md; at 2000/s turnoload with fetch used ~75% of a core), which on a small host made
  * the generator, not the service, the bottleneck and the source of the measured latency.
  *
  * Responses are parsed only as far as needed: status line, Content-Length, body (HEAD and 204/304

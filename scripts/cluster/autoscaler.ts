@@ -1,6 +1,6 @@
 /**
  * A local autoscaler for the network-namespace topology (`npm run cluster -- autoscale`, see
- * docs/scale-out.md). Each interval it measures the app hosts (CPU from /proc, p99 from the apps' histograms),
+ * docs/guides/scale-out.md). Each interval it measures the app hosts (CPU from /proc, p99 from the apps' histograms),
  * asks the pure `decide` what to do, and adds or removes one app host through the topology functions,
  * which register it in HAProxy over the admin socket (pre-declared slots, no reload).
  */

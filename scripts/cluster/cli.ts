@@ -1,5 +1,5 @@
 /**
- * npm run cluster -- <command> [options]: the local multi-host topology (see docs/scale-out.md).
+ * npm run cluster -- <command> [options]: the local multi-host topology (see docs/guides/scale-out.md).
  * Run it as root (network namespaces); `npm run -s cluster -- status --json` for JSON only (-s keeps
  * npm's own banner off stdout). See USAGE below for every command and option.
  */
@@ -28,7 +28,7 @@ const USAGE = `usage: npm run cluster -- <command> [HOST] [options]      (as roo
   up [--apps 2] [--max-apps APPS] [--workers 1] [--store redis] [--subnet 10.200.0.0/24]
      [--lb-mode ${LB_MODES.join("|")}]   keepalive (default): keep-alive on both sides of HAProxy, lost numbers
                                  counted by the store's ledger; strict: option httpclose, every failure
-                                 reaches the client, ~2x the CPU per request (docs/scale-out.md)
+                                 reaches the client, ~2x the CPU per request (docs/guides/scale-out.md)
   status [--json]          each host's role, namespace, address, pids, link and HAProxy state; exit 1
                            when the cluster is not up. JSON only: npm run -s cluster -- status --json
   stop HOST                kill -9 every process of HOST (a crash)

@@ -16,7 +16,7 @@ export const HAPROXY_TEMPLATE = join(import.meta.dir, "../../deploy/haproxy/hapr
  *   the client, and counted in the store's ledger (`lost`, GET /admin/turno/:id/ledger) instead.
  * - "strict": one request per client connection (`option httpclose`) and a fresh server connection
  *   per request (`option http-server-close`): every failure reaches the client as a 502/503/504 and
- *   nothing is replayed, at about 2x the CPU per request of the whole path (docs/scalability.md section 1a).
+ *   nothing is replayed, at about 2x the CPU per request of the whole path (docs/reports/scalability.md section 1a).
  */
 export const LB_MODES = ["keepalive", "strict"] as const;
 export type LbMode = (typeof LB_MODES)[number];

@@ -31,7 +31,7 @@
  * inside the same reservation instead of re-issuing. The fences are a bounded LRU (`fenceMaxIds`):
  * an id's fence is the defence of last resort, behind the store marker and its sequence
  * (src/stores/store-guard.ts), which every reservation checks whatever the id; an evicted fence
- * only loses the per-id forward raise for a rollback the marker check could not see (docs/redis.md,
+ * only loses the per-id forward raise for a rollback the marker check could not see (docs/guides/redis.md,
  * "What stays undetectable"). Everything else per id lives only while the id has waiters.
  *
  * Ledger: each number handed to a waiter whose client is still there counts as delivered. The counts

@@ -1,7 +1,7 @@
 /**
  * Every failure the service reports has a stable machine code (`TURNO_ERR_<AREA>_<WHAT>`), an HTTP
  * status and a title; the HTTP layer turns them into RFC 9457 problem details. Codes are listed in
- * docs/errors.md (a unit test keeps the two in sync) and are never reused for another meaning.
+ * docs/reference/errors.md (a unit test keeps the two in sync) and are never reused for another meaning.
  */
 export const ERROR_CODES = {
   TURNO_ERR_INVALID_ID: { status: 400, title: "Invalid id" },
@@ -88,7 +88,7 @@ export class ShuttingDownError extends TurnoError {
 /**
  * The store went backwards: its sequence fell below one a process had seen acknowledged (a restore
  * from an older backup, a failover to a lagging replica). Every process refuses until an operator
- * recovers the store (docs/operations.md, "When the store loses data").
+ * recovers the store (docs/guides/operations.md, "When the store loses data").
  */
 export class StoreRollbackError extends TurnoError {
   constructor(detail: string) {

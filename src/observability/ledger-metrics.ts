@@ -1,7 +1,7 @@
 /**
  * The ledger and the store guard as metrics. The store-wide numbers are read from the store's own
  * totals (every process reads the same values), so they are gauges merged with `max` over workers;
- * across hosts aggregate them with `max`, never `sum` (docs/metrics.md).
+ * across hosts aggregate them with `max`, never `sum` (docs/reference/metrics.md).
  */
 import { Counter, Gauge, register } from "prom-client";
 import type { Coalescer } from "../allocation/coalescer.ts";

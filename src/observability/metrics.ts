@@ -2,7 +2,7 @@
  * Prometheus metrics, all in prom-client's default `register`, so a supervisor of several workers
  * can merge every worker's `register.getMetricsAsJSON()` with AggregatorRegistry and count each
  * worker once. Every metric states how it merges (`aggregator`): counters and histograms sum,
- * "highest value seen" gauges take the max, "is it up" gauges the min. docs/metrics.md lists them.
+ * "highest value seen" gauges take the max, "is it up" gauges the min. docs/reference/metrics.md lists them.
  *
  * Hot path: the app calls `onResponse` once per response. It does two small Map lookups (route, then
  * status x method as one number; cells are created on first use, labels are bounded) and a few

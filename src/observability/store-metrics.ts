@@ -17,7 +17,7 @@ const durabilityWarning: Gauge<"store"> =
   (register.getSingleMetric(NAME) as Gauge<"store"> | undefined) ??
   new Gauge({
     name: NAME,
-    help: "1 when the store's settings let a restart or eviction lose acknowledged numbers, 2 when they cannot be verified (settings unreadable with this user, or store unreachable at start), else 0; see the store.durability log and docs/redis.md",
+    help: "1 when the store's settings let a restart or eviction lose acknowledged numbers, 2 when they cannot be verified (settings unreadable with this user, or store unreachable at start), else 0; see the store.durability log and docs/guides/redis.md",
     labelNames: ["store"],
     // Workers share one store: their values agree, so a supervisor should not add them up.
     aggregator: "max",

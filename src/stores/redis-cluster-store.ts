@@ -12,7 +12,7 @@
  *
  * Cluster replication is asynchronous: a failover can lose the last writes a primary acknowledged.
  * Rollback fencing (every reservation carries this process's high-water mark) keeps a running process
- * from re-issuing those numbers; docs/redis.md explains what it cannot cover.
+ * from re-issuing those numbers; docs/guides/redis.md explains what it cannot cover.
  */
 import Redis, { Cluster, type ClusterOptions } from "ioredis";
 import { createHash } from "node:crypto";

@@ -17,7 +17,7 @@
  * Replies are decimal strings, not RESP integers: ioredis 6's RESP decoder computes
  * `n * 10 + byte - 48` left to right, so `n * 10 + byte` rounds once it passes 2^53 and integer
  * replies near MAX_SAFE_INTEGER come back wrong (9007199254740989 arrives as ...988). Bulk strings
- * are parsed by us with Number(), which is exact. docs/postmortems/ tells how the store conformance
+ * are parsed by us with Number(), which is exact. docs/reports/postmortems/ tells how the store conformance
  * suite found it.
  *
  * Cost: per call, one HMGET and one HSET of the marker; per id, one HMGET and one HINCRBY of the

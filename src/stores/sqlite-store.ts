@@ -69,7 +69,7 @@ const NO_MARKER: MarkerRow = {
 const STARTUP_BUSY_MS = 10_000;
 
 /**
- * WAL bounds (docs/operations.md, "SQLite disk"): SQLite checkpoints after a commit once the WAL
+ * WAL bounds (docs/guides/operations.md, "SQLite disk"): SQLite checkpoints after a commit once the WAL
  * holds this many pages (4 KiB each), and truncates the WAL file back to JOURNAL_SIZE_LIMIT when it
  * restarts it, so a burst does not keep its disk. When no write came for IDLE_CHECKPOINT_MS (the
  * default of the idleCheckpointMs option), a TRUNCATE checkpoint empties the WAL file entirely.

@@ -6,7 +6,7 @@
  * `intervalMs` while something changed, and on close.
  *
  * A host killed -9 may lose its last interval of records: a store rolled back by less than that, with
- * no other process left that saw more, goes unnoticed by this host (docs/redis.md, "What stays
+ * no other process left that saw more, goes unnoticed by this host (docs/guides/redis.md, "What stays
  * undetectable").
  */
 import { createHash } from "node:crypto";

@@ -1,6 +1,6 @@
 /**
  * The frame of every chaos scenario: closed-loop load against a running service while a fault script
- * runs, the full history judged by the history checker, and the figures docs/redis.md reports.
+ * runs, the full history judged by the history checker, and the figures docs/guides/redis.md reports.
  *
  * Figures (all times from the test process's monotonic clock):
  * - duplicates, gaps, failed: the checker's totals (gaps must stay <= failed requests).
@@ -148,7 +148,7 @@ export function figures(scenario: string, result: ChaosResult, from: string, hea
     noAnswer: failures.filter((e) => e.status === 0).length,
     failuresByCode: Object.fromEntries([...result.failures].map(([code, { count }]) => [code, count])),
   };
-  // One line per scenario, grep-able from the test output ("CHAOS {...}") for docs/redis.md.
+  // One line per scenario, grep-able from the test output ("CHAOS {...}") for docs/guides/redis.md.
   console.log(`CHAOS ${JSON.stringify(line)}`);
   return line;
 }

@@ -49,7 +49,7 @@ test("every docs/*.md path and relative Markdown link in the repository exists",
 test("the check finds a broken reference (so it can fail)", () => {
   const texts: Record<string, string> = {
     "deploy/x.yaml": "# measure with the load tests (docs/load-tests.md)",
-    "docs/y.md": "see [metrics](metrics.md) and [gone](nowhere.md)",
+    "docs/y.md": "see [metrics](reference/metrics.md) and [gone](nowhere.md)",
   };
   expect(brokenReferences(Object.keys(texts), (path) => texts[path] as string)).toEqual([
     "deploy/x.yaml: docs/load-tests.md",

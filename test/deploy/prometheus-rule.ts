@@ -25,7 +25,7 @@ export function renderPrometheusRule(): string {
 # The Turnomatic alerts for the Prometheus Operator (monitoring.coreos.com/v1 CRDs). Your Prometheus
 # object's ruleSelector must match these labels (kube-prometheus-stack selects release=<its release>
 # by default: add that label in an overlay), and its spec.externalLabels should set
-# runbook_base_url (docs/observability.md#alerts).
+# runbook_base_url (docs/guides/observability.md#alerts).
 ${stringify(object, { lineWidth: 0 })}`;
 }
 

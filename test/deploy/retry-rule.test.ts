@@ -14,7 +14,7 @@
  * - The same client with POST: Bun's fetch does not replay a non-idempotent method (RFC 9110
  *   section 9.2.2), so each lost response is a counted failure.
  * - The same keep-alive client with an Idempotency-Key: the replay carries the key and gets the
- *   number the first attempt was given; no gap, no failure. This is what docs/operations.md asks of
+ *   number the first attempt was given; no gap, no failure. This is what docs/guides/operations.md asks of
  *   clients.
  * - Keep-alive on both sides (the default since HAProxy pools server connections, `http-reuse safe`):
  *   the proxy passes the first response of each server connection and drops later ones, so every

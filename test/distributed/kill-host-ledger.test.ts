@@ -1,7 +1,7 @@
 /**
  * The store-side ledger accounts for every number behind the production (keep-alive) load balancer.
  *
- * Contract under test (docs/postmortems/2026-11-27-silent-gaps-behind-haproxy.md): per id the store
+ * Contract under test (docs/reports/postmortems/2026-11-27-silent-gaps-behind-haproxy.md): per id the store
  * keeps `issued` (the counter), `delivered` (numbers whose response an app handed to a live client
  * connection) and `lost = issued - delivered`, read with `GET /admin/turno/:id/ledger` (admin token)
  * -> {"id","issued","delivered","lost"}. Each app process reports what it delivered inside its next

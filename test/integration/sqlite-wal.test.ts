@@ -2,7 +2,7 @@
  * Issue 13.4: the SQLite WAL stays bounded. Under a stream of writes it stays near
  * wal_autocheckpoint pages (1000 x 4 KiB) plus one batch; once writes pause it is emptied by a
  * TRUNCATE checkpoint (without it the WAL file kept its high-water size for good). Also prints the
- * disk the counters take per id, the figure docs/operations.md ("SQLite disk") quotes.
+ * disk the counters take per id, the figure docs/guides/operations.md ("SQLite disk") quotes.
  */
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, statSync } from "node:fs";

@@ -1,7 +1,7 @@
 /**
  * Smoke test of `npm run loadtest:steps` without running a step: its argument rules, and the
  * report's per-step rows picked from labelled results. The steps themselves take minutes and root,
- * so they run by hand (docs/load-testing.md, "Build-up steps"), not in npm test.
+ * so they run by hand (docs/reports/load-testing.md, "Build-up steps"), not in npm test.
  */
 import { describe, expect, test } from "bun:test";
 import type { MaxResult } from "../../loadtest/max.ts";

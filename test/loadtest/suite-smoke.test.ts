@@ -1,7 +1,7 @@
 /**
  * Short runs of the whole suite against a real service (memory store): every tool with --verify,
  * loadtest:max with tiny steps, 5% hostile requests mixed into turnoload, the report renderer, and
- * the argument checks. Full-length runs are done by hand (docs/load-testing.md).
+ * the argument checks. Full-length runs are done by hand (docs/reports/load-testing.md).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";

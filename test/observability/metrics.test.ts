@@ -1,5 +1,5 @@
 /**
- * The metrics: docs/metrics.md lists exactly the registry's turnomatic_* metrics; the hooks count
+ * The metrics: docs/reference/metrics.md lists exactly the registry's turnomatic_* metrics; the hooks count
  * what they should; no id label exists; and merging two workers' registries with AggregatorRegistry
  * (what the multi-worker supervisor does) gives host-wide values: counters add up, "highest" gauges
  * take the max, store_up the min.
@@ -16,7 +16,7 @@ import { createMetrics, register } from "../../src/observability/metrics.ts";
 import { MemoryStore } from "../../src/stores/memory-store.ts";
 import { buildStatus, type MetricJson } from "../../src/observability/status.ts";
 
-const DOC = readFileSync(join(import.meta.dir, "../../docs/metrics.md"), "utf8");
+const DOC = readFileSync(join(import.meta.dir, "../../docs/reference/metrics.md"), "utf8");
 
 let storeAnswers = true;
 const metrics = createMetrics({
@@ -46,7 +46,7 @@ function value(all: MetricJson[], name: string, labels: Record<string, string> =
 }
 
 describe("metrics", () => {
-  test("docs/metrics.md lists exactly the turnomatic_* metrics of the registry", async () => {
+  test("docs/reference/metrics.md lists exactly the turnomatic_* metrics of the registry", async () => {
     const documented = new Set([...DOC.matchAll(/^\| `(turnomatic_\w+)`/gm)].map((m) => m[1]));
     const registered = new Set((await json()).map((m) => m.name).filter((name) => name.startsWith("turnomatic_")));
     expect([...registered].sort()).toEqual([...documented].sort() as string[]);

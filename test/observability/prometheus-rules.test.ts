@@ -83,7 +83,7 @@ describe("prometheus rules", () => {
   });
 
   test("every alert links a runbook section that exists, under the configurable absolute base", () => {
-    const runbook = readFileSync(join(ROOT, "docs/runbook.md"), "utf8");
+    const runbook = readFileSync(join(ROOT, "docs/guides/runbook.md"), "utf8");
     const anchors = new Set([...runbook.matchAll(/^## (\w+)/gm)].map((match) => (match[1] ?? "").toLowerCase()));
     for (const rule of alertRules()) {
       expect(rule.annotations?.runbook_url).toBe(`{{ $externalLabels.runbook_base_url }}#${rule.alert.toLowerCase()}`);
