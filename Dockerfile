@@ -2,7 +2,7 @@
 # Turnomatic container image: the service on the official Bun image, as a non-root user.
 #   docker build -t turnomatic .
 #   docker run --init -p 7017:7017 -p 9464:9464 -v turnomatic-data:/data turnomatic
-# The Bun version is pinned to the one package.json pins (test/deploy/dockerfile.test.ts keeps them
+# The Bun version is pinned to the one package.json pins (test/integration/deploy/dockerfile.test.ts keeps them
 # equal), so the image runs exactly the runtime the test suite ran.
 ARG BUN_VERSION=1.4.5
 # OCI image labels (below): the version is package.json's (the dockerfile test keeps them equal);

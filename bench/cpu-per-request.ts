@@ -23,10 +23,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { requireBinary } from "../test/helpers/binaries.ts";
-import { freePort, waitFor } from "../test/helpers/ports.ts";
-import { type RedisProcess, startRedis } from "../test/helpers/redis-server.ts";
-import { startService } from "../test/helpers/service.ts";
+import { requireBinary } from "../harness/binaries.ts";
+import { freePort, waitFor } from "../harness/ports.ts";
+import { type RedisProcess, startRedis } from "../harness/redis-server.ts";
+import { startService } from "../harness/service.ts";
 import { renderHaproxyConfig } from "../scripts/cluster/haproxy-config.ts";
 import { integerArg, listArg, numberArg, runCommand, UsageError } from "./toolkit/cli.ts";
 import { cpuSecondsOf, descendants, procCpuSeconds, redisPid } from "./toolkit/proc.ts";

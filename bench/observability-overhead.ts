@@ -15,8 +15,8 @@
 import { route } from "../src/http/router.ts";
 import { createMetrics } from "../src/observability/metrics.ts";
 import { createTracing } from "../src/observability/tracing.ts";
-import { requireBinary } from "../test/helpers/binaries.ts";
-import { type ServiceProcess, startService } from "../test/helpers/service.ts";
+import { requireBinary } from "../harness/binaries.ts";
+import { type ServiceProcess, startService } from "../harness/service.ts";
 import { integerArg, numberArg, parseOrExit } from "./toolkit/cli.ts";
 import { median } from "./toolkit/stats.ts";
 import { runWrk } from "./toolkit/wrk.ts";

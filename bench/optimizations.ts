@@ -29,8 +29,8 @@ import { LeanCounter, LeanHistogram } from "../src/observability/lean-metrics.ts
 import { baseRedisOptions, defineScripts, RedisCounterStore, type ScriptedClient } from "../src/stores/redis-store.ts";
 import { SqliteStore } from "../src/stores/sqlite-store.ts";
 import { HttpPool } from "./toolkit/http-pool.ts";
-import { freePort, waitFor } from "../test/helpers/ports.ts";
-import { startRedis } from "../test/helpers/redis-server.ts";
+import { freePort, waitFor } from "../harness/ports.ts";
+import { startRedis } from "../harness/redis-server.ts";
 import { integerArg, numberArg, parseOrExit } from "./toolkit/cli.ts";
 import { procCpuSeconds, redisPid } from "./toolkit/proc.ts";
 import { commandCalls } from "./toolkit/redis-info.ts";

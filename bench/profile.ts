@@ -12,8 +12,8 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, waitFor } from "../test/helpers/ports.ts";
-import { startRedis } from "../test/helpers/redis-server.ts";
+import { freePort, waitFor } from "../harness/ports.ts";
+import { startRedis } from "../harness/redis-server.ts";
 import { choiceArg, numberArg, parseOrExit } from "./toolkit/cli.ts";
 import { procCpuSeconds, redisPid } from "./toolkit/proc.ts";
 import { runWrk } from "./toolkit/wrk.ts";

@@ -19,9 +19,9 @@
 import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
 import { join } from "node:path";
-import { freePort, waitFor } from "../test/helpers/ports.ts";
-import { type RedisProcess, startRedis } from "../test/helpers/redis-server.ts";
-import { startService } from "../test/helpers/service.ts";
+import { freePort, waitFor } from "../harness/ports.ts";
+import { type RedisProcess, startRedis } from "../harness/redis-server.ts";
+import { startService } from "../harness/service.ts";
 import { type CpuCap, capCpu } from "./cpu-cap.ts";
 import { integerArg, listArg, numberArg, runCommand, UsageError } from "./toolkit/cli.ts";
 import { redisPid } from "./toolkit/proc.ts";

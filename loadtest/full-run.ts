@@ -7,8 +7,8 @@
  * verification failed.
  */
 import { listArg, numberArg, parseCommand, runCommand, UsageError } from "../bench/toolkit/cli.ts";
-import { startRedis } from "../test/helpers/redis-server.ts";
-import { startService } from "../test/helpers/service.ts";
+import { startRedis } from "../harness/redis-server.ts";
+import { startService } from "../harness/service.ts";
 import { describe, runLoadTest } from "./cli.ts";
 import { findMaxRate, MAX_ARGS, maxOptionsFrom, summaryLine } from "./max.ts";
 import { type LoadOptions, parseLoadOptions } from "./options.ts";

@@ -29,7 +29,7 @@ import { join } from "node:path";
 import { integerArg, listArg, numberArg, runCommand, UsageError } from "../bench/toolkit/cli.ts";
 import { type CpuPercent, startCpuMeter } from "../bench/toolkit/proc.ts";
 import { runWrk } from "../bench/toolkit/wrk.ts";
-import { freePort, waitFor } from "../test/helpers/ports.ts";
+import { freePort, waitFor } from "../harness/ports.ts";
 import { allIds } from "./ids.ts";
 import { maybeReExecInNetns } from "./netns.ts";
 import { LOAD_ARGS, type LoadOptions, loadOptionsFrom } from "./options.ts";

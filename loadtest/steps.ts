@@ -24,11 +24,11 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { requireBinary } from "../test/helpers/binaries.ts";
-import { waitFor } from "../test/helpers/ports.ts";
-import { startRedisCluster } from "../test/helpers/redis-cluster.ts";
-import { startRedis } from "../test/helpers/redis-server.ts";
-import { startService } from "../test/helpers/service.ts";
+import { requireBinary } from "../harness/binaries.ts";
+import { waitFor } from "../harness/ports.ts";
+import { startRedisCluster } from "../harness/redis-cluster.ts";
+import { startRedis } from "../harness/redis-server.ts";
+import { startService } from "../harness/service.ts";
 import type { MaxResult } from "./max.ts";
 import { listArg, numberArg, parseCommand, runCommand, UsageError } from "../bench/toolkit/cli.ts";
 import { type LoadResult, progress } from "./result.ts";
@@ -193,7 +193,7 @@ async function setUp(step: StepName, cleanups: Cleanup[]): Promise<Setup> {
       sh([...inNs, "ip", "link", "set", "lo", "up"]);
       const dir = mkdtempSync(join(tmpdir(), "turnomatic-ltsteps-redis-"));
       cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-      // Same settings as test/helpers/redis-server.ts (no persistence), only the address differs.
+      // Same settings as harness/redis-server.ts (no persistence), only the address differs.
       const child = Bun.spawn(
         [
           ...inNs,

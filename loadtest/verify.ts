@@ -2,7 +2,7 @@
  * Turns what a tool recorded into a verdict, always with the history checker over everything that
  * was recorded (never a sample) and the counters read back from /turno/:id/actual after the run.
  */
-import { checkHistory, formatVerdict, type HistoryEntry, type Verdict } from "../test/helpers/history-checker.ts";
+import { checkHistory, formatVerdict, type HistoryEntry, type Verdict } from "../harness/history-checker.ts";
 import type { Verification } from "./result.ts";
 
 /** Reads /turno/:id/actual for every id, a few at a time. Throws if one cannot be read. */

@@ -7,7 +7,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { requireBinary } from "../../test/helpers/binaries.ts";
+import { requireBinary } from "../../harness/binaries.ts";
 import type { Percentiles } from "./stats.ts";
 
 export const WRK_SCRIPT = join(import.meta.dir, "turno.lua");

@@ -6,7 +6,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { requireBinary } from "../../test/helpers/binaries.ts";
+import { requireBinary } from "../../harness/binaries.ts";
 import { idName } from "../ids.ts";
 import type { LoadOptions } from "../options.ts";
 import { percentiles, progress } from "../result.ts";

@@ -5,7 +5,7 @@
  * are counted from the requests it planned, and --verify checks that the counter moved by exactly
  * the number of 200s (no body is available to check).
  */
-import { requireBinary } from "../../test/helpers/binaries.ts";
+import { requireBinary } from "../../harness/binaries.ts";
 import { idName } from "../ids.ts";
 import type { LoadOptions } from "../options.ts";
 import { percentiles, progress } from "../result.ts";

@@ -8,7 +8,7 @@
  * percentiles are the bins' upper edges, so they are conservative to 1 ms. `--hog` lets it use
  * every ephemeral port. --verify checks that the counter moved by exactly the 2xx count.
  */
-import { requireBinary } from "../../test/helpers/binaries.ts";
+import { requireBinary } from "../../harness/binaries.ts";
 import { type Percentiles, percentileOfSorted, round3 } from "../../bench/toolkit/stats.ts";
 import { idName } from "../ids.ts";
 import type { LoadOptions } from "../options.ts";

@@ -14,7 +14,7 @@
  * order violation is reported only when it is certain (one within the uncertainty, some µs, is
  * not judged).
  */
-import type { HistoryEntry } from "../../test/helpers/history-checker.ts";
+import type { HistoryEntry } from "../../harness/history-checker.ts";
 import { type Histogram, histogramPercentiles, mergeHistograms } from "../../bench/toolkit/hdr.ts";
 import type { Percentiles } from "../../bench/toolkit/stats.ts";
 import { allIds } from "../ids.ts";

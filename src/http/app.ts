@@ -63,7 +63,7 @@ export function createApp(options: AppOptions): App {
     const id = parseId(where.rawId);
     // A turn request's body means nothing, but it is read (bounded) before a number is taken: a body
     // that is too large or malformed (bad chunked framing) is bad input and must change no counter.
-    // Unread, Bun only notices the bad framing after the turn was answered (found by test/fuzz).
+    // Unread, Bun only notices the bad framing after the turn was answered (found by test/integration/fuzz).
     // Bun hides a GET's body (request.body is null) but not its Content-Length.
     const declared = request.headers.get("content-length");
     if (request.body !== null || (declared !== null && declared !== "0")) {

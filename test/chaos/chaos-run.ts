@@ -10,8 +10,8 @@
  * - slowestFailureMs: the longest time a failed request waited for its answer (a 503 must come
  *   within the deadline, not hang).
  */
-import { checkHistory, formatVerdict, type HistoryEntry, type Verdict } from "../helpers/history-checker.ts";
-import { readCounters } from "../helpers/turn-load.ts";
+import { checkHistory, formatVerdict, type HistoryEntry, type Verdict } from "../../harness/history-checker.ts";
+import { readCounters } from "../../harness/turn-load.ts";
 
 /** Long variants run with TURNOMATIC_FULL=1; the default (CI) run keeps each scenario short. */
 export const FULL = process.env.TURNOMATIC_FULL === "1";

@@ -10,9 +10,9 @@
  * same run must show duplicates (negative control).
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { waitFor } from "../helpers/ports.ts";
-import { type RedisClusterProcess, startRedisCluster } from "../helpers/redis-cluster.ts";
-import { type ServiceProcess, startService } from "../helpers/service.ts";
+import { waitFor } from "../../harness/ports.ts";
+import { type RedisClusterProcess, startRedisCluster } from "../../harness/redis-cluster.ts";
+import { type ServiceProcess, startService } from "../../harness/service.ts";
 import { countFences, expectVerdictOk, FULL, figures, runChaos, FAILOVER_PHASES } from "./chaos-run.ts";
 
 // Enough ids that every primary serves some of them.

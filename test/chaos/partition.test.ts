@@ -7,9 +7,9 @@
  *   reconnects at once; zero duplicates.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { type FaultProxy, startFaultProxy } from "../helpers/fault-proxy.ts";
-import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
-import { type ServiceProcess, startService } from "../helpers/service.ts";
+import { type FaultProxy, startFaultProxy } from "../../harness/fault-proxy.ts";
+import { type RedisProcess, startRedis } from "../../harness/redis-server.ts";
+import { type ServiceProcess, startService } from "../../harness/service.ts";
 import { expectVerdictOk, FULL, figures, runChaos } from "./chaos-run.ts";
 
 const IDS = ["p0", "p1", "p2", "p3", "p4"];

@@ -12,11 +12,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { requireBinary, requireRoot } from "../helpers/binaries.ts";
-import { checkHistory, formatVerdict } from "../helpers/history-checker.ts";
-import { waitFor } from "../helpers/ports.ts";
-import { type ServiceProcess, startService } from "../helpers/service.ts";
-import { readCounters, runTurnLoad } from "../helpers/turn-load.ts";
+import { requireBinary, requireRoot } from "../../harness/binaries.ts";
+import { checkHistory, formatVerdict } from "../../harness/history-checker.ts";
+import { waitFor } from "../../harness/ports.ts";
+import { type ServiceProcess, startService } from "../../harness/service.ts";
+import { readCounters, runTurnLoad } from "../../harness/turn-load.ts";
 
 const FULL = process.env.TURNOMATIC_FULL === "1";
 const TAG = `tmcut${process.pid % 100_000}`;

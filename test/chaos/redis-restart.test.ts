@@ -9,13 +9,13 @@
  *   re-issues, and the checker must catch it.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
+import { type RedisProcess, startRedis } from "../../harness/redis-server.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkHistory } from "../helpers/history-checker.ts";
-import { adminHeaders, type ServiceProcess, startService } from "../helpers/service.ts";
-import { runTurnLoad } from "../helpers/turn-load.ts";
+import { checkHistory } from "../../harness/history-checker.ts";
+import { adminHeaders, type ServiceProcess, startService } from "../../harness/service.ts";
+import { runTurnLoad } from "../../harness/turn-load.ts";
 import { countFences, expectVerdictOk, FULL, figures, runChaos } from "./chaos-run.ts";
 
 const IDS = ["k0", "k1", "k2", "k3", "k4"];

@@ -5,9 +5,9 @@
  * stay within the failed requests, and the time to recover is measured.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { type RedisSentinelProcess, startRedisSentinel } from "../helpers/redis-sentinel.ts";
-import { type ServiceProcess, startService } from "../helpers/service.ts";
-import { waitFor } from "../helpers/ports.ts";
+import { type RedisSentinelProcess, startRedisSentinel } from "../../harness/redis-sentinel.ts";
+import { type ServiceProcess, startService } from "../../harness/service.ts";
+import { waitFor } from "../../harness/ports.ts";
 import { countFences, expectVerdictOk, FULL, figures, runChaos, FAILOVER_PHASES } from "./chaos-run.ts";
 
 const IDS = ["s0", "s1", "s2", "s3", "s4"];

@@ -21,7 +21,7 @@ import {
   removeAppHost,
   up,
 } from "../../scripts/cluster/topology.ts";
-import { formatVerdict } from "../helpers/history-checker.ts";
+import { formatVerdict } from "../../harness/history-checker.ts";
 import {
   FULL,
   judge,

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { LbMode } from "../../scripts/cluster/haproxy-config.ts";
 import { type ClusterState, down, spawnIn, up } from "../../scripts/cluster/topology.ts";
-import { requireBinary, requireRoot } from "../helpers/binaries.ts";
-import { checkHistory, type HistoryEntry, type Verdict } from "../helpers/history-checker.ts";
+import { requireBinary, requireRoot } from "../../harness/binaries.ts";
+import { checkHistory, type HistoryEntry, type Verdict } from "../../harness/history-checker.ts";
 import type { LoadClientOptions, LoadClientResult } from "./load-client.ts";
 
 /** TURNOMATIC_FULL=1: the long variant (>= 100k requests); otherwise the short CI variant. */

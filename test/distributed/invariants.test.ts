@@ -4,7 +4,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { APP_METRICS_PORT, type ClusterState, lbServerCounter, spawnIn, waitReady } from "../../scripts/cluster/topology.ts";
-import { formatVerdict } from "../helpers/history-checker.ts";
+import { formatVerdict } from "../../harness/history-checker.ts";
 import {
   FULL,
   judge,

@@ -45,7 +45,7 @@ import {
   waitLbState,
   waitReady,
 } from "../../scripts/cluster/topology.ts";
-import { formatVerdict, type Verdict } from "../helpers/history-checker.ts";
+import { formatVerdict, type Verdict } from "../../harness/history-checker.ts";
 import {
   FULL,
   failures,

@@ -10,7 +10,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { checkWindowMs } from "../../scripts/cluster/haproxy-config.ts";
 import { CHECK, stopHost, waitLbState } from "../../scripts/cluster/topology.ts";
-import { formatVerdict } from "../helpers/history-checker.ts";
+import { formatVerdict } from "../../harness/history-checker.ts";
 import {
   FULL,
   failures,

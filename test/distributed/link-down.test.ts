@@ -5,7 +5,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { lbServerCounter, setLink, waitLbState } from "../../scripts/cluster/topology.ts";
-import { formatVerdict } from "../helpers/history-checker.ts";
+import { formatVerdict } from "../../harness/history-checker.ts";
 import {
   FULL,
   failures,

@@ -9,8 +9,8 @@
  */
 import { writeFileSync } from "node:fs";
 import { namespaceTargetProblem } from "../../scripts/cluster/netns-guard.ts";
-import type { HistoryEntry } from "../helpers/history-checker.ts";
-import { RawKeepAliveConnection } from "../helpers/raw-keepalive-client.ts";
+import type { HistoryEntry } from "../../harness/history-checker.ts";
+import { RawKeepAliveConnection } from "../../harness/raw-keepalive-client.ts";
 
 export interface LoadClientOptions {
   readonly url: string;

@@ -15,7 +15,7 @@ import {
   waitLbState,
   waitReady,
 } from "../../scripts/cluster/topology.ts";
-import { formatVerdict } from "../helpers/history-checker.ts";
+import { formatVerdict } from "../../harness/history-checker.ts";
 import {
   FULL,
   judge,

@@ -5,9 +5,9 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { connect } from "node:net";
-import { type FaultProxy, startFaultProxy } from "../helpers/fault-proxy.ts";
-import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
-import { type ServiceProcess, startService } from "../helpers/service.ts";
+import { type FaultProxy, startFaultProxy } from "../../harness/fault-proxy.ts";
+import { type RedisProcess, startRedis } from "../../harness/redis-server.ts";
+import { type ServiceProcess, startService } from "../../harness/service.ts";
 
 let redis: RedisProcess;
 let proxy: FaultProxy;

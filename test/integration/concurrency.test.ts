@@ -3,10 +3,10 @@
  * every request recorded and judged by the history checker.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { checkHistory, formatVerdict } from "../helpers/history-checker.ts";
-import { startService } from "../helpers/service.ts";
-import { STORE_FIXTURES } from "../helpers/store-factories.ts";
-import { readCounters, runTurnLoad } from "../helpers/turn-load.ts";
+import { checkHistory, formatVerdict } from "../../harness/history-checker.ts";
+import { startService } from "../../harness/service.ts";
+import { STORE_FIXTURES } from "../../harness/store-factories.ts";
+import { readCounters, runTurnLoad } from "../../harness/turn-load.ts";
 
 const FULL = process.env.TURNOMATIC_FULL === "1";
 const REQUESTS = FULL ? 100_000 : 6_000;

@@ -18,9 +18,9 @@ import { connect, createServer, type Server as NetServer, type Socket } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type LbMode, renderHaproxyConfig } from "../../scripts/cluster/haproxy-config.ts";
-import { requireBinary } from "../helpers/binaries.ts";
-import { freePort, waitFor } from "../helpers/ports.ts";
-import { RawKeepAliveConnection } from "../helpers/raw-keepalive-client.ts";
+import { requireBinary } from "../../harness/binaries.ts";
+import { freePort, waitFor } from "../../harness/ports.ts";
+import { RawKeepAliveConnection } from "../../harness/raw-keepalive-client.ts";
 
 type Mode = "reset" | "close" | "refuse" | "reuse-reset" | "reuse-close";
 

@@ -1,7 +1,7 @@
 /** The HTTP API as the spec's table describes it, against a real service process (SQLite store). */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { MAX_TURNO } from "../../src/domain/limits.ts";
-import { adminHeaders, type ServiceProcess, startService } from "../helpers/service.ts";
+import { adminHeaders, type ServiceProcess, startService } from "../../harness/service.ts";
 
 let service: ServiceProcess;
 beforeAll(async () => {

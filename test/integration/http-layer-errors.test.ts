@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Coalescer } from "../../src/allocation/coalescer.ts";
 import { createApp } from "../../src/http/app.ts";
 import { MemoryStore } from "../../src/stores/memory-store.ts";
-import { rawExchange } from "../fuzz/raw-http.ts";
-import { ADMIN_TOKEN, adminHeaders, type ServiceProcess, startService } from "../helpers/service.ts";
+import { rawExchange } from "./fuzz/raw-http.ts";
+import { ADMIN_TOKEN, adminHeaders, type ServiceProcess, startService } from "../../harness/service.ts";
 
 const LIMIT = 1024;
 let service: ServiceProcess;

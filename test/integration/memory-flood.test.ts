@@ -7,8 +7,8 @@
 import { expect, test } from "bun:test";
 import { rssBytes } from "../../bench/toolkit/proc.ts";
 import { runWrk } from "../../bench/toolkit/wrk.ts";
-import { startRedis } from "../helpers/redis-server.ts";
-import { startService } from "../helpers/service.ts";
+import { startRedis } from "../../harness/redis-server.ts";
+import { startService } from "../../harness/service.ts";
 
 const IDS = 1_000_000;
 const RSS_LIMIT_BYTES = 200 * 1024 * 1024;

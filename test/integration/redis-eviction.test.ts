@@ -9,10 +9,10 @@ import { ConfigError } from "../../src/config.ts";
 import { createRedisClusterStore } from "../../src/stores/redis-cluster-store.ts";
 import { createRedisSentinelStore } from "../../src/stores/redis-sentinel-store.ts";
 import { createRedisStore } from "../../src/stores/redis-store.ts";
-import { startRedisCluster } from "../helpers/redis-cluster.ts";
-import { startRedisSentinel } from "../helpers/redis-sentinel.ts";
-import { type RedisProcess, type RedisStartOptions, startRedis } from "../helpers/redis-server.ts";
-import { startService } from "../helpers/service.ts";
+import { startRedisCluster } from "../../harness/redis-cluster.ts";
+import { startRedisSentinel } from "../../harness/redis-sentinel.ts";
+import { type RedisProcess, type RedisStartOptions, startRedis } from "../../harness/redis-server.ts";
+import { startService } from "../../harness/service.ts";
 
 const DURABLE = ["--appendonly", "yes", "--appendfsync", "always"];
 const started: RedisProcess[] = [];

@@ -8,11 +8,11 @@ import { createRedisClusterStore } from "../../src/stores/redis-cluster-store.ts
 import { createRedisSentinelStore } from "../../src/stores/redis-sentinel-store.ts";
 import { createRedisStore } from "../../src/stores/redis-store.ts";
 import { ReplicaAck } from "../../src/stores/replica-ack.ts";
-import { waitFor } from "../helpers/ports.ts";
-import { startRedisCluster } from "../helpers/redis-cluster.ts";
-import { startRedisSentinel } from "../helpers/redis-sentinel.ts";
-import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
-import { startService } from "../helpers/service.ts";
+import { waitFor } from "../../harness/ports.ts";
+import { startRedisCluster } from "../../harness/redis-cluster.ts";
+import { startRedisSentinel } from "../../harness/redis-sentinel.ts";
+import { type RedisProcess, startRedis } from "../../harness/redis-server.ts";
+import { startService } from "../../harness/service.ts";
 
 const started: RedisProcess[] = [];
 afterAll(async () => {

@@ -8,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { RedisCounterStore } from "../../src/stores/redis-store.ts";
 import { createRedisClusterStore } from "../../src/stores/redis-cluster-store.ts";
 import { createRedisSentinelStore } from "../../src/stores/redis-sentinel-store.ts";
-import { startRedisCluster } from "../helpers/redis-cluster.ts";
-import { startRedisSentinel } from "../helpers/redis-sentinel.ts";
-import { createTestPki, type TestPki } from "../helpers/redis-tls.ts";
+import { startRedisCluster } from "../../harness/redis-cluster.ts";
+import { startRedisSentinel } from "../../harness/redis-sentinel.ts";
+import { createTestPki, type TestPki } from "../../harness/redis-tls.ts";
 
 const DURABLE = ["--appendonly", "yes", "--appendfsync", "always"];
 let pki: TestPki;

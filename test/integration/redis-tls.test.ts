@@ -8,10 +8,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createServer, type Server } from "node:net";
 import { createRedisStore } from "../../src/stores/redis-store.ts";
-import { freePort, waitFor } from "../helpers/ports.ts";
-import { type RedisProcess, type RedisStartOptions, startRedis } from "../helpers/redis-server.ts";
-import { createTestPki, type TestPki } from "../helpers/redis-tls.ts";
-import { type ServiceProcess, startService } from "../helpers/service.ts";
+import { freePort, waitFor } from "../../harness/ports.ts";
+import { type RedisProcess, type RedisStartOptions, startRedis } from "../../harness/redis-server.ts";
+import { createTestPki, type TestPki } from "../../harness/redis-tls.ts";
+import { type ServiceProcess, startService } from "../../harness/service.ts";
 
 /** What a managed service gives you: `default` off, an app user with everything but @dangerous. */
 const MANAGED_ACL = ["--user", "default", "off", "--user", "app", "on", ">app-pass", "~*", "&*", "+@all", "-@dangerous"];

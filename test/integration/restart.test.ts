@@ -6,10 +6,10 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkHistory, formatVerdict, type HistoryEntry } from "../helpers/history-checker.ts";
-import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
-import { startService } from "../helpers/service.ts";
-import { readCounters, runTurnLoad } from "../helpers/turn-load.ts";
+import { checkHistory, formatVerdict, type HistoryEntry } from "../../harness/history-checker.ts";
+import { type RedisProcess, startRedis } from "../../harness/redis-server.ts";
+import { startService } from "../../harness/service.ts";
+import { readCounters, runTurnLoad } from "../../harness/turn-load.ts";
 
 const IDS = ["r0", "r1", "r2"];
 

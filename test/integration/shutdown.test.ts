@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
-import { checkHistory, formatVerdict } from "../helpers/history-checker.ts";
-import { startService } from "../helpers/service.ts";
-import { readCounters, runTurnLoad } from "../helpers/turn-load.ts";
+import { checkHistory, formatVerdict } from "../../harness/history-checker.ts";
+import { startService } from "../../harness/service.ts";
+import { readCounters, runTurnLoad } from "../../harness/turn-load.ts";
 
 test("SIGTERM: readyz turns 503, in-flight requests finish, every reserved number is delivered, exit 0", async () => {
   const service = await startService({ env: { TURNOMATIC_DRAIN_DELAY_MS: "600" } });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import Redis from "ioredis";
 import { baseRedisOptions } from "../../src/stores/redis-store.ts";
 import { SilenceGuard } from "../../src/stores/silence-guard.ts";
-import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
+import { type RedisProcess, startRedis } from "../../harness/redis-server.ts";
 
 const COMMAND_TIMEOUT_MS = 200;
 let redis: RedisProcess;

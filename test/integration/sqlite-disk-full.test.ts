@@ -11,8 +11,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { waitFor } from "../helpers/ports.ts";
-import { type ServiceProcess, startService } from "../helpers/service.ts";
+import { waitFor } from "../../harness/ports.ts";
+import { type ServiceProcess, startService } from "../../harness/service.ts";
 
 const ROOT = process.getuid?.() === 0;
 if (!ROOT) console.warn("SKIPPED test/integration/sqlite-disk-full.test.ts: mounting a tmpfs needs root; run it as root");

@@ -8,8 +8,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import packageJson from "../../package.json" with { type: "json" };
-import { freePort } from "../helpers/ports.ts";
-import { startService } from "../helpers/service.ts";
+import { freePort } from "../../harness/ports.ts";
+import { startService } from "../../harness/service.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import type { CounterStore, Fence, Reservation } from "../../src/domain/counter-store.ts";
 import { StoreLostError, StoreRollbackError } from "../../src/domain/errors.ts";
 import { MAX_TURNO } from "../../src/domain/limits.ts";
-import { STORE_FIXTURES } from "../helpers/store-factories.ts";
+import { STORE_FIXTURES } from "../../harness/store-factories.ts";
 
 /** A batch of `n` plain waiters. */
 function reserve(store: CounterStore, id: string, n: number, fence?: Fence): Promise<Reservation> {

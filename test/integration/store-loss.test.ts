@@ -9,12 +9,12 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkHistory, formatVerdict, type HistoryEntry } from "../helpers/history-checker.ts";
-import { startFaultProxy } from "../helpers/fault-proxy.ts";
-import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
-import { waitFor } from "../helpers/ports.ts";
-import { adminHeaders, type ServiceProcess, startService } from "../helpers/service.ts";
-import { runTurnLoad } from "../helpers/turn-load.ts";
+import { checkHistory, formatVerdict, type HistoryEntry } from "../../harness/history-checker.ts";
+import { startFaultProxy } from "../../harness/fault-proxy.ts";
+import { type RedisProcess, startRedis } from "../../harness/redis-server.ts";
+import { waitFor } from "../../harness/ports.ts";
+import { adminHeaders, type ServiceProcess, startService } from "../../harness/service.ts";
+import { runTurnLoad } from "../../harness/turn-load.ts";
 
 const IDS = ["s0", "s1", "s2"];
 const DIR = mkdtempSync(join(tmpdir(), "turnomatic-store-loss-"));

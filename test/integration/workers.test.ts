@@ -7,10 +7,10 @@ import { join } from "node:path";
 import { Supervisor } from "../../src/cluster/supervisor.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/observability/logger.ts";
-import { checkHistory, formatVerdict } from "../helpers/history-checker.ts";
-import { waitFor } from "../helpers/ports.ts";
-import { type ServiceProcess, startService } from "../helpers/service.ts";
-import { readCounters, runTurnLoad } from "../helpers/turn-load.ts";
+import { checkHistory, formatVerdict } from "../../harness/history-checker.ts";
+import { waitFor } from "../../harness/ports.ts";
+import { type ServiceProcess, startService } from "../../harness/service.ts";
+import { readCounters, runTurnLoad } from "../../harness/turn-load.ts";
 
 const FIXTURE = join(import.meta.dir, "../fixtures/metrics-worker.ts");
 

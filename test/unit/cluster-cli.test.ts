@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { namespaceTargetProblem, STATE_ROOT } from "../../scripts/cluster/netns-guard.ts";
-import { requireBinary, requireRoot } from "../helpers/binaries.ts";
+import { requireBinary, requireRoot } from "../../harness/binaries.ts";
 
 const CLI = join(import.meta.dir, "../../scripts/cluster/cli.ts");
 const PROBE = join(import.meta.dir, "../../scripts/cluster/probe.ts");

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type HaproxyConfigOptions, LB_MODES, renderHaproxyConfig } from "../../scripts/cluster/haproxy-config.ts";
-import { requireBinary } from "../helpers/binaries.ts";
+import { requireBinary } from "../../harness/binaries.ts";
 
 const SCRIPT = join(import.meta.dir, "../../scripts/cluster/haproxy-config.ts");
 

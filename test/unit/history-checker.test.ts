@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { checkHistory, type HistoryEntry } from "../helpers/history-checker.ts";
+import { checkHistory, type HistoryEntry } from "../../harness/history-checker.ts";
 
 const ok = (turno: number, sentAt: number, doneAt: number, id = "a"): HistoryEntry => ({
   id,
