@@ -1,6 +1,7 @@
 import {
   type CounterSnapshot,
   type KeyedGrant,
+  type KeyedWaiter,
   NO_KEYED_GRANTS,
   type Reservation,
   type ReservationRequest,
@@ -99,29 +100,43 @@ function replayGrant(seen: SeenKey): KeyedGrant {
 
 /**
  * One number per waiter (the common path): replay the keys already seen, grant the rest without
- * passing MAX_TURNO, give the keyed waiters their numbers in batch order.
+ * passing MAX_TURNO, give the keyed waiters their numbers in batch order. A key that two waiters of
+ * the batch carry is new for the first and a replay for the second, as in the Lua script (its SET NX
+ * fails the second time), so both get one number.
  */
 function grantSingles(request: ReservationRequest, value: number, seenKey: (key: string) => SeenKey | undefined): Grants {
   const keys = request.keys ?? [];
-  const replays = keys.map((k) => seenKey(k.key));
-  const replayCount = replays.filter((seen) => seen !== undefined).length;
-  const count = Math.max(0, Math.min(request.n - replayCount, MAX_TURNO - value));
+  const left = MAX_TURNO - value;
   const keyed: KeyedGrant[] = [];
   const newKeys: KeyRecord[] = [];
-  let replayedBefore = 0;
-  keys.forEach((waiter, j) => {
-    const replayed = replays[j];
-    if (replayed !== undefined) {
-      replayedBefore++;
-      keyed.push(replayGrant(replayed));
-      return;
+  const recorded = keyMemo(keys);
+  let replayed = 0;
+  for (const waiter of keys) {
+    const seen = seenKey(waiter.key) ?? recorded?.get(waiter.key);
+    if (seen !== undefined) {
+      replayed++;
+      keyed.push(replayGrant(seen));
+      continue;
     }
-    const index = waiter.position - replayedBefore;
-    const turno = index < count ? value + 1 + index : 0;
-    if (turno !== 0) newKeys.push({ key: waiter.key, turno, size: 1 });
+    // Its fresh index: the waiters before it, less the replays among them.
+    const index = waiter.position - replayed;
+    const turno = index < left ? value + 1 + index : 0;
+    if (turno !== 0) {
+      newKeys.push({ key: waiter.key, turno, size: 1 });
+      recorded?.set(waiter.key, { turno, size: 1 });
+    }
     keyed.push({ turno, replayed: false });
-  });
+  }
+  const count = Math.max(0, Math.min(request.n - replayed, left));
   return { count, keyed: keys.length === 0 ? NO_KEYED_GRANTS : keyed, newKeys };
+}
+
+/**
+ * The keys a reservation recorded so far, so that a key two of its waiters carry is a replay for the
+ * second. None is kept for a batch with fewer than two keys (the common case).
+ */
+function keyMemo(keys: readonly KeyedWaiter[]): Map<string, SeenKey> | undefined {
+  return keys.length < 2 ? undefined : new Map();
 }
 
 /**
@@ -140,6 +155,7 @@ function grantSized(
   const keyed: KeyedGrant[] = [];
   const newKeys: KeyRecord[] = [];
   const left = MAX_TURNO - value;
+  const recorded = keyMemo(keys);
   let granted = 0;
   let j = 0;
   for (let i = 0; i < request.n; i++) {
@@ -151,13 +167,14 @@ function grantSized(
       continue;
     }
     j++;
-    const seen = seenKey(waiter.key);
+    const seen = seenKey(waiter.key) ?? recorded?.get(waiter.key);
     if (seen !== undefined) {
       keyed.push(replayGrant(seen));
     } else if (fits) {
       const turno = value + 1 + granted;
       granted += size;
       newKeys.push({ key: waiter.key, turno, size });
+      recorded?.set(waiter.key, { turno, size });
       keyed.push({ turno, replayed: false });
     } else {
       keyed.push({ turno: 0, replayed: false });

@@ -278,6 +278,39 @@ for (const makeFixture of STORE_FIXTURES) {
       ]);
     });
 
+    test("one key twice in one reservation: the second waiter replays the first, single or batch", async () => {
+      const store = await fresh();
+      const singles = await store.reserve({
+        id: "dup",
+        n: 3,
+        keys: [
+          { position: 0, key: "twice" },
+          { position: 2, key: "twice" },
+        ],
+        keyTtlSeconds: 60,
+      });
+      expect(singles).toMatchObject({ first: 1, count: 2 });
+      expect(singles.keyed).toEqual([
+        { turno: 1, replayed: false },
+        { turno: 1, replayed: true },
+      ]);
+      const sized = await reserveSized(
+        store,
+        "dup",
+        [4, 1, 4],
+        [
+          { position: 0, key: "batch-twice" },
+          { position: 2, key: "batch-twice" },
+        ],
+      );
+      expect(sized).toMatchObject({ first: 3, count: 5 });
+      expect(sized.keyed).toEqual([
+        { turno: 3, replayed: false },
+        { turno: 3, replayed: true, count: 4 },
+      ]);
+      expect(await store.ledger("dup")).toEqual({ issued: 7, delivered: 0 });
+    });
+
     test("batch and single turns concurrently through the coalescer: I1-I4 over every number, ledger", async () => {
       const store = await fresh();
       const coalescer = new Coalescer(store, {
