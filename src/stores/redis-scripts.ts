@@ -63,14 +63,14 @@ end
  * (a keyed one is offset by the sizes granted before it, not by its position), one that does not fit
  * takes none and later ones may still fit; a key seen before answers its recorded range and takes
  * none. A key records "first" for one number and "first:size" for more, so a replay (here or on the
- * common path) tells its size. The sizes follow the k positions in ARGV; returns the numbers granted.
+ * common path) tells its size. `positions`: ARGV index before the k keyed positions; `sizes`: ARGV
+ * index of the first of the w sizes. Returns the numbers granted.
  */
 const GRANT_SIZED = `
-local function grant_sized(ki, ai, k, w, value, left, ttl, out)
+local function grant_sized(ki, positions, sizes, k, w, value, left, ttl, out)
   local granted, j = 0, 1
   local keyed_at = -1
-  if k > 0 then keyed_at = tonumber(ARGV[ai + 4]) end
-  local sizes = ai + 4 + k
+  if k > 0 then keyed_at = tonumber(ARGV[positions + 1]) end
   for i = 0, w - 1 do
     local size = tonumber(ARGV[sizes + i])
     local fits = size <= left - granted
@@ -93,7 +93,7 @@ local function grant_sized(ki, ai, k, w, value, left, ttl, out)
       end
       j = j + 1
       keyed_at = -1
-      if j <= k then keyed_at = tonumber(ARGV[ai + 3 + j]) end
+      if j <= k then keyed_at = tonumber(ARGV[positions + j]) end
     end
   end
   return granted
@@ -150,7 +150,7 @@ while ai <= #ARGV do
   out[at + 1], out[at + 2], out[at + 3], out[at + 4] = num(value + 1), 0, epoch, fenced
   local want
   if n < 0 then
-    want = grant_sized(ki, ai, k, -n, value, left, ttl, out)
+    want = grant_sized(ki, ai + 3, ai + 4 + k, k, -n, value, left, ttl, out)
   else
     for j = 1, k do
       local idem, index = KEYS[ki + j], tonumber(ARGV[ai + 3 + j]) - before
