@@ -8,7 +8,7 @@
  *   (f) (b) with OpenTelemetry tracing on at 1% head sampling, exporting to a local OTLP receiver,
  *   (g) (b) with every request a POST with a fresh Idempotency-Key (keyed waiters coalesce too),
  *   (h) the naive server (e) on 1000 ids, to compare with (c),
- *   (i) (b) with every request a batch turn of 100 (POST ?count=100): numbers per second, vs (b)'s,
+ *   (j) (b) with every request a batch turn of 100 (POST ?count=100): numbers per second, vs (b)'s,
  *   (b@S), (e@S) (b) and (e) again with redis-server capped at a share S of one core (cgroup CPU
  *       quota, root only): Redis as the bottleneck, as when one Redis serves many app hosts.
  * Turnomatic runs with its defaults (metrics on). In interleaved rounds (the machine is shared and
@@ -38,7 +38,7 @@ Turnomatic vs a bare Bun.serve and a naive one-INCR-per-request server, wrk clos
   --connections C       wrk connections (default 64)
   --threads T           wrk threads (default 1)
   --redis-cpu-shares L  comma-separated shares of one core for the capped-Redis pairs (default 0.1; "" = none; root)
-  --cases K             comma-separated row keys to run, e.g. a,b,i (default: every row)
+  --cases K             comma-separated row keys to run, e.g. a,b,j (default: every row)
   --help                this text
 Installs missing Debian packages first (scripts/ensure-test-deps.sh, as root). Writes bench/results/<time>-bench.json.`;
 
@@ -123,7 +123,7 @@ async function startScript(script: string, env: Record<string, string>) {
   };
 }
 
-/** Numbers per request of row (i). */
+/** Numbers per request of row (j). */
 const BATCH_COUNT = 100;
 
 const BASE_TARGETS: Target[] = [
@@ -178,7 +178,7 @@ const BASE_TARGETS: Target[] = [
     start: (redis) => startScript("naive-server.ts", { REDIS_URL: redis.url }),
   },
   {
-    key: "i",
+    key: "j",
     label: `(b) with every request a batch of ${BATCH_COUNT} (POST ?count=${BATCH_COUNT})`,
     ids: 1,
     redis: true,
@@ -345,8 +345,8 @@ function report(targets: Target[], runs: Map<string, Run[]>, cappedSkipped: stri
     const ratio = capped.rps / rps(`e@${share}`);
     goals[`b >= 5x e, redis capped at ${share}`] = { value: ratio, met: ratio >= 5 };
   }
-  // Batch turns: numbers per second of batches of BATCH_COUNT (i) over single turns (b), same store.
-  const batchRatio = (row("i")?.numbersPerSecond ?? Number.NaN) / (row("b")?.numbersPerSecond ?? Number.NaN);
+  // Batch turns: numbers per second of batches of BATCH_COUNT (j) over single turns (b), same store.
+  const batchRatio = (row("j")?.numbersPerSecond ?? Number.NaN) / (row("b")?.numbersPerSecond ?? Number.NaN);
   // What coalescing saves where Redis is the limit: Redis CPU per request, naive over coalesced.
   const redisCpuSaving = (row("e")?.redisCpuUsPerRequest ?? Number.NaN) / (row("b")?.redisCpuUsPerRequest ?? Number.NaN);
   const traced = rps("f");
@@ -370,7 +370,7 @@ function report(targets: Target[], runs: Map<string, Run[]>, cappedSkipped: stri
     targets: goals,
     redisCpuSaving,
     tracingOverhead,
-    batchNumbersPerSecondRatio: { [`i/b (batches of ${BATCH_COUNT} vs single turns, numbers/s)`]: batchRatio },
+    batchNumbersPerSecondRatio: { [`j/b (batches of ${BATCH_COUNT} vs single turns, numbers/s)`]: batchRatio },
   });
 
   console.log(
@@ -393,7 +393,7 @@ function report(targets: Target[], runs: Map<string, Run[]>, cappedSkipped: stri
   if (row("f") !== undefined) console.log(`tracing at 1%: f/b = ${(traced / hot).toFixed(3)} (${spansReceived} spans exported)`);
   if (!Number.isNaN(batchRatio))
     console.log(
-      `batch turns: (i) ${Math.round(row("i")?.numbersPerSecond ?? Number.NaN)} numbers/s in batches of ${BATCH_COUNT} vs (b) ${Math.round(row("b")?.numbersPerSecond ?? Number.NaN)} single turns/s: ${batchRatio.toFixed(1)}x`,
+      `batch turns: (j) ${Math.round(row("j")?.numbersPerSecond ?? Number.NaN)} numbers/s in batches of ${BATCH_COUNT} vs (b) ${Math.round(row("b")?.numbersPerSecond ?? Number.NaN)} single turns/s: ${batchRatio.toFixed(1)}x`,
     );
   console.log(file);
 }
