@@ -108,7 +108,8 @@ end
  * ARGV: uid, seen, max, key ttl ms, then for each id: n, fence floor ('' = none), fence epoch, k,
  *       and the k batch positions of the keyed waiters; an id with batch turns (request.sizes) sends
  *       -n instead of n and, after the positions, the n sizes (GRANT_SIZED).
- * Returns: seq, then for each id first, count, epoch, fenced (1/0), and (turno, replayed) per key.
+ * Returns: seq, then for each id first, count, epoch, fenced (1/0), and (turno, replayed) per key
+ *       (a replayed batch key answers "first:count").
  *
  * The common path per id is two commands and no string formatting: HMGET v e g, HINCRBY v. The
  * ledger's `issued` is not written: it is `v - s`, where `s` counts the numbers a counter skipped
