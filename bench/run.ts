@@ -8,6 +8,7 @@
  *   (f) (b) with OpenTelemetry tracing on at 1% head sampling, exporting to a local OTLP receiver,
  *   (g) (b) with every request a POST with a fresh Idempotency-Key (keyed waiters coalesce too),
  *   (h) the naive server (e) on 1000 ids, to compare with (c),
+ *   (j) (b) with every request a batch turn of 100 (POST ?count=100): numbers per second, vs (b)'s,
  *   (b@S), (e@S) (b) and (e) again with redis-server capped at a share S of one core (cgroup CPU
  *       quota, root only): Redis as the bottleneck, as when one Redis serves many app hosts.
  * Turnomatic runs with its defaults (metrics on). In interleaved rounds (the machine is shared and
@@ -37,6 +38,7 @@ Turnomatic vs a bare Bun.serve and a naive one-INCR-per-request server, wrk clos
   --connections C       wrk connections (default 64)
   --threads T           wrk threads (default 1)
   --redis-cpu-shares L  comma-separated shares of one core for the capped-Redis pairs (default 0.1; "" = none; root)
+  --cases K             comma-separated row keys to run, e.g. a,b,j (default: every row)
   --help                this text
 Installs missing Debian packages first (scripts/ensure-test-deps.sh, as root). Writes bench/results/<time>-bench.json.`;
 
@@ -46,6 +48,7 @@ const ARGS = {
   connections: { type: "string" },
   threads: { type: "string" },
   "redis-cpu-shares": { type: "string" },
+  cases: { type: "string" },
 } as const;
 
 let DURATION = 5;
@@ -53,6 +56,8 @@ let ROUNDS = 3;
 let CONNECTIONS = 64;
 let THREADS = 1;
 let REDIS_CPU_SHARES: number[] = [];
+/** Row keys to run; empty = all. */
+let CASES: string[] = [];
 
 interface WrkResult {
   requests: number;
@@ -65,6 +70,8 @@ interface WrkResult {
 
 interface Run extends WrkResult {
   rps: number;
+  /** Numbers handed out per second: rps times the numbers per request (a batch row's count). */
+  numbersPerSecond: number;
   redisCallsPerRequest?: number;
   redisRoundTripsPerRequest?: number;
   redisCpuUsPerRequest?: number;
@@ -77,6 +84,8 @@ interface Target {
   readonly redis: boolean;
   /** Every request a POST with a fresh Idempotency-Key. */
   readonly keyed?: boolean;
+  /** Every request a batch turn of this many numbers (default 1: single turns). */
+  readonly count?: number;
   /** Share of one core redis-server may use during this case; undefined = no cap. */
   readonly redisCpuShare?: number;
   start(redis: RedisProcess): Promise<{ url: string; stop: () => Promise<unknown> }>;
@@ -113,6 +122,9 @@ async function startScript(script: string, env: Record<string, string>) {
     },
   };
 }
+
+/** Numbers per request of row (j). */
+const BATCH_COUNT = 100;
 
 const BASE_TARGETS: Target[] = [
   {
@@ -166,6 +178,14 @@ const BASE_TARGETS: Target[] = [
     start: (redis) => startScript("naive-server.ts", { REDIS_URL: redis.url }),
   },
   {
+    key: "j",
+    label: `(b) with every request a batch of ${BATCH_COUNT} (POST ?count=${BATCH_COUNT})`,
+    ids: 1,
+    redis: true,
+    count: BATCH_COUNT,
+    start: async (redis) => startService({ store: redis.url }),
+  },
+  {
     key: "f",
     label: "(b) + tracing, 1% sampled",
     ids: 1,
@@ -201,8 +221,8 @@ const cappedTargets = (): Target[] =>
     });
   });
 
-async function wrk(url: string, ids: number, keyed = false): Promise<WrkResult> {
-  const run = await runWrk({ url, threads: THREADS, connections: CONNECTIONS, seconds: DURATION, ids, keyed });
+async function wrk(url: string, ids: number, keyed = false, count = 1): Promise<WrkResult> {
+  const run = await runWrk({ url, threads: THREADS, connections: CONNECTIONS, seconds: DURATION, ids, keyed, count });
   const s = run.summary;
   return {
     requests: s.requests,
@@ -233,12 +253,13 @@ async function measure(target: Target, redis: RedisProcess, cap: CpuCap | undefi
   cap?.set(target.redisCpuShare);
   const server = await target.start(redis);
   try {
-    await wrk(server.url, target.ids, target.keyed); // warm-up, not recorded
+    await wrk(server.url, target.ids, target.keyed, target.count); // warm-up, not recorded
     await redis.cli("CONFIG", "RESETSTAT");
     const cpuBefore = await redisCpuUs(redis);
-    const result = await wrk(server.url, target.ids, target.keyed);
+    const result = await wrk(server.url, target.ids, target.keyed, target.count);
     const cpuUs = (await redisCpuUs(redis)) - cpuBefore;
-    const run: Run = { ...result, rps: result.requests / (result.duration_us / 1e6) };
+    const rps = result.requests / (result.duration_us / 1e6);
+    const run: Run = { ...result, rps, numbersPerSecond: rps * (target.count ?? 1) };
     if (target.redis) {
       const { calls, roundTrips } = redisWork(await redis.cli("INFO", "commandstats"));
       run.redisCallsPerRequest = calls / result.requests;
@@ -259,7 +280,8 @@ async function main(): Promise<void> {
   otlpReceiver = startOtlpReceiver();
   const redis = await startRedis();
   const { cap, skipped } = await redisCap(redis);
-  const targets = cap === undefined ? BASE_TARGETS : [...BASE_TARGETS, ...cappedTargets()];
+  const all = cap === undefined ? BASE_TARGETS : [...BASE_TARGETS, ...cappedTargets()];
+  const targets = CASES.length === 0 ? all : all.filter((t) => CASES.includes(t.key));
   const runs = new Map<string, Run[]>(targets.map((t) => [t.key, []]));
   try {
     for (let round = 1; round <= ROUNDS; round++) {
@@ -291,6 +313,7 @@ function report(targets: Target[], runs: Map<string, Run[]>, cappedSkipped: stri
       label: target.label,
       redisCpuShare: target.redisCpuShare,
       rps: pick((r) => r.rps) as number,
+      numbersPerSecond: pick((r) => r.numbersPerSecond) as number,
       p50_ms: (pick((r) => r.p50_us) as number) / 1000,
       p99_ms: (pick((r) => r.p99_us) as number) / 1000,
       errors: list.reduce((sum, r) => sum + r.errors, 0),
@@ -315,11 +338,15 @@ function report(targets: Target[], runs: Map<string, Run[]>, cappedSkipped: stri
     "c/h >= 1.2 (1000 ids vs naive on 1000 ids)": { value: rps("c") / rps("h"), met: rps("c") / rps("h") >= 1.2 },
     "c/a >= 0.55": { value: rps("c") / baseline, met: rps("c") / baseline >= 0.55 },
   };
+  // A row left out (--cases) leaves its targets unmeasured, not failed.
+  for (const [name, goal] of Object.entries(goals)) if (Number.isNaN(goal.value)) delete goals[name];
   for (const capped of summary.filter((s) => s.key.startsWith("b@"))) {
     const share = capped.key.slice(2);
     const ratio = capped.rps / rps(`e@${share}`);
     goals[`b >= 5x e, redis capped at ${share}`] = { value: ratio, met: ratio >= 5 };
   }
+  // Batch turns: numbers per second of batches of BATCH_COUNT (j) over single turns (b), same store.
+  const batchRatio = (row("j")?.numbersPerSecond ?? Number.NaN) / (row("b")?.numbersPerSecond ?? Number.NaN);
   // What coalescing saves where Redis is the limit: Redis CPU per request, naive over coalesced.
   const redisCpuSaving = (row("e")?.redisCpuUsPerRequest ?? Number.NaN) / (row("b")?.redisCpuUsPerRequest ?? Number.NaN);
   const traced = rps("f");
@@ -343,6 +370,7 @@ function report(targets: Target[], runs: Map<string, Run[]>, cappedSkipped: stri
     targets: goals,
     redisCpuSaving,
     tracingOverhead,
+    batchNumbersPerSecondRatio: { [`j/b (batches of ${BATCH_COUNT} vs single turns, numbers/s)`]: batchRatio },
   });
 
   console.log(
@@ -358,10 +386,15 @@ function report(targets: Target[], runs: Map<string, Run[]>, cappedSkipped: stri
   for (const [name, { value, met }] of Object.entries(goals))
     console.log(`target ${name}: ${value.toFixed(3)} ${met ? "met" : "NOT met"}`);
   if (cappedSkipped !== undefined) console.log(`capped-Redis cases skipped: ${cappedSkipped}`);
-  console.log(
-    `redis CPU per request, naive (e) / coalesced (b): ${redisCpuSaving.toFixed(2)}x (one Redis core serves that many times more turns)`,
-  );
-  console.log(`tracing at 1%: f/b = ${(traced / hot).toFixed(3)} (${spansReceived} spans exported)`);
+  if (!Number.isNaN(redisCpuSaving))
+    console.log(
+      `redis CPU per request, naive (e) / coalesced (b): ${redisCpuSaving.toFixed(2)}x (one Redis core serves that many times more turns)`,
+    );
+  if (row("f") !== undefined) console.log(`tracing at 1%: f/b = ${(traced / hot).toFixed(3)} (${spansReceived} spans exported)`);
+  if (!Number.isNaN(batchRatio))
+    console.log(
+      `batch turns: (j) ${Math.round(row("j")?.numbersPerSecond ?? Number.NaN)} numbers/s in batches of ${BATCH_COUNT} vs (b) ${Math.round(row("b")?.numbersPerSecond ?? Number.NaN)} single turns/s: ${batchRatio.toFixed(1)}x`,
+    );
   console.log(file);
 }
 
@@ -370,6 +403,11 @@ await runCommand({ name: "bench", usage: USAGE, options: ARGS }, async (values) 
   ROUNDS = integerArg(values.rounds, "rounds", 3, 1, 50);
   CONNECTIONS = integerArg(values.connections, "connections", 64, 1, 10_000);
   THREADS = integerArg(values.threads, "threads", 1, 1, 64);
+  CASES = listArg(values.cases);
+  const known = [...BASE_TARGETS.map((t) => t.key), "b@", "e@"];
+  for (const key of CASES)
+    if (!known.some((k) => key === k || (k.endsWith("@") && key.startsWith(k))))
+      throw new UsageError(`--cases: "${key}" is not a row (${BASE_TARGETS.map((t) => t.key).join(", ")})`);
   REDIS_CPU_SHARES = listArg(values["redis-cpu-shares"] ?? "0.1").map((share) => {
     const value = Number(share);
     if (!(value > 0 && value < 1)) throw new UsageError(`--redis-cpu-shares: "${share}" is not a share of one core in (0, 1)`);

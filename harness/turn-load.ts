@@ -14,6 +14,13 @@ export interface TurnLoadOptions {
   /** Stop early after this long (ms), whatever is left. */
   readonly maxDurationMs?: number;
   readonly method?: "GET" | "POST";
+  /**
+   * Batch turns: the count of the client's r-th request (1 = a single turn); a count above 1 is sent
+   * as POST /turno/:id?count=k. Default: every request a single turn.
+   */
+  readonly count?: (client: number, r: number) => number;
+  /** An Idempotency-Key for the client's r-th request, or undefined for none. Default none. */
+  readonly key?: (client: number, r: number) => string | undefined;
 }
 
 /**
@@ -27,10 +34,17 @@ export async function runTurnLoad(options: TurnLoadOptions): Promise<HistoryEntr
   let next = 0;
   const client = async (clientIndex: number) => {
     let k = clientIndex;
-    while (next < options.requests && performance.now() < stopAt) {
+    for (let r = 0; next < options.requests && performance.now() < stopAt; r++) {
       next++;
       const id = options.ids[k++ % options.ids.length] as string;
-      history.push(await requestTurn(options.url, id, timeoutMs, options.method ?? "GET"));
+      const count = options.count?.(clientIndex, r) ?? 1;
+      const key = options.key?.(clientIndex, r);
+      const headers = key === undefined ? undefined : { "idempotency-key": key };
+      history.push(
+        count > 1
+          ? await requestBatch(options.url, id, count, timeoutMs, headers)
+          : await requestTurn(options.url, id, timeoutMs, options.method ?? "GET", headers),
+      );
     }
   };
   await Promise.all(Array.from({ length: options.clients }, (_, i) => client(i)));
@@ -57,6 +71,33 @@ export async function requestTurn(
   } catch (error) {
     if (error instanceof Error && error.message.startsWith("response for")) throw error;
     return { id, sentAt, doneAt: performance.now(), status: 0 };
+  }
+}
+
+/** One batch turn (POST /turno/:id?count=k), recorded with its range; network errors become status 0. */
+export async function requestBatch(
+  url: string,
+  id: string,
+  count: number,
+  timeoutMs: number,
+  headers?: Record<string, string>,
+): Promise<HistoryEntry> {
+  const sentAt = performance.now();
+  try {
+    const response = await fetch(`${url}/turno/${id}?count=${count}`, {
+      method: "POST",
+      headers,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await response.text();
+    const doneAt = performance.now();
+    if (response.status !== 200) return { id, sentAt, doneAt, status: response.status, count };
+    const body = JSON.parse(text) as { id: string; first: number; last: number };
+    if (body.id !== id) throw new Error(`response for ${id} names id ${body.id}`);
+    return { id, sentAt, doneAt, status: 200, first: body.first, last: body.last, count };
+  } catch (error) {
+    if (error instanceof Error && error.message.startsWith("response for")) throw error;
+    return { id, sentAt, doneAt: performance.now(), status: 0, count };
   }
 }
 

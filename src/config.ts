@@ -139,6 +139,13 @@ export const OPTION_TABLE = {
     help: "most numbers reserved in one store round trip",
     parse: integer(1, 1_000_000),
   },
+  maxBatchCount: {
+    flag: "max-batch-count",
+    env: "TURNOMATIC_MAX_BATCH_COUNT",
+    fallback: "1000",
+    help: "largest count of a batch turn (POST /turno/:id?count=k); a larger one gets 400",
+    parse: integer(1, 1_000_000),
+  },
   maxWaitingPerId: {
     flag: "max-waiting-per-id",
     env: "TURNOMATIC_MAX_WAITING_PER_ID",

@@ -69,6 +69,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     recover: (floor) => guard.recover(floor),
     adminToken: config.adminToken,
     deadlineMs: config.deadlineMs,
+    maxBatchCount: config.maxBatchCount,
     maxUrlLength: config.maxUrlLength,
     maxBodyBytes: config.maxBodyBytes,
     onInternalError: (error) => logger.error("internal error", { event: "http.internal_error", error }),

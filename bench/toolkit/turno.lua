@@ -4,8 +4,10 @@
 -- checker (uniqueness, gaps against the counters read afterwards, range). wrk gives a script no
 -- per-request timings, so real-time order (I3) is judged by turnoload, not here.
 --
--- Arguments after `--`: ids dist prefix outdir verify(0|1) keyed(0|1)
+-- Arguments after `--`: ids dist prefix outdir verify(0|1) keyed(0|1) count
 -- keyed: every request is a POST with a fresh Idempotency-Key (the exactly-once client's request).
+-- count: above 1, every request is a batch turn POST /turno/:id?count=<count> (verify checks single
+-- turns only).
 local threads = {}
 
 function setup(thread)
@@ -13,7 +15,7 @@ function setup(thread)
   thread:set("tid", #threads)
 end
 
-local count, dist, prefix, outdir, verify, keyed
+local count, dist, prefix, outdir, verify, keyed, batch
 local sent = 0
 local cdf, total
 local out
@@ -30,6 +32,7 @@ function init(args)
   outdir = args[4] or "/tmp"
   verify = args[5] == "1"
   keyed = args[6] == "1"
+  batch = tonumber(args[7]) or 1
   math.randomseed(os.time() * 1000 + tid * 7919)
   keyprefix = tid .. "-" .. math.random(1, 1000000000) .. "-"
   if dist == "zipf" then
@@ -67,6 +70,14 @@ local function pick()
 end
 
 function request()
+  if batch > 1 then
+    local path = "/turno/" .. prefix .. pick() .. "?count=" .. batch
+    if keyed then
+      sent = sent + 1
+      return wrk.format("POST", path, { ["Idempotency-Key"] = keyprefix .. sent })
+    end
+    return wrk.format("POST", path)
+  end
   if keyed then
     sent = sent + 1
     return wrk.format("POST", "/turno/" .. prefix .. pick(), { ["Idempotency-Key"] = keyprefix .. sent })

@@ -30,6 +30,8 @@ export interface WrkOptions {
   readonly verify?: boolean;
   /** Every request a POST with a fresh Idempotency-Key. */
   readonly keyed?: boolean;
+  /** Every request a batch turn of this many numbers (POST /turno/:id?count=k); default 1 = single turns. */
+  readonly count?: number;
   /** Command to run wrk under, e.g. ["ip", "netns", "exec", "ns"]. */
   readonly wrapper?: readonly string[];
 }
@@ -115,6 +117,8 @@ function readRecords(dir: string): { id: string; turno: number }[] {
 /** Runs wrk once and parses its summary; throws with wrk's output when it fails. */
 export async function runWrk(options: WrkOptions): Promise<WrkRun> {
   const wrk = requireBinary("wrk", "apt-get install wrk");
+  if (options.verify && (options.count ?? 1) > 1)
+    throw new Error("runWrk: verify checks single turns only; drop count or verify");
   const dir = mkdtempSync(join(tmpdir(), "turnomatic-wrk-"));
   try {
     const argv = [
@@ -124,6 +128,7 @@ export async function runWrk(options: WrkOptions): Promise<WrkRun> {
       ...["--timeout", `${options.timeoutSeconds ?? 5}s`, "-s", WRK_SCRIPT, options.url, "--"],
       ...[String(options.ids ?? 1), options.dist ?? "uniform", options.prefix ?? "b", dir, options.verify ? "1" : "0"],
       options.keyed ? "1" : "0",
+      String(options.count ?? 1),
     ];
     const child = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe" });
     const [stdout, stderr] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);

@@ -11,8 +11,8 @@
  *
  * Why the invariants hold:
  * - I1 unique: every number comes from one atomic store reservation and is given to at most one waiter.
- * - I2 consecutive: a reservation asks for exactly as many numbers as it has waiters, never more (no
- *   prefetch), so without faults nothing is skipped. A number is skipped only when its waiter is gone
+ * - I2 consecutive: a reservation asks for exactly as many numbers as its waiters want, never more
+ *   (no prefetch), so without faults nothing is skipped. A number is skipped only when its waiter is gone
  *   (deadline passed or client disconnected) by the time the reservation returns, or when the
  *   reservation itself failed; both are counted in the stats (`abandoned`, `inDoubt`).
  * - I3 real-time order: a request that arrives after another's response was sent is queued after that
@@ -41,12 +41,25 @@
  * process made after its last report, or whose report failed, count as lost: an overcount bounded by
  * one flush interval of a host's deliveries, never an undercount (a replayed key counts as nothing).
  *
+ * Batch turns (`nextRange`, `POST /turno/:id?count=k`): a waiter has a size, the numbers it wants,
+ * and rides in the same reservation as single turns. `maxBatch` bounds the numbers a reservation
+ * asks for (a single waiter bigger than that still goes, alone). The sizes go to the store only when
+ * some size is above one, so a reservation of single turns is what it always was. The store grants
+ * greedily in waiter order, all or nothing per waiter (a batch that does not fit below MAX_TURNO takes
+ * no number; later waiters that fit are still granted), and the granted numbers are consecutive. The
+ * hand-out here repeats that greedy walk over the reply's `count`: a waiter fits in `count` minus what
+ * earlier waiters took exactly when it fitted in what the store had left (counter-store.ts,
+ * Reservation.count), so no new reply field is needed. I1-I4 hold per number as above; a batch's
+ * numbers are consecutive, and all of them are ordered against every other request's. A keyed batch
+ * records its first number and count; a retry with another count gets IdempotencyKeyReusedError.
+ *
  * Deadlines are enforced by one coarse sweep timer, not a timer per request, to keep the hot path lean.
  */
 import type { CounterStore, Fence, KeyedWaiter, Reservation } from "../domain/counter-store.ts";
 import {
   ClientClosedError,
   CounterExhaustedError,
+  IdempotencyKeyReusedError,
   OverloadedError,
   ShuttingDownError,
   StoreTimeoutError,
@@ -57,7 +70,7 @@ import {
 export interface CoalescerOptions {
   /** Longest a request waits for its number before it gets a 503 (ms). */
   readonly deadlineMs: number;
-  /** Most numbers one reservation asks for. */
+  /** Most numbers one reservation asks for (a batch turn above it goes alone). */
   readonly maxBatch: number;
   /** Most requests waiting for one id; more get OverloadedError. */
   readonly maxWaitingPerId: number;
@@ -75,7 +88,7 @@ export interface CoalescerOptions {
 
 /** Hooks for observability, called once per reservation or event, never per request. */
 export interface CoalescerObserver {
-  /** `id` lets tracing attach the batch to the requests it served. */
+  /** `batchSize`: numbers asked for (a batch turn counts its count). `id` lets tracing attach the batch to the requests it served. */
   onReservation?(batchSize: number, storeSeconds: number, outcome: "ok" | "error", id: string): void;
   onAbandoned?(count: number): void;
   onInDoubt?(count: number): void;
@@ -118,8 +131,11 @@ export interface TurnRequest {
 }
 
 interface Waiter {
+  /** Called with the waiter's (first) number. */
   readonly resolve: (turno: number) => void;
   readonly reject: (error: Error) => void;
+  /** Numbers wanted: 1, or a batch turn's count. */
+  readonly size: number;
   readonly deadline: number;
   readonly gone: (() => boolean) | undefined;
   readonly idempotencyKey: string | undefined;
@@ -128,6 +144,8 @@ interface Waiter {
 
 interface InFlight {
   readonly waiters: Waiter[];
+  /** Numbers asked for: the sum of the waiters' sizes. */
+  readonly numbers: number;
   readonly startedAt: number;
   detached: boolean;
 }
@@ -209,6 +227,20 @@ export class Coalescer {
 
   /** Issues the next turn for `id`. Rejects with a TurnoError; never hangs past the deadline. */
   next(id: string, request: TurnRequest = {}): Promise<number> {
+    return this.#enqueue(id, 1, request);
+  }
+
+  /**
+   * Issues `count` consecutive turns for `id`, all or nothing; resolves with the first (the last is
+   * first + count - 1). `count` is a whole number >= 1, validated by the caller (--max-batch-count).
+   */
+  nextRange(id: string, count: number, request: TurnRequest = {}): Promise<number> {
+    if (!Number.isSafeInteger(count) || count < 1)
+      return Promise.reject(new RangeError(`count must be a whole number >= 1, not ${count}`));
+    return this.#enqueue(id, count, request);
+  }
+
+  #enqueue(id: string, size: number, request: TurnRequest): Promise<number> {
     if (this.#closed) return Promise.reject(new ShuttingDownError());
     if (this.#waiting >= this.#options.maxWaiting) return this.#overload("--max-waiting", this.#options.maxWaiting);
     const state = this.#state(id);
@@ -219,6 +251,7 @@ export class Coalescer {
       state.queue.push({
         resolve,
         reject,
+        size,
         deadline: performance.now() + this.#options.deadlineMs,
         gone: request.gone,
         idempotencyKey: request.idempotencyKey,
@@ -282,19 +315,28 @@ export class Coalescer {
   }
 
   #flush(state: IdState): void {
-    const batch = this.#takeBatch(state);
-    if (batch.length === 0) {
+    const inFlight = this.#takeBatch(state);
+    if (inFlight === undefined) {
       this.#settleIdle(state);
       return;
     }
-    const inFlight: InFlight = { waiters: batch, startedAt: performance.now(), detached: false };
+    const batch = inFlight.waiters;
     state.inFlight = inFlight;
     const id = state.id;
     const stored = this.#options.fencing ? this.#fences.get(id) : undefined;
     const fence = toFence(stored);
     const keys = keyedWaiters(batch);
+    // Sizes only when a batch turn is aboard: single turns keep the store's common path.
+    const sizes = inFlight.numbers === batch.length ? undefined : batch.map((w) => w.size);
     this.#store
-      .reserve({ id, n: batch.length, keys, keyTtlSeconds: keys === undefined ? undefined : this.#idempotencyTtlSeconds, fence })
+      .reserve({
+        id,
+        n: batch.length,
+        sizes,
+        keys,
+        keyTtlSeconds: keys === undefined ? undefined : this.#idempotencyTtlSeconds,
+        fence,
+      })
       .then(
         (result) => this.#onReserved(state, inFlight, result),
         (error: unknown) => this.#onFailed(state, inFlight, error),
@@ -307,23 +349,32 @@ export class Coalescer {
     if (this.#unreported.size >= LEDGER_FLUSH_IDS) void this.flushLedger();
   }
 
-  /** Takes up to maxBatch waiters from the queue's head, skipping those that already timed out. */
-  #takeBatch(state: IdState): Waiter[] {
+  /**
+   * Takes waiters from the queue's head while their numbers stay within maxBatch (the first one goes
+   * whatever its size), skipping those that already timed out; undefined when none is left.
+   */
+  #takeBatch(state: IdState): InFlight | undefined {
     const queue = state.queue;
+    const maxBatch = this.#options.maxBatch;
     const batch: Waiter[] = [];
+    let numbers = 0;
     let i = 0;
-    for (; i < queue.length && batch.length < this.#options.maxBatch; i++) {
+    for (; i < queue.length && numbers < maxBatch; i++) {
       const waiter = queue[i] as Waiter;
-      if (!waiter.settled) batch.push(waiter);
+      if (waiter.settled) continue;
+      if (numbers + waiter.size > maxBatch && batch.length > 0) break;
+      batch.push(waiter);
+      numbers += waiter.size;
     }
     state.queue = i === queue.length ? [] : queue.slice(i);
-    return batch;
+    if (batch.length === 0) return undefined;
+    return { waiters: batch, numbers, startedAt: performance.now(), detached: false };
   }
 
   #onReserved(state: IdState, inFlight: InFlight, result: Reservation): void {
     const seconds = (performance.now() - inFlight.startedAt) / 1000;
     this.stats.reservations++;
-    this.#observer.onReservation?.(inFlight.waiters.length, seconds, "ok", state.id);
+    this.#observer.onReservation?.(inFlight.numbers, seconds, "ok", state.id);
     if (result.fenced) {
       this.stats.fences++;
       this.#observer.onFence?.(state.id, fenceFloor(this.#fences.get(state.id)));
@@ -345,8 +396,9 @@ export class Coalescer {
   }
 
   /**
-   * Gives each waiter its number: keyed waiters the one the store answered for their key, the others
-   * the next fresh number in batch order. Returns how many fresh numbers reached a live client.
+   * Gives each waiter its number(s): keyed waiters what the store answered for their key, the others
+   * the next fresh numbers in batch order when their size fits in what is left of the grant (the
+   * store's greedy walk, see the header). Returns how many fresh numbers reached a live client.
    */
   #handOut(id: string, waiters: readonly Waiter[], result: Reservation): number {
     const end = result.first + result.count;
@@ -356,27 +408,36 @@ export class Coalescer {
     let abandoned = 0;
     for (let i = 0; i < waiters.length; i++) {
       const waiter = waiters[i] as Waiter;
+      const size = waiter.size;
       let turno: number;
       let replayed = false;
       if (waiter.idempotencyKey !== undefined) {
         const grant = result.keyed[keyed++];
         turno = grant?.turno ?? 0;
         replayed = grant?.replayed === true;
-        if (!replayed && turno !== 0) cursor++;
+        if (!replayed && turno !== 0) cursor += size;
+        else if (replayed && (grant?.count ?? 1) !== size) {
+          this.#settle(waiter, new IdempotencyKeyReusedError(grant?.count ?? 1, size));
+          continue;
+        }
+      } else if (size <= end - cursor) {
+        // Not `cursor + size <= end`: near MAX_TURNO the sum passes 2^53 and rounds.
+        turno = cursor;
+        cursor += size;
       } else {
-        turno = cursor < end ? cursor++ : 0;
+        turno = 0;
       }
       if (turno === 0) {
-        this.#settle(waiter, new CounterExhaustedError(id));
+        this.#settle(waiter, new CounterExhaustedError(id, size === 1 ? undefined : size));
       } else if (waiter.settled || waiter.gone?.() === true) {
         this.#settle(waiter, new ClientClosedError());
-        if (!replayed) abandoned++;
+        if (!replayed) abandoned += size;
       } else {
         waiter.settled = true;
         this.#waiting--;
         waiter.resolve(turno);
         if (replayed) this.stats.replays++;
-        else delivered++;
+        else delivered += size;
       }
     }
     if (abandoned > 0) this.#abandon(abandoned);
@@ -387,10 +448,10 @@ export class Coalescer {
     const seconds = (performance.now() - inFlight.startedAt) / 1000;
     this.stats.reservations++;
     this.stats.reservationErrors++;
-    this.#observer.onReservation?.(inFlight.waiters.length, seconds, "error", state.id);
+    this.#observer.onReservation?.(inFlight.numbers, seconds, "error", state.id);
     // The store may have applied the reservation before failing to answer: those numbers are in doubt.
-    this.stats.inDoubt += inFlight.waiters.length;
-    this.#observer.onInDoubt?.(inFlight.waiters.length);
+    this.stats.inDoubt += inFlight.numbers;
+    this.#observer.onInDoubt?.(inFlight.numbers);
     if (inFlight.detached) return;
     const turnoError =
       error instanceof TurnoError ? error : new StoreUnavailableError(error instanceof Error ? error.message : String(error));

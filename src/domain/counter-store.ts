@@ -31,8 +31,16 @@ export interface KeyedWaiter {
 /** One id's share of a reservation: a batch of waiters, plain and keyed, in arrival order. */
 export interface ReservationRequest {
   readonly id: string;
-  /** How many waiters the batch has (keyed ones included); each wants one number. */
+  /** How many waiters the batch has (keyed ones included); each wants one number unless `sizes` says otherwise. */
   readonly n: number;
+  /**
+   * How many consecutive numbers each waiter wants, in batch order (length `n`). Given only when some
+   * waiter wants more than one (a batch turn, `POST /turno/:id?count=k`); undefined = one each, the
+   * common path. With sizes the store grants greedily in waiter order, all or nothing per waiter: a
+   * waiter whose size does not fit in what is left below MAX_TURNO gets nothing (and takes nothing),
+   * a later one that fits is still granted, and the granted waiters' numbers are consecutive.
+   */
+  readonly sizes?: readonly number[];
   /** The keyed waiters; a key seen before gets its old number and takes none from the counter. */
   readonly keys?: readonly KeyedWaiter[];
   /** Lifetime of the keys this reservation records (s). Needed when `keys` is not empty. */
@@ -40,20 +48,29 @@ export interface ReservationRequest {
   readonly fence?: Fence;
 }
 
-/** What a keyed waiter gets: its number (0 = none was left) and whether the key had been seen. */
+/**
+ * What a keyed waiter gets: its (first) number (0 = none was left) and whether the key had been seen.
+ * A key records its first number and how many it took, so a replay answers the same range.
+ */
 export interface KeyedGrant {
   readonly turno: number;
   readonly replayed: boolean;
+  /** For a replay: how many numbers the key recorded, when more than one (undefined = 1). */
+  readonly count?: number;
 }
 
 /** What one reservation returned. */
 export interface Reservation {
   /**
    * First fresh number; the fresh numbers are `first .. first + count - 1`, handed to the batch's
-   * non-replayed waiters in order.
+   * non-replayed waiters in order (with `sizes`: to the granted ones, each its size).
    */
   readonly first: number;
-  /** Fresh numbers granted: fewer than asked only when the counter hit MAX_TURNO (0 = exhausted). */
+  /**
+   * Fresh numbers granted: fewer than asked only when the counter hit MAX_TURNO (0 = exhausted). With
+   * `sizes`, the greedy grant over `count` picks the same waiters as over what was left (a waiter
+   * fits in one exactly when it fits in the other), so the caller recomputes it from `count` alone.
+   */
   readonly count: number;
   /**
    * The counter's epoch: raised by every admin set or reset, so a process can tell an operator's
@@ -118,7 +135,7 @@ export interface CounterStore {
   /**
    * Atomically reserves the batch's numbers. Before granting, if `fence` is given and the stored
    * epoch is older than `fence.epoch`, or equal with a value below `fence.floor`, the store raises the
-   * value to `fence.floor` (and reports `fenced`). Never moves past MAX_TURNO. Adds `n - replays` to
+   * value to `fence.floor` (and reports `fenced`). Never moves past MAX_TURNO. Adds the fresh numbers (`count`) to
    * the ledger's issued (deliveries reach the ledger through `report`). Rejects with StoreLostError or
    * StoreRollbackError when the marker check fails (see attach). When the promise resolves the
    * reservation is as durable as the store can make it.

@@ -7,6 +7,7 @@ export const ERROR_CODES = {
   TURNO_ERR_INVALID_ID: { status: 400, title: "Invalid id" },
   TURNO_ERR_INVALID_BODY: { status: 400, title: "Invalid request body" },
   TURNO_ERR_INVALID_IDEMPOTENCY_KEY: { status: 400, title: "Invalid Idempotency-Key header" },
+  TURNO_ERR_INVALID_COUNT: { status: 400, title: "Invalid count" },
   TURNO_ERR_UNAUTHORIZED: { status: 401, title: "Missing or wrong admin token" },
   TURNO_ERR_NOT_FOUND: { status: 404, title: "Not found" },
   TURNO_ERR_METHOD_NOT_ALLOWED: { status: 405, title: "Method not allowed" },
@@ -14,6 +15,7 @@ export const ERROR_CODES = {
   TURNO_ERR_PAYLOAD_TOO_LARGE: { status: 413, title: "Request body too large" },
   TURNO_ERR_URI_TOO_LONG: { status: 414, title: "URI too long" },
   TURNO_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
+  TURNO_ERR_IDEMPOTENCY_KEY_REUSED: { status: 422, title: "Idempotency-Key reused with another count" },
   TURNO_ERR_STORE_UNAVAILABLE: { status: 503, title: "Counter store unavailable" },
   TURNO_ERR_STORE_TIMEOUT: { status: 503, title: "Counter store too slow" },
   TURNO_ERR_OVERLOADED: { status: 503, title: "Too many requests waiting" },
@@ -48,10 +50,28 @@ export class InvalidIdError extends TurnoError {
 }
 
 export class CounterExhaustedError extends TurnoError {
-  constructor(id: string) {
+  /** `count`: the numbers a batch turn asked for (all or nothing); undefined for a single turn. */
+  constructor(id: string, count?: number) {
     super(
       "TURNO_ERR_COUNTER_EXHAUSTED",
-      `Counter '${id}' reached ${Number.MAX_SAFE_INTEGER} (Number.MAX_SAFE_INTEGER) and issues no more turns; an operator may reset it with DELETE /admin/turno/${id}.`,
+      count === undefined
+        ? `Counter '${id}' reached ${Number.MAX_SAFE_INTEGER} (Number.MAX_SAFE_INTEGER) and issues no more turns; an operator may reset it with DELETE /admin/turno/${id}.`
+        : `Counter '${id}' has fewer than the ${count} numbers asked for left below ${Number.MAX_SAFE_INTEGER} (Number.MAX_SAFE_INTEGER); none was taken. A smaller count may still fit; an operator may reset it with DELETE /admin/turno/${id}.`,
+    );
+  }
+}
+
+/**
+ * A key is recorded with its first number and its count; a request that reuses it with another count
+ * is another request, not a retry. It is refused (and takes no number) rather than answered with the
+ * recorded range, which is not what it asked for (the IETF httpapi Idempotency-Key draft, "Error
+ * Scenarios": a key reused with a different payload gets 422).
+ */
+export class IdempotencyKeyReusedError extends TurnoError {
+  constructor(recorded: number, asked: number) {
+    super(
+      "TURNO_ERR_IDEMPOTENCY_KEY_REUSED",
+      `This Idempotency-Key was used for a request of ${recorded} number${recorded === 1 ? "" : "s"}, not ${asked}; retry with the same count, or use a new key for a new request.`,
     );
   }
 }

@@ -1,6 +1,7 @@
 import {
   type CounterSnapshot,
   type KeyedGrant,
+  type KeyedWaiter,
   NO_KEYED_GRANTS,
   type Reservation,
   type ReservationRequest,
@@ -29,21 +30,39 @@ export interface GenerationFloor {
 export interface PlannedReservation extends Reservation {
   /** The counter's state after the reservation, to be written back atomically. */
   readonly next: CounterState;
-  /** Idempotency keys to record, with the number each got. */
-  readonly newKeys: ReadonlyArray<{ readonly key: string; readonly turno: number }>;
+  /** Idempotency keys to record, with the (first) number each got and how many (`size`). */
+  readonly newKeys: readonly KeyRecord[];
+}
+
+/** An idempotency key as a store keeps it: its first number and how many it took (1 for a single turn). */
+export interface SeenKey {
+  readonly turno: number;
+  readonly size: number;
+}
+
+interface KeyRecord extends SeenKey {
+  readonly key: string;
+}
+
+/** The grant part of a plan: fresh numbers, one answer per keyed waiter, keys to record. */
+interface Grants {
+  readonly count: number;
+  readonly keyed: readonly KeyedGrant[];
+  readonly newKeys: KeyRecord[];
 }
 
 /**
  * The reservation rule every store applies atomically (the Redis stores run the same rule in Lua, in
  * src/stores/redis-scripts.ts): apply the recovery floor to a counter of an older generation, fence
  * forward if the store went backwards, replay the keys already seen, grant the rest without passing
- * MAX_TURNO, give the keyed waiters their numbers in batch order, and update the ledger.
+ * MAX_TURNO (waiters of several sizes: greedily, all or nothing each, see grantSized), give the keyed
+ * waiters their numbers in batch order, and update the ledger.
  */
 export function planReservation(
   current: CounterState,
   request: ReservationRequest,
   store: GenerationFloor,
-  seenKey: (key: string) => number | undefined,
+  seenKey: (key: string) => SeenKey | undefined,
 ): PlannedReservation {
   let { value, epoch } = current;
   if (current.generation < store.generation && value < store.floor) value = store.floor;
@@ -54,31 +73,15 @@ export function planReservation(
     value = Math.max(value, fence.floor);
     epoch = fence.epoch;
   }
-  const keys = request.keys ?? [];
-  const replays = keys.map((k) => seenKey(k.key));
-  const replayCount = replays.filter((turno) => turno !== undefined).length;
-  const count = Math.max(0, Math.min(request.n - replayCount, MAX_TURNO - value));
-  const keyed: KeyedGrant[] = [];
-  const newKeys: Array<{ key: string; turno: number }> = [];
-  let replayedBefore = 0;
-  keys.forEach((waiter, j) => {
-    const replayed = replays[j];
-    if (replayed !== undefined) {
-      replayedBefore++;
-      keyed.push({ turno: replayed, replayed: true });
-      return;
-    }
-    const index = waiter.position - replayedBefore;
-    const turno = index < count ? value + 1 + index : 0;
-    if (turno !== 0) newKeys.push({ key: waiter.key, turno });
-    keyed.push({ turno, replayed: false });
-  });
+  const grants =
+    request.sizes === undefined ? grantSingles(request, value, seenKey) : grantSized(request, request.sizes, value, seenKey);
+  const { count, keyed, newKeys } = grants;
   return {
     first: value + 1,
     count,
     epoch,
     fenced,
-    keyed: keys.length === 0 ? NO_KEYED_GRANTS : keyed,
+    keyed,
     newKeys,
     next: {
       value: value + count,
@@ -88,4 +91,94 @@ export function planReservation(
       generation: store.generation,
     },
   };
+}
+
+/** A replayed key's answer: its recorded first number, and its count when more than one. */
+function replayGrant(seen: SeenKey): KeyedGrant {
+  return seen.size === 1 ? { turno: seen.turno, replayed: true } : { turno: seen.turno, replayed: true, count: seen.size };
+}
+
+/**
+ * One number per waiter (the common path): replay the keys already seen, grant the rest without
+ * passing MAX_TURNO, give the keyed waiters their numbers in batch order. A key that two waiters of
+ * the batch carry is new for the first and a replay for the second, as in the Lua script (its SET NX
+ * fails the second time), so both get one number.
+ */
+function grantSingles(request: ReservationRequest, value: number, seenKey: (key: string) => SeenKey | undefined): Grants {
+  const keys = request.keys ?? [];
+  const left = MAX_TURNO - value;
+  const keyed: KeyedGrant[] = [];
+  const newKeys: KeyRecord[] = [];
+  const recorded = keyMemo(keys);
+  let replayed = 0;
+  for (const waiter of keys) {
+    const seen = seenKey(waiter.key) ?? recorded?.get(waiter.key);
+    if (seen !== undefined) {
+      replayed++;
+      keyed.push(replayGrant(seen));
+      continue;
+    }
+    // Its fresh index: the waiters before it, less the replays among them.
+    const index = waiter.position - replayed;
+    const turno = index < left ? value + 1 + index : 0;
+    if (turno !== 0) {
+      newKeys.push({ key: waiter.key, turno, size: 1 });
+      recorded?.set(waiter.key, { turno, size: 1 });
+    }
+    keyed.push({ turno, replayed: false });
+  }
+  const count = Math.max(0, Math.min(request.n - replayed, left));
+  return { count, keyed: keys.length === 0 ? NO_KEYED_GRANTS : keyed, newKeys };
+}
+
+/**
+ * The keys a reservation recorded so far, so that a key two of its waiters carry is a replay for the
+ * second. None is kept for a batch with fewer than two keys (the common case).
+ */
+function keyMemo(keys: readonly KeyedWaiter[]): Map<string, SeenKey> | undefined {
+  return keys.length < 2 ? undefined : new Map();
+}
+
+/**
+ * Waiters of several sizes (batch turns), greedy in batch order: a key seen before replays its range
+ * and takes nothing; a waiter whose size fits in what is left is granted the next `size` numbers (the
+ * offset of a keyed one is the sum of the sizes granted before it); one that does not fit gets
+ * nothing, all or nothing, and the later ones that fit are still granted.
+ */
+function grantSized(
+  request: ReservationRequest,
+  sizes: readonly number[],
+  value: number,
+  seenKey: (key: string) => SeenKey | undefined,
+): Grants {
+  const keys = request.keys ?? [];
+  const keyed: KeyedGrant[] = [];
+  const newKeys: KeyRecord[] = [];
+  const left = MAX_TURNO - value;
+  const recorded = keyMemo(keys);
+  let granted = 0;
+  let j = 0;
+  for (let i = 0; i < request.n; i++) {
+    const size = sizes[i] as number;
+    const fits = size <= left - granted;
+    const waiter = keys[j];
+    if (waiter?.position !== i) {
+      if (fits) granted += size;
+      continue;
+    }
+    j++;
+    const seen = seenKey(waiter.key) ?? recorded?.get(waiter.key);
+    if (seen !== undefined) {
+      keyed.push(replayGrant(seen));
+    } else if (fits) {
+      const turno = value + 1 + granted;
+      granted += size;
+      newKeys.push({ key: waiter.key, turno, size });
+      recorded?.set(waiter.key, { turno, size });
+      keyed.push({ turno, replayed: false });
+    } else {
+      keyed.push({ turno: 0, replayed: false });
+    }
+  }
+  return { count: granted, keyed: keys.length === 0 ? NO_KEYED_GRANTS : keyed, newKeys };
 }

@@ -9,7 +9,7 @@ import { StoreTimeoutError } from "../domain/errors.ts";
 import { parseId } from "../domain/id.ts";
 import { IDEMPOTENCY_KEY_PATTERN, isCounterValue, MAX_TURNO } from "../domain/limits.ts";
 import { createAdminAuth } from "./admin-auth.ts";
-import { jsonResponse, problem, problemResponse, toTurnoError, turnoResponse } from "./responses.ts";
+import { jsonResponse, problem, problemResponse, rangeResponse, toTurnoError, turnoResponse } from "./responses.ts";
 import { pathOf, type Route, type RouteName, route } from "./router.ts";
 
 /** One sampled request's span (observability/tracing.ts): `turn` wraps a turn's number, `end` takes the response. */
@@ -29,6 +29,8 @@ export interface AppOptions {
   readonly recover?: (floor: number) => Promise<StoreMarker>;
   readonly adminToken: string | undefined;
   readonly deadlineMs: number;
+  /** Largest `count` of a batch turn (`POST /turno/:id?count=k`). Default 1000. */
+  readonly maxBatchCount?: number;
   readonly maxUrlLength: number;
   readonly maxBodyBytes: number;
   /** Serves the status page at `/` and its data at `/status.json` (given the path); undefined = 404. */
@@ -55,6 +57,7 @@ const ADMIN_ALLOW = { allow: "PUT, DELETE" };
 
 export function createApp(options: AppOptions): App {
   const { coalescer, store, deadlineMs } = options;
+  const maxBatchCount = options.maxBatchCount ?? DEFAULT_MAX_BATCH_COUNT;
   const isAdmin = options.adminToken === undefined ? undefined : createAdminAuth(options.adminToken);
   const traceRequest = options.traceRequest;
   let draining = false;
@@ -74,7 +77,16 @@ export function createApp(options: AppOptions): App {
     if (key !== null && !IDEMPOTENCY_KEY_PATTERN.test(key)) {
       return problem("TURNO_ERR_INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-128 visible ASCII characters.", where.path);
     }
+    // Only a request target with a query can be a batch turn: the common one pays one indexOf.
+    const query = request.url.indexOf("?");
+    const count = query < 0 ? undefined : parseCount(request.url.slice(query + 1), request.method, maxBatchCount, where.path);
+    if (count instanceof Response) return count;
     const turnRequest = { gone: () => request.signal.aborted, idempotencyKey: key ?? undefined };
+    if (count !== undefined) {
+      const next = () => coalescer.nextRange(id, count, turnRequest);
+      const first = await (span === undefined ? next() : span.turn(id, next));
+      return rangeResponse(id, first, first + count - 1);
+    }
     const turno = await (span === undefined
       ? coalescer.next(id, turnRequest)
       : span.turn(id, () => coalescer.next(id, turnRequest)));
@@ -233,6 +245,27 @@ export function createApp(options: AppOptions): App {
       return draining;
     },
   };
+}
+
+const DEFAULT_MAX_BATCH_COUNT = 1000;
+const COUNT_PATTERN = /^[1-9][0-9]{0,15}$/;
+
+/**
+ * A batch turn's `count` from the query: undefined when there is none (a single turn), else a whole
+ * number in [1, max], given once, on POST only (a GET must stay one number: a kiosk or a prefetching
+ * client must not burn k). Anything else is a 400 Response, before any number is taken.
+ */
+function parseCount(query: string, method: string, max: number, path: string): number | undefined | Response {
+  const values = new URLSearchParams(query).getAll("count");
+  if (values.length === 0) return undefined;
+  const usage = `count must be a whole number from 1 to ${max} (option --max-batch-count), given once, on POST /turno/:id?count=k`;
+  const raw = values[0] as string;
+  let why: string | undefined;
+  if (method !== "POST") why = `${method} takes no count`;
+  else if (values.length > 1) why = "count was given more than once";
+  else if (!COUNT_PATTERN.test(raw) || Number(raw) > max) why = `got '${raw.slice(0, 32)}'`;
+  if (why === undefined) return Number(raw);
+  return problem("TURNO_ERR_INVALID_COUNT", `${usage}; ${why}.`, path);
 }
 
 function notAllowed(method: string, where: Route, allow: Record<string, string>): Response {

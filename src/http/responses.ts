@@ -12,6 +12,11 @@ export function turnoResponse(id: string, turno: number): Response {
   return new Response(`{"id":"${id}","turno":${turno}}`, { headers: JSON_HEADERS });
 }
 
+/** A batch turn's answer `{"id":"<id>","first":<n>,"last":<m>}`: the numbers first..last. */
+export function rangeResponse(id: string, first: number, last: number): Response {
+  return new Response(`{"id":"${id}","first":${first},"last":${last}}`, { headers: JSON_HEADERS });
+}
+
 export function jsonResponse(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), { status, headers: JSON_HEADERS });
 }

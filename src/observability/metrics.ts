@@ -90,7 +90,7 @@ export function createMetrics(sources: MetricsSources): TurnMetrics {
   );
   const batchSize = new LeanHistogram(
     "turnomatic_batch_size",
-    "Numbers reserved per store round trip (requests coalesced into one reservation).",
+    "Numbers reserved per store round trip (requests coalesced into one reservation; a batch turn counts its count).",
     BATCH_BUCKETS,
   ).series();
   const storeSeconds = new LeanHistogram(

@@ -17,7 +17,7 @@ export class MemoryStore implements CounterStore {
   readonly kind = "memory";
   readonly durable = false;
   readonly #counters = new Map<string, CounterState>();
-  readonly #idempotency = new Map<string, { turno: number; expiresAt: number }>();
+  readonly #idempotency = new Map<string, { turno: number; size: number; expiresAt: number }>();
   #marker: StoreMarker = { uid: "memory", generation: 1, recovered: false, floor: 0, halted: undefined };
   #totals: Ledger = { issued: 0, delivered: 0 };
 
@@ -26,11 +26,12 @@ export class MemoryStore implements CounterStore {
     const { id } = request;
     const plan = planReservation(this.#counters.get(id) ?? EMPTY_COUNTER, request, this.#marker, (key) => {
       const seen = this.#idempotency.get(`${id}\u0000${key}`);
-      return seen !== undefined && seen.expiresAt > now ? seen.turno : undefined;
+      return seen !== undefined && seen.expiresAt > now ? seen : undefined;
     });
     this.#counters.set(id, plan.next);
     const ttlMs = (request.keyTtlSeconds ?? 0) * 1000;
-    for (const { key, turno } of plan.newKeys) this.#idempotency.set(`${id}\u0000${key}`, { turno, expiresAt: now + ttlMs });
+    for (const { key, turno, size } of plan.newKeys)
+      this.#idempotency.set(`${id}\u0000${key}`, { turno, size, expiresAt: now + ttlMs });
     if (plan.newKeys.length > 0) this.#pruneIdempotency(now);
     this.#addTotals(plan.count, 0);
     return plan;

@@ -22,7 +22,8 @@
  *
  * Cost: per call, one HMGET and one HSET of the marker; per id, one HMGET and one HINCRBY of the
  * counter; per idempotency key one SET NX (a new key) or one SET NX and one GET (a replay). That is as many commands per id as the INCR-like
- * HINCRBY of before the ledger, and the marker work is shared by every id of a call.
+ * HINCRBY of before the ledger, and the marker work is shared by every id of a call. Batch turns
+ * add no command: only a loop over the waiters' sizes (GRANT_SIZED), for the ids that have them.
  */
 
 /** Errors the scripts raise; the store maps them to StoreLostError / StoreRollbackError. */
@@ -56,20 +57,66 @@ end
 `;
 
 /**
+ * The grant of an id whose waiters want several numbers each (batch turns), apart from the common
+ * path so that path stays as it was. Greedy in waiter order, all or nothing per waiter, as
+ * plan-reservation.ts's grantSized: a waiter that fits in what is left takes the next `size` numbers
+ * (a keyed one is offset by the sizes granted before it, not by its position), one that does not fit
+ * takes none and later ones may still fit; a key seen before answers its recorded range and takes
+ * none. A key records "first" for one number and "first:size" for more, so a replay (here or on the
+ * common path) tells its size. `positions`: ARGV index before the k keyed positions; `sizes`: ARGV
+ * index of the first of the w sizes. Returns the numbers granted.
+ */
+const GRANT_SIZED = `
+local function grant_sized(ki, positions, sizes, k, w, value, left, ttl, out)
+  local granted, j = 0, 1
+  local keyed_at = -1
+  if k > 0 then keyed_at = tonumber(ARGV[positions + 1]) end
+  for i = 0, w - 1 do
+    local size = tonumber(ARGV[sizes + i])
+    local fits = size <= left - granted
+    if i ~= keyed_at then
+      if fits then granted = granted + size end
+    else
+      local idem, turno = KEYS[ki + j], nil
+      if fits then
+        turno = fmt(value + 1 + granted)
+        local record = turno
+        if size > 1 then record = turno .. ':' .. fmt(size) end
+        if redis.call('SET', idem, record, 'PX', ttl, 'NX') then granted = granted + size else turno = nil end
+      end
+      local slot = #out
+      if turno then
+        out[slot + 1], out[slot + 2] = turno, 0
+      else
+        local seen = redis.call('GET', idem)
+        if seen then out[slot + 1], out[slot + 2] = seen, 1 else out[slot + 1], out[slot + 2] = '0', 0 end
+      end
+      j = j + 1
+      keyed_at = -1
+      if j <= k then keyed_at = tonumber(ARGV[positions + j]) end
+    end
+  end
+  return granted
+end
+`;
+
+/**
  * Reservations of one or more ids (one id per call on a Cluster, whose keys may not span slots).
  * The rule is src/domain/plan-reservation.ts's, in Lua.
  *
  * KEYS: marker, then for each id its counter hash followed by its k idempotency keys.
  * ARGV: uid, seen, max, key ttl ms, then for each id: n, fence floor ('' = none), fence epoch, k,
- *       and the k batch positions of the keyed waiters.
- * Returns: seq, then for each id first, count, epoch, fenced (1/0), and (turno, replayed) per key.
+ *       and the k batch positions of the keyed waiters; an id with batch turns (request.sizes) sends
+ *       -n instead of n and, after the positions, the n sizes (GRANT_SIZED).
+ * Returns: seq, then for each id first, count, epoch, fenced (1/0), and (turno, replayed) per key
+ *       (a replayed batch key answers "first:count").
  *
  * The common path per id is two commands and no string formatting: HMGET v e g, HINCRBY v. The
  * ledger's `issued` is not written: it is `v - s`, where `s` counts the numbers a counter skipped
  * without issuing them (a recovery floor, a fence; admin moves in SET_SCRIPT), written only then.
  * Replies are RESP integers below 2^52, where ioredis decodes them exactly, else decimal strings.
  */
-export const RESERVE_SCRIPT = `${PRELUDE}${CHECK_MARKER}
+export const RESERVE_SCRIPT = `${PRELUDE}${CHECK_MARKER}${GRANT_SIZED}
 local m, err = check_marker(KEYS[1], ARGV[1], ARGV[2])
 if not m then return redis.error_reply(err) end
 local gen = tonumber(m[4] or '0')
@@ -102,29 +149,34 @@ while ai <= #ARGV do
   local left = max - value
   local at, before = #out, 0
   out[at + 1], out[at + 2], out[at + 3], out[at + 4] = num(value + 1), 0, epoch, fenced
-  for j = 1, k do
-    local idem, index = KEYS[ki + j], tonumber(ARGV[ai + 3 + j]) - before
-    local turno = nil
-    if index < left then
-      turno = fmt(value + 1 + index)
-      if not redis.call('SET', idem, turno, 'PX', ttl, 'NX') then turno = nil end
-    end
-    local slot = #out
-    if turno then
-      out[slot + 1], out[slot + 2] = turno, 0
-    else
-      local seen = redis.call('GET', idem)
-      if seen then
-        out[slot + 1], out[slot + 2] = seen, 1
-        before = before + 1
+  local want
+  if n < 0 then
+    want = grant_sized(ki, ai + 3, ai + 4 + k, k, -n, value, left, ttl, out)
+  else
+    for j = 1, k do
+      local idem, index = KEYS[ki + j], tonumber(ARGV[ai + 3 + j]) - before
+      local turno = nil
+      if index < left then
+        turno = fmt(value + 1 + index)
+        if not redis.call('SET', idem, turno, 'PX', ttl, 'NX') then turno = nil end
+      end
+      local slot = #out
+      if turno then
+        out[slot + 1], out[slot + 2] = turno, 0
       else
-        out[slot + 1], out[slot + 2] = '0', 0
+        local seen = redis.call('GET', idem)
+        if seen then
+          out[slot + 1], out[slot + 2] = seen, 1
+          before = before + 1
+        else
+          out[slot + 1], out[slot + 2] = '0', 0
+        end
       end
     end
+    want = n - before
+    if want > left then want = left end
+    if want < 0 then want = 0 end
   end
-  local want = n - before
-  if want > left then want = left end
-  if want < 0 then want = 0 end
   out[at + 2] = want
   if dirty then
     redis.call('HSET', key, 'v', fmt(value + want), 'e', fmt(epoch), 'g', fmt(gen))
@@ -134,6 +186,7 @@ while ai <= #ARGV do
   end
   sum_n = sum_n + want
   ki, ai = ki + 1 + k, ai + 4 + k
+  if n < 0 then ai = ai - n end
 end
 local seq = tonumber(m[2] or '0') + 1
 redis.call('HSET', KEYS[1], 'seq', fmt(seq), 'ti', fmt(tonumber(m[6] or '0') + sum_n))

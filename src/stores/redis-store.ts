@@ -219,12 +219,15 @@ export class RedisCounterStore implements CounterStore {
       keys.push(counterKey);
       const fence = request.fence;
       const waiters = request.keys ?? [];
-      args.push(request.n, fence === undefined ? "" : String(fence.floor), fence?.epoch ?? 0);
+      const sizes = request.sizes;
+      // Batch turns send -n and the sizes after the positions (RESERVE_SCRIPT, GRANT_SIZED).
+      args.push(sizes === undefined ? request.n : -request.n, fence === undefined ? "" : String(fence.floor), fence?.epoch ?? 0);
       args.push(waiters.length);
       for (const waiter of waiters) {
         keys.push(`${counterKey}:idem:${waiter.key}`);
         args.push(waiter.position);
       }
+      if (sizes !== undefined) for (const size of sizes) args.push(size);
     }
     this.#watch(this.callScript("turnoReserve", keys, args) as Promise<Array<string | number>>).then(
       (reply) => {
@@ -422,7 +425,6 @@ function keyTtlMs(chunk: readonly PendingReservation[]): number {
   return Math.max(1, Math.round(seconds * 1000));
 }
 
-/** Reads one id's share of a reservation reply, starting at `at`, with `k` keyed waiters. */
 /**
  * Reads one id's share of a reservation reply, starting at `at`, with `k` keyed waiters. Values are
  * RESP integers (small ones) or decimal strings (numbers near MAX_TURNO): Number() reads both.
@@ -431,9 +433,7 @@ function toReservation(reply: ReadonlyArray<string | number>, at: number, k: num
   let keyed: readonly KeyedGrant[] = NO_KEYED_GRANTS;
   if (k > 0) {
     const grants: KeyedGrant[] = [];
-    for (let j = 0; j < k; j++) {
-      grants.push({ turno: Number(reply[at + 4 + 2 * j]), replayed: Number(reply[at + 5 + 2 * j]) === 1 });
-    }
+    for (let j = 0; j < k; j++) grants.push(toKeyedGrant(reply[at + 4 + 2 * j], Number(reply[at + 5 + 2 * j]) === 1));
     keyed = grants;
   }
   return {
@@ -443,6 +443,14 @@ function toReservation(reply: ReadonlyArray<string | number>, at: number, k: num
     fenced: Number(reply[at + 3]) === 1,
     keyed,
   };
+}
+
+/** A key's answer: "first" (one number) or, for a replayed batch key, "first:count" (GRANT_SIZED). */
+function toKeyedGrant(turno: string | number | undefined, replayed: boolean): KeyedGrant {
+  const colon = typeof turno === "string" ? turno.indexOf(":") : -1;
+  if (colon < 0) return { turno: Number(turno), replayed };
+  const text = turno as string;
+  return { turno: Number(text.slice(0, colon)), replayed, count: Number(text.slice(colon + 1)) };
 }
 
 function toMarker(fields: MarkerFields): StoreMarker {

@@ -20,7 +20,7 @@ import type {
   StoreMarker,
 } from "../domain/counter-store.ts";
 import { StoreLostError, StoreRollbackError, StoreUnavailableError } from "../domain/errors.ts";
-import { type CounterState, EMPTY_COUNTER, planReservation } from "../domain/plan-reservation.ts";
+import { type CounterState, EMPTY_COUNTER, planReservation, type SeenKey } from "../domain/plan-reservation.ts";
 import { WriteHealth, type WriteHealthObserver } from "./write-health.ts";
 
 export interface SqliteStoreOptions {
@@ -97,7 +97,7 @@ function retryWhileBusy(step: () => unknown, timeoutMs: number): void {
 
 const SCHEMA = [
   "CREATE TABLE IF NOT EXISTS counters (id TEXT PRIMARY KEY, value INTEGER NOT NULL, epoch INTEGER NOT NULL) WITHOUT ROWID",
-  "CREATE TABLE IF NOT EXISTS idempotency_keys (id TEXT NOT NULL, key TEXT NOT NULL, turno INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (id, key)) WITHOUT ROWID",
+  "CREATE TABLE IF NOT EXISTS idempotency_keys (id TEXT NOT NULL, key TEXT NOT NULL, turno INTEGER NOT NULL, expires_at INTEGER NOT NULL, size INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (id, key)) WITHOUT ROWID",
   // One row, present from the start: uid '' until the store is initialized; seq and the store-wide
   // ledger are counted from the first reservation on.
   "CREATE TABLE IF NOT EXISTS store_marker (k INTEGER PRIMARY KEY CHECK (k = 0), uid TEXT NOT NULL, generation INTEGER NOT NULL, seq INTEGER NOT NULL, recovered INTEGER NOT NULL, floor INTEGER NOT NULL, halted TEXT, issued INTEGER NOT NULL, delivered INTEGER NOT NULL)",
@@ -106,6 +106,8 @@ const SCHEMA = [
 
 /** Ledger and generation columns, added to a counters table made before they existed. */
 const LEDGER_COLUMNS = ["issued", "delivered", "generation"];
+/** How many numbers a key took (batch turns), added to a keys table made before batches existed. */
+const KEY_COLUMNS = [{ name: "size", definition: "INTEGER NOT NULL DEFAULT 1" }];
 
 export class SqliteStore implements CounterStore {
   readonly kind = "sqlite";
@@ -161,11 +163,11 @@ export class SqliteStore implements CounterStore {
     this.#addDelivered = db.query<unknown, [string, number]>(
       "INSERT INTO counters (id, value, epoch, delivered) VALUES (?1, 0, 0, ?2) ON CONFLICT (id) DO UPDATE SET delivered = delivered + excluded.delivered",
     );
-    this.#selectKey = db.query<{ turno: number }, [string, string, number]>(
-      "SELECT turno FROM idempotency_keys WHERE id = ? AND key = ? AND expires_at > ?",
+    this.#selectKey = db.query<SeenKey, [string, string, number]>(
+      "SELECT turno, size FROM idempotency_keys WHERE id = ? AND key = ? AND expires_at > ?",
     );
-    this.#insertKey = db.query<unknown, [string, string, number, number]>(
-      "INSERT OR REPLACE INTO idempotency_keys (id, key, turno, expires_at) VALUES (?, ?, ?, ?)",
+    this.#insertKey = db.query<unknown, [string, string, number, number, number]>(
+      "INSERT OR REPLACE INTO idempotency_keys (id, key, turno, expires_at, size) VALUES (?, ?, ?, ?, ?)",
     );
     this.#pruneKeys = db.query<unknown, [number]>("DELETE FROM idempotency_keys WHERE expires_at <= ?");
     this.#selectMarker = db.query<MarkerRow, []>("SELECT * FROM store_marker WHERE k = 0");
@@ -183,13 +185,13 @@ export class SqliteStore implements CounterStore {
       const { id } = request;
       const now = Date.now();
       const current = this.#read(id);
-      const plan = planReservation(current, request, marker, (key) => this.#selectKey.get(id, key, now)?.turno);
+      const plan = planReservation(current, request, marker, (key) => this.#selectKey.get(id, key, now) ?? undefined);
       const { next } = plan;
       if (plan.count > 0 || plan.fenced || next.generation !== current.generation) {
         this.#upsert.run(id, next.value, next.epoch, next.issued, next.delivered, next.generation);
       }
       const expiresAt = now + (request.keyTtlSeconds ?? 0) * 1000;
-      for (const { key, turno } of plan.newKeys) this.#insertKey.run(id, key, turno, expiresAt);
+      for (const { key, turno, size } of plan.newKeys) this.#insertKey.run(id, key, turno, expiresAt, size);
       this.#advanceMarker.run(plan.count, 0);
       return plan;
     }) as Promise<Reservation>;
@@ -450,6 +452,15 @@ function createSchema(db: Database): void {
   );
   for (const column of LEDGER_COLUMNS) {
     if (!columns.has(column)) db.run(`ALTER TABLE counters ADD COLUMN ${column} INTEGER NOT NULL DEFAULT 0`);
+  }
+  const keyColumns = new Set(
+    db
+      .query<{ name: string }, []>("PRAGMA table_info(idempotency_keys)")
+      .all()
+      .map((c) => c.name),
+  );
+  for (const { name, definition } of KEY_COLUMNS) {
+    if (!keyColumns.has(name)) db.run(`ALTER TABLE idempotency_keys ADD COLUMN ${name} ${definition}`);
   }
 }
 

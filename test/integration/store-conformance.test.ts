@@ -3,9 +3,11 @@
  * added later register in helpers/store-factories.ts).
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import type { CounterStore, Fence, Reservation } from "../../src/domain/counter-store.ts";
+import { Coalescer } from "../../src/allocation/coalescer.ts";
+import type { CounterStore, Fence, KeyedWaiter, Reservation } from "../../src/domain/counter-store.ts";
 import { StoreLostError, StoreRollbackError } from "../../src/domain/errors.ts";
 import { MAX_TURNO } from "../../src/domain/limits.ts";
+import { checkHistory, formatVerdict, type HistoryEntry } from "../../harness/history-checker.ts";
 import { STORE_FIXTURES } from "../../harness/store-factories.ts";
 
 /** A batch of `n` plain waiters. */
@@ -17,6 +19,11 @@ function reserve(store: CounterStore, id: string, n: number, fence?: Fence): Pro
 async function reserveKeyed(store: CounterStore, id: string, key: string, ttlSeconds: number) {
   const result = await store.reserve({ id, n: 1, keys: [{ position: 0, key }], keyTtlSeconds: ttlSeconds });
   return result.keyed[0] as { turno: number; replayed: boolean };
+}
+
+/** A batch of waiters of these sizes (batch turns), some keyed. */
+function reserveSized(store: CounterStore, id: string, sizes: number[], keys?: KeyedWaiter[]): Promise<Reservation> {
+  return store.reserve({ id, n: sizes.length, sizes, keys, keyTtlSeconds: keys === undefined ? undefined : 60 });
 }
 
 for (const makeFixture of STORE_FIXTURES) {
@@ -172,6 +179,170 @@ for (const makeFixture of STORE_FIXTURES) {
       const after = await store.totals();
       expect(after.issued - before.issued).toBe(12);
       expect(after.delivered - before.delivered).toBe(9);
+    });
+
+    test("batch turns: waiters of several sizes get consecutive ranges in waiter order", async () => {
+      const store = await fresh();
+      expect(await reserveSized(store, "bt", [1, 100, 1, 5])).toMatchObject({ first: 1, count: 107, fenced: false });
+      expect(await reserve(store, "bt", 1)).toMatchObject({ first: 108, count: 1 });
+      expect(await reserveSized(store, "bt", [1000])).toMatchObject({ first: 109, count: 1000 });
+      expect(await store.peek("bt")).toEqual({ value: 1108, epoch: 0 });
+      expect(await store.ledger("bt")).toEqual({ issued: 1108, delivered: 0 });
+      // A fence applies to a sized reservation as to any other.
+      expect(await reserveSized(store, "bt-fenced", [2, 3], undefined)).toMatchObject({ first: 1, count: 5 });
+      expect(await store.reserve({ id: "bt-fenced", n: 1, sizes: [4], fence: { floor: 50, epoch: 0 } })).toMatchObject({
+        first: 51,
+        count: 4,
+        fenced: true,
+      });
+    });
+
+    test("batch turns at exhaustion: all or nothing per waiter, the counter untouched by a batch that does not fit", async () => {
+      const store = await fresh();
+      await store.set("bx", MAX_TURNO - 5);
+      const before = await store.totals();
+      // Five left: 10 does not fit (takes none), 1 and 3 do, 2 no longer does.
+      expect(await reserveSized(store, "bx", [10, 1, 3, 2])).toMatchObject({ first: MAX_TURNO - 4, count: 4 });
+      expect((await store.peek("bx")).value).toBe(MAX_TURNO - 1);
+      // A batch alone that does not fit changes nothing: value, ledger, store-wide totals.
+      expect(await reserveSized(store, "bx", [2])).toMatchObject({ count: 0 });
+      expect((await store.peek("bx")).value).toBe(MAX_TURNO - 1);
+      expect(await store.ledger("bx")).toEqual({ issued: 4, delivered: 0 });
+      expect((await store.totals()).issued - before.issued).toBe(4);
+      // The remaining number still goes to a single turn, exactly MAX_SAFE_INTEGER (decimal replies).
+      expect(await reserve(store, "bx", 1)).toMatchObject({ first: MAX_TURNO, count: 1 });
+      expect(await reserveSized(store, "bx", [1, 2])).toMatchObject({ count: 0 });
+      expect((await store.peek("bx")).value).toBe(MAX_TURNO);
+    });
+
+    test("keyed batch turns: the key records first and count; a replay in a mixed reservation takes nothing", async () => {
+      const store = await fresh();
+      const opened = await reserveSized(store, "kb", [3], [{ position: 0, key: "order-1" }]);
+      expect(opened).toMatchObject({ first: 1, count: 3 });
+      expect(opened.keyed).toEqual([{ turno: 1, replayed: false }]);
+      // plain 2, replay of order-1 (3), plain 1, new keyed 4, new keyed single, replay on the common path later.
+      const mixed = await reserveSized(
+        store,
+        "kb",
+        [2, 3, 1, 4, 1],
+        [
+          { position: 1, key: "order-1" },
+          { position: 3, key: "order-2" },
+          { position: 4, key: "one" },
+        ],
+      );
+      expect(mixed).toMatchObject({ first: 4, count: 8 });
+      expect(mixed.keyed).toEqual([
+        { turno: 1, replayed: true, count: 3 },
+        { turno: 7, replayed: false },
+        { turno: 11, replayed: false },
+      ]);
+      // Replays through the common (unsized) path tell the recorded count, or none for one number.
+      const replays = await store.reserve({
+        id: "kb",
+        n: 3,
+        keys: [
+          { position: 0, key: "order-2" },
+          { position: 1, key: "one" },
+        ],
+        keyTtlSeconds: 60,
+      });
+      expect(replays).toMatchObject({ first: 12, count: 1 });
+      expect(replays.keyed).toEqual([
+        { turno: 7, replayed: true, count: 4 },
+        { turno: 11, replayed: true },
+      ]);
+      expect(await store.ledger("kb")).toEqual({ issued: 12, delivered: 0 });
+      // A keyed batch that does not fit is not recorded: after a reset the same key takes fresh numbers.
+      await store.set("kb-end", MAX_TURNO - 2);
+      const late = await reserveSized(
+        store,
+        "kb-end",
+        [3, 2],
+        [
+          { position: 0, key: "late" },
+          { position: 1, key: "top" },
+        ],
+      );
+      expect(late).toMatchObject({ first: MAX_TURNO - 1, count: 2 });
+      expect(late.keyed).toEqual([
+        { turno: 0, replayed: false },
+        { turno: MAX_TURNO - 1, replayed: false },
+      ]);
+      expect((await reserveSized(store, "kb-end", [2], [{ position: 0, key: "top" }])).keyed).toEqual([
+        { turno: MAX_TURNO - 1, replayed: true, count: 2 },
+      ]);
+      await store.set("kb-end", 0);
+      expect((await reserveSized(store, "kb-end", [3], [{ position: 0, key: "late" }])).keyed).toEqual([
+        { turno: 1, replayed: false },
+      ]);
+    });
+
+    test("one key twice in one reservation: the second waiter replays the first, single or batch", async () => {
+      const store = await fresh();
+      const singles = await store.reserve({
+        id: "dup",
+        n: 3,
+        keys: [
+          { position: 0, key: "twice" },
+          { position: 2, key: "twice" },
+        ],
+        keyTtlSeconds: 60,
+      });
+      expect(singles).toMatchObject({ first: 1, count: 2 });
+      expect(singles.keyed).toEqual([
+        { turno: 1, replayed: false },
+        { turno: 1, replayed: true },
+      ]);
+      const sized = await reserveSized(
+        store,
+        "dup",
+        [4, 1, 4],
+        [
+          { position: 0, key: "batch-twice" },
+          { position: 2, key: "batch-twice" },
+        ],
+      );
+      expect(sized).toMatchObject({ first: 3, count: 5 });
+      expect(sized.keyed).toEqual([
+        { turno: 3, replayed: false },
+        { turno: 3, replayed: true, count: 4 },
+      ]);
+      expect(await store.ledger("dup")).toEqual({ issued: 7, delivered: 0 });
+    });
+
+    test("batch and single turns concurrently through the coalescer: I1-I4 over every number, ledger", async () => {
+      const store = await fresh();
+      const coalescer = new Coalescer(store, {
+        deadlineMs: 10_000,
+        maxBatch: 64,
+        maxWaitingPerId: 100_000,
+        maxWaiting: 100_000,
+        fencing: true,
+      });
+      const history: HistoryEntry[] = [];
+      let wanted = 0;
+      const client = async (c: number) => {
+        for (let r = 0; r < 15; r++) {
+          // A mix of single turns, batches below maxBatch and batches above it (they go alone), some keyed.
+          const count = (c + r) % 3 === 0 ? 1 + ((c * 7 + r * 13) % 90) : 1;
+          const idempotencyKey = (c + r) % 5 === 0 ? `c${c}-r${r}` : undefined;
+          wanted += count;
+          const sentAt = performance.now();
+          const first = await (count === 1
+            ? coalescer.next("mixed", { idempotencyKey })
+            : coalescer.nextRange("mixed", count, { idempotencyKey }));
+          history.push({ id: "mixed", sentAt, doneAt: performance.now(), status: 200, first, last: first + count - 1, count });
+        }
+      };
+      await Promise.all(Array.from({ length: 40 }, (_, c) => client(c)));
+      await coalescer.close();
+      // Coalesced: far fewer reservations than requests, so batches shared reservations with singles.
+      expect(coalescer.stats.reservations).toBeLessThan(history.length / 2);
+      const verdict = checkHistory(history, { after: new Map([["mixed", (await store.peek("mixed")).value]]) });
+      if (!verdict.ok) throw new Error(formatVerdict(verdict));
+      expect(verdict.totals.numbers).toBe(wanted);
+      expect(await store.ledger("mixed")).toEqual({ issued: wanted, delivered: wanted });
     });
 
     if (fixture.durable !== false) {

@@ -244,3 +244,140 @@ describe("coalescer", () => {
     await coalescer.close();
   });
 });
+
+/** The rejection's problem code, or the value when it resolved. */
+const outcome = (promise: Promise<number>) =>
+  promise.then(
+    (value) => value,
+    (error: { code?: string }) => error.code,
+  );
+
+describe("coalescer, batch turns", () => {
+  test("a batch rides in the same reservation as single turns; sizes go to the store only then", async () => {
+    const store = new GatedStore();
+    const hold = gate();
+    store.gate = hold.promise;
+    const coalescer = new Coalescer(store, OPTIONS);
+    const first = coalescer.next("b");
+    const rest = [coalescer.next("b"), coalescer.nextRange("b", 100), coalescer.next("b"), coalescer.nextRange("b", 3)];
+    hold.open();
+    expect(await first).toBe(1);
+    expect(await Promise.all(rest)).toEqual([2, 3, 103, 104]);
+    expect(store.requests.map((r) => r.sizes)).toEqual([undefined, [1, 100, 1, 3]]);
+    expect(store.calls).toEqual([1, 4]);
+    expect(await coalescer.next("b")).toBe(107);
+    expect(store.requests[2]?.sizes).toBeUndefined();
+    await coalescer.close();
+    expect(await store.ledger("b")).toEqual({ issued: 107, delivered: 107 });
+  });
+
+  test("maxBatch bounds the numbers of a reservation; a batch above it goes alone", async () => {
+    const store = new GatedStore();
+    const hold = gate();
+    store.gate = hold.promise;
+    const coalescer = new Coalescer(store, { ...OPTIONS, maxBatch: 10 });
+    const all = [
+      coalescer.next("m"),
+      coalescer.nextRange("m", 5),
+      coalescer.nextRange("m", 5),
+      coalescer.nextRange("m", 20),
+      coalescer.next("m"),
+    ];
+    hold.open();
+    expect(await Promise.all(all)).toEqual([1, 2, 7, 12, 32]);
+    expect(store.requests.map((r) => r.sizes ?? r.n)).toEqual([1, [5, 5], [20], 1]);
+    await coalescer.close();
+  });
+
+  test("at exhaustion a batch that does not fit takes nothing (409); later waiters that fit are served", async () => {
+    const store = new GatedStore();
+    await store.set("x", MAX_TURNO - 5);
+    const hold = gate();
+    store.gate = hold.promise;
+    const coalescer = new Coalescer(store, OPTIONS);
+    const first = coalescer.next("x"); // MAX - 4, alone; four left behind it
+    const rest = [coalescer.nextRange("x", 10), coalescer.next("x"), coalescer.nextRange("x", 3), coalescer.nextRange("x", 2)];
+    hold.open();
+    expect(await first).toBe(MAX_TURNO - 4);
+    expect(await Promise.all(rest.map(outcome))).toEqual([
+      "TURNO_ERR_COUNTER_EXHAUSTED",
+      MAX_TURNO - 3,
+      MAX_TURNO - 2,
+      "TURNO_ERR_COUNTER_EXHAUSTED",
+    ]);
+    expect((await store.peek("x")).value).toBe(MAX_TURNO);
+    await coalescer.close();
+    expect(await store.ledger("x")).toEqual({ issued: 5, delivered: 5 });
+  });
+
+  test("a batch alone at exhaustion leaves the counter unchanged; the remaining numbers still go to singles", async () => {
+    const store = new MemoryStore();
+    await store.set("y", MAX_TURNO - 3);
+    const coalescer = new Coalescer(store, OPTIONS);
+    const error = await coalescer.nextRange("y", 4).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "TURNO_ERR_COUNTER_EXHAUSTED", status: 409 });
+    expect((error as Error).message).toContain("none was taken");
+    expect((await store.peek("y")).value).toBe(MAX_TURNO - 3);
+    expect(await store.ledger("y")).toEqual({ issued: 0, delivered: 0 });
+    expect(await coalescer.nextRange("y", 3)).toBe(MAX_TURNO - 2);
+    expect(await outcome(coalescer.next("y"))).toBe("TURNO_ERR_COUNTER_EXHAUSTED");
+    await coalescer.close();
+  });
+
+  test("a keyed batch replays its range; the same key with another count is refused and takes nothing", async () => {
+    const store = new GatedStore();
+    const coalescer = new Coalescer(store, OPTIONS);
+    expect(await coalescer.nextRange("k", 3, { idempotencyKey: "order-1" })).toBe(1);
+    expect(await coalescer.nextRange("k", 3, { idempotencyKey: "order-1" })).toBe(1);
+    const other = await coalescer.nextRange("k", 4, { idempotencyKey: "order-1" }).catch((e: unknown) => e);
+    expect(other).toMatchObject({ code: "TURNO_ERR_IDEMPOTENCY_KEY_REUSED", status: 422 });
+    expect(await outcome(coalescer.next("k", { idempotencyKey: "order-1" }))).toBe("TURNO_ERR_IDEMPOTENCY_KEY_REUSED");
+    // A single turn's key, retried as a batch, is refused the same way.
+    expect(await coalescer.next("k", { idempotencyKey: "single" })).toBe(4);
+    expect(await outcome(coalescer.nextRange("k", 2, { idempotencyKey: "single" }))).toBe("TURNO_ERR_IDEMPOTENCY_KEY_REUSED");
+    expect((await store.peek("k")).value).toBe(4);
+    // Replayed in one reservation with fresh waiters: the keyed offsets count sizes, not positions.
+    const hold = gate();
+    store.gate = hold.promise;
+    const head = coalescer.next("k"); // 5
+    const mixed = [
+      coalescer.nextRange("k", 2), // 6..7
+      coalescer.nextRange("k", 3, { idempotencyKey: "order-1" }), // replay 1..3
+      coalescer.next("k"), // 8
+      coalescer.nextRange("k", 4, { idempotencyKey: "order-2" }), // 9..12
+      coalescer.next("k", { idempotencyKey: "single" }), // replay 4
+      coalescer.next("k"), // 13
+    ];
+    hold.open();
+    expect(await head).toBe(5);
+    expect(await Promise.all(mixed)).toEqual([6, 1, 8, 9, 4, 13]);
+    expect(await coalescer.nextRange("k", 4, { idempotencyKey: "order-2" })).toBe(9);
+    await coalescer.close();
+    expect(await store.ledger("k")).toEqual({ issued: 13, delivered: 13 });
+  });
+
+  test("a batch whose client went away is counted lost, all of its numbers", async () => {
+    const store = new GatedStore();
+    const hold = gate();
+    store.gate = hold.promise;
+    const coalescer = new Coalescer(store, OPTIONS);
+    const controller = new AbortController();
+    const gone = coalescer.nextRange("g", 50, { gone: () => controller.signal.aborted }).catch(() => undefined);
+    const kept = coalescer.nextRange("g", 7);
+    controller.abort();
+    hold.open();
+    await gone;
+    expect(await kept).toBe(51);
+    expect(coalescer.stats.abandoned).toBe(50);
+    await coalescer.close();
+    expect(await store.ledger("g")).toEqual({ issued: 57, delivered: 7 });
+  });
+
+  test("a count that is not a whole number >= 1 is refused before anything is queued", async () => {
+    const store = new GatedStore();
+    const coalescer = new Coalescer(store, OPTIONS);
+    for (const count of [0, -1, 1.5, Number.NaN]) expect(coalescer.nextRange("v", count)).rejects.toBeInstanceOf(RangeError);
+    expect(store.calls).toEqual([]);
+    await coalescer.close();
+  });
+});

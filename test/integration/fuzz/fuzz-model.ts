@@ -1,7 +1,8 @@
 /**
  * What a fuzzed request should do to the counters, decided from the request alone (the oracle of
  * http-fuzz.test.ts): a GET or POST on /turno/<segment> whose segment percent-decodes to a valid id,
- * with acceptable headers and body, takes exactly one turn of that id; anything else changes nothing.
+ * with acceptable headers and body, takes exactly one turn of that id (a POST with a valid
+ * `?count=k`: k numbers); anything else, a `count` on a GET or an invalid one included, changes nothing.
  */
 import { ID_PATTERN, IDEMPOTENCY_KEY_PATTERN } from "../../../src/domain/limits.ts";
 
@@ -14,7 +15,8 @@ export interface FuzzCase {
 }
 
 export type Effect =
-  | { readonly kind: "turn"; readonly id: string }
+  /** `count`: a batch turn's k (the answer is `{"id","first","last"}`); undefined = a single turn. */
+  | { readonly kind: "turn"; readonly id: string; readonly count?: number }
   | { readonly kind: "none"; readonly watch: readonly string[] };
 
 /** The turn route's id segment of a target, or undefined if the target is another route. */
@@ -27,6 +29,25 @@ function turnSegment(target: string): string | undefined {
   if (!path.startsWith("/turno/")) return undefined;
   const segment = path.slice(7);
   return segment.includes("/") ? undefined : segment;
+}
+
+/** The service's default --max-batch-count. */
+const MAX_BATCH_COUNT = 1000;
+
+/**
+ * What the target's query asks of a turn: undefined = a single turn, a number = a batch of that
+ * many, "invalid" = a count the service refuses (on a GET, repeated, not 1..MAX_BATCH_COUNT).
+ */
+function countOf(target: string, method: string): number | "invalid" | undefined {
+  const at = target.indexOf("?");
+  if (at < 0) return undefined;
+  const hash = target.indexOf("#", at);
+  const values = new URLSearchParams(target.slice(at + 1, hash < 0 ? undefined : hash)).getAll("count");
+  if (values.length === 0) return undefined;
+  const raw = values[0] as string;
+  if (method !== "POST" || values.length > 1 || !/^[1-9][0-9]{0,15}$/.test(raw) || Number(raw) > MAX_BATCH_COUNT)
+    return "invalid";
+  return Number(raw);
 }
 
 function decoded(segment: string): string | undefined {
@@ -50,7 +71,9 @@ export function expectedEffect(c: FuzzCase, maxBodyBytes: number, base: string):
     validId !== undefined &&
     (key === undefined || IDEMPOTENCY_KEY_PATTERN.test(key)) &&
     Buffer.byteLength(c.body, "latin1") <= maxBodyBytes;
-  return acceptable ? { kind: "turn", id: validId } : { kind: "none", watch };
+  const count = validId === undefined ? undefined : countOf(c.target, c.method);
+  if (!acceptable || count === "invalid") return { kind: "none", watch };
+  return count === undefined ? { kind: "turn", id: validId } : { kind: "turn", id: validId, count };
 }
 
 /** Serializes a case as HTTP/1.1 bytes (latin1), one request per connection. */

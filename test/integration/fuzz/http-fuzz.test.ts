@@ -63,11 +63,14 @@ async function check(build: (base: string) => FuzzCase): Promise<void> {
   if (answer.timedOut) throw new Error(`no answer within 5 s for ${what}`);
   const after = await Promise.all(watched.map(actual));
   if (effect.kind === "turn") {
-    const expected = (before[0] as number) + 1;
+    const expected = (before[0] as number) + (effect.count ?? 1);
     if (answer.status !== 200) throw new Error(`a valid turn request was not served: ${what}`);
     const body = answer.raw.slice(answer.raw.indexOf("\r\n\r\n") + 4);
-    if (body !== `{"id":"${effect.id}","turno":${expected}}`)
-      throw new Error(`wrong body (expected turno ${expected}) for ${what}`);
+    const wanted =
+      effect.count === undefined
+        ? `{"id":"${effect.id}","turno":${expected}}`
+        : `{"id":"${effect.id}","first":${(before[0] as number) + 1},"last":${expected}}`;
+    if (body !== wanted) throw new Error(`wrong body (expected ${wanted}) for ${what}`);
     if (after[0] !== expected) throw new Error(`counter of ${effect.id} is ${after[0]}, not ${expected}, after ${what}`);
   } else {
     watched.forEach((id, i) => {
@@ -176,9 +179,27 @@ describe("fuzzing the HTTP API", () => {
 
   test("methods: only GET and POST ever take a turn", async () => {
     await fc.assert(
-      fc.asyncProperty(tokenMethod, fc.constantFrom("", "/actual", "/", "/x", "?a=1"), async (method, tail) => {
-        await check((base) => ({ method, target: `/turno/${base}${tail}`, headers: [], body: "" }));
-      }),
+      fc.asyncProperty(
+        tokenMethod,
+        fc.constantFrom(
+          "",
+          "/actual",
+          "/",
+          "/x",
+          "?a=1",
+          "?count=3",
+          "?count=0",
+          "?count=1001",
+          "?count=-2",
+          "?count=1.5",
+          "?count=2&count=2",
+          "?count=",
+          "?a=1&count=%32",
+        ),
+        async (method, tail) => {
+          await check((base) => ({ method, target: `/turno/${base}${tail}`, headers: [], body: "" }));
+        },
+      ),
       { numRuns: RUNS },
     );
   }, 600_000);
