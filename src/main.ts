@@ -6,16 +6,17 @@ import type { CounterStore } from "./domain/counter-store.ts";
 import { Coalescer } from "./allocation/coalescer.ts";
 import { runSupervisor } from "./cluster/supervisor.ts";
 import { attachWorkerIpc, workerId } from "./cluster/worker-ipc.ts";
-import { ConfigError, type Config, helpText, loadConfig, redactConfig, waitReplicasOf } from "./config.ts";
+import { type Config, helpText, loadConfig, redactConfig, waitReplicasOf } from "./config.ts";
+import { StartError } from "./domain/errors.ts";
 import { createApp } from "./http/app.ts";
 import { LOW_OPEN_FILE_LIMIT, openFileLimit } from "./http/open-file-limit.ts";
 import { startServer } from "./http/server.ts";
 import { createInstruments, storeStateLogger, VERSION } from "./observability/instrument.ts";
 import { registerLedgerMetrics } from "./observability/ledger-metrics.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
-import { MetricsPortInUseError, metricsUrls, renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
+import { metricsUrls, renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
 import { recordDurability, storeWriteObserver } from "./observability/store-metrics.ts";
-import { readTracingSettings, TracingConfigError } from "./observability/trace-settings.ts";
+import { readTracingSettings } from "./observability/trace-settings.ts";
 import { dirname } from "node:path";
 import { checkStoreAtStart, createStore } from "./stores/create-store.ts";
 import { StoreGuard } from "./stores/store-guard.ts";
@@ -159,7 +160,7 @@ async function runStoreChecks(store: CounterStore, logger: Logger, waitMs: numbe
         await runStoreChecks(store, logger, waitMs);
       } catch (error) {
         logger.error(`store refused: ${(error as Error).message}`, { event: "start.failed", error });
-        process.exit(error instanceof ConfigError ? 2 : 1);
+        process.exit(error instanceof StartError ? 2 : 1);
       }
     });
     return;
@@ -233,7 +234,7 @@ async function main(): Promise<void> {
     // Checked here, not only in each worker: a supervisor would restart a refused worker forever.
     readTracingSettings(process.env);
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof TracingConfigError) {
+    if (error instanceof StartError) {
       process.stderr.write(`turnomatic: invalid configuration: ${error.message}\n`);
       process.exit(2);
     }
@@ -251,7 +252,7 @@ async function main(): Promise<void> {
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     logger.error(`failed to start: ${message}`, { event: "start.failed", error });
-    process.exit(error instanceof ConfigError || error instanceof MetricsPortInUseError ? 2 : 1);
+    process.exit(error instanceof StartError ? 2 : 1);
   }
 }
 

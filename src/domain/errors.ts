@@ -28,18 +28,90 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-/** Base class of every error the service answers with; `retryAfterSeconds` marks it retryable. */
+/**
+ * Base class of every error the service answers with; `retryAfterSeconds` marks it retryable and
+ * `headers` are sent with the answer (Allow, WWW-Authenticate). A handler fails in one way: it
+ * throws one of these, and the HTTP layer turns it into the problem response (src/http/responses.ts).
+ */
 export class TurnoError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly retryAfterSeconds: number | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
-  constructor(code: ErrorCode, message: string, retryAfterSeconds?: number) {
+  constructor(code: ErrorCode, message: string, retryAfterSeconds?: number, headers?: Readonly<Record<string, string>>) {
     super(message);
     this.name = new.target.name;
     this.code = code;
     this.status = ERROR_CODES[code].status;
     this.retryAfterSeconds = retryAfterSeconds;
+    this.headers = headers;
+  }
+}
+
+/** A body that is not what the route takes (the message says what to send). */
+export class InvalidBodyError extends TurnoError {
+  constructor(detail: string) {
+    super("TURNO_ERR_INVALID_BODY", detail);
+  }
+}
+
+export class InvalidIdempotencyKeyError extends TurnoError {
+  constructor() {
+    super("TURNO_ERR_INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-128 visible ASCII characters.");
+  }
+}
+
+/** A batch turn's `count` out of its rules (the message names the rule broken). */
+export class InvalidCountError extends TurnoError {
+  constructor(detail: string) {
+    super("TURNO_ERR_INVALID_COUNT", detail);
+  }
+}
+
+export class UnauthorizedError extends TurnoError {
+  constructor() {
+    super("TURNO_ERR_UNAUTHORIZED", "Send Authorization: Bearer <TURNOMATIC_ADMIN_TOKEN>.", undefined, {
+      "www-authenticate": 'Bearer realm="turnomatic-admin"',
+    });
+  }
+}
+
+export class NotFoundError extends TurnoError {
+  constructor(detail: string) {
+    super("TURNO_ERR_NOT_FOUND", detail);
+  }
+}
+
+/** `allow`: the methods the path takes, sent as the Allow header (RFC 9110 §15.5.6). */
+export class MethodNotAllowedError extends TurnoError {
+  constructor(detail: string, allow: string) {
+    super("TURNO_ERR_METHOD_NOT_ALLOWED", detail, undefined, { allow });
+  }
+}
+
+export class PayloadTooLargeError extends TurnoError {
+  constructor(detail: string) {
+    super("TURNO_ERR_PAYLOAD_TOO_LARGE", detail);
+  }
+}
+
+export class UriTooLongError extends TurnoError {
+  constructor(maxUrlLength: number) {
+    super("TURNO_ERR_URI_TOO_LONG", `The request target is longer than ${maxUrlLength} characters.`);
+  }
+}
+
+export class UnsupportedMediaTypeError extends TurnoError {
+  constructor(detail: string) {
+    super("TURNO_ERR_UNSUPPORTED_MEDIA_TYPE", detail);
+  }
+}
+
+/** Anything else that was thrown: a bug. The answer says no more; the error itself is logged. */
+export class InternalError extends TurnoError {
+  constructor() {
+    super("TURNO_ERR_INTERNAL", "Unexpected error; it has been logged.");
   }
 }
 
@@ -142,10 +214,35 @@ export class ClientClosedError extends TurnoError {
 }
 
 /**
- * A bad option or store setting found at start: the process exits 2 with this message, which names
- * the option. Not an HTTP error (no status); defined here so that stores, an inner layer, can raise
- * it without importing the config module.
+ * The codes of the errors that stop the start (exit 2) instead of answering a request: they have no
+ * HTTP status. docs/reference/errors.md lists them too (a test keeps both lists in sync).
  */
-export class ConfigError extends Error {
-  readonly code = "TURNO_ERR_CONFIG_INVALID";
+export const START_ERROR_CODES = {
+  TURNO_ERR_CONFIG_INVALID: "a bad option or store setting",
+  TURNO_ERR_METRICS_PORT_IN_USE: "the metrics port is held by another process",
+  TURNO_ERR_TRACING_CONFIG: "a tracing variable that cannot be honoured",
+} as const;
+
+export type StartErrorCode = keyof typeof START_ERROR_CODES;
+
+/** Base class of the errors that stop the start; main.ts logs the code and exits 2. */
+export class StartError extends Error {
+  readonly code: StartErrorCode;
+
+  constructor(code: StartErrorCode, message: string) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/**
+ * A bad option or store setting found at start: the process exits 2 with this message, which names
+ * the option. Defined here so that stores, an inner layer, can raise it without importing the
+ * config module.
+ */
+export class ConfigError extends StartError {
+  constructor(message: string) {
+    super("TURNO_ERR_CONFIG_INVALID", message);
+  }
 }

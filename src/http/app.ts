@@ -5,11 +5,22 @@
 import type { Server } from "bun";
 import type { Coalescer } from "../allocation/coalescer.ts";
 import type { CounterStore, StoreMarker } from "../domain/counter-store.ts";
-import { StoreTimeoutError } from "../domain/errors.ts";
+import {
+  InvalidBodyError,
+  InvalidCountError,
+  InvalidIdempotencyKeyError,
+  MethodNotAllowedError,
+  NotFoundError,
+  PayloadTooLargeError,
+  StoreTimeoutError,
+  UnauthorizedError,
+  UnsupportedMediaTypeError,
+  UriTooLongError,
+} from "../domain/errors.ts";
 import { parseId } from "../domain/id.ts";
 import { IDEMPOTENCY_KEY_PATTERN, isCounterValue, MAX_TURNO } from "../domain/limits.ts";
 import { createAdminAuth } from "./admin-auth.ts";
-import { jsonResponse, problem, problemResponse, rangeResponse, toTurnoError, turnoResponse } from "./responses.ts";
+import { jsonResponse, problemResponse, rangeResponse, toTurnoError, turnoResponse } from "./responses.ts";
 import { pathOf, type Route, type RouteName, route } from "./router.ts";
 
 /** One sampled request's span (observability/tracing.ts): `turn` wraps a turn's number, `end` takes the response. */
@@ -51,9 +62,9 @@ export interface App {
   readonly draining: boolean;
 }
 
-const TURN_ALLOW = { allow: "GET, POST, OPTIONS" };
-const READ_ALLOW = { allow: "GET, OPTIONS" };
-const ADMIN_ALLOW = { allow: "PUT, DELETE" };
+const TURN_ALLOW = "GET, POST, OPTIONS";
+const READ_ALLOW = "GET, OPTIONS";
+const ADMIN_ALLOW = "PUT, DELETE";
 
 export function createApp(options: AppOptions): App {
   const { coalescer, store, deadlineMs } = options;
@@ -70,17 +81,13 @@ export function createApp(options: AppOptions): App {
     // Bun hides a GET's body (request.body is null) but not its Content-Length.
     const declared = request.headers.get("content-length");
     if (request.body !== null || (declared !== null && declared !== "0")) {
-      const refused = await refuseBadBody(request, declared, options.maxBodyBytes, where.path);
-      if (refused !== undefined) return refused;
+      await refuseBadBody(request, declared, options.maxBodyBytes);
     }
     const key = request.headers.get("idempotency-key");
-    if (key !== null && !IDEMPOTENCY_KEY_PATTERN.test(key)) {
-      return problem("TURNO_ERR_INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1-128 visible ASCII characters.", where.path);
-    }
+    if (key !== null && !IDEMPOTENCY_KEY_PATTERN.test(key)) throw new InvalidIdempotencyKeyError();
     // Only a request target with a query can be a batch turn: the common one pays one indexOf.
     const query = request.url.indexOf("?");
-    const count = query < 0 ? undefined : parseCount(request.url.slice(query + 1), request.method, maxBatchCount, where.path);
-    if (count instanceof Response) return count;
+    const count = query < 0 ? undefined : parseCount(request.url.slice(query + 1), request.method, maxBatchCount);
     const turnRequest = { gone: () => request.signal.aborted, idempotencyKey: key ?? undefined };
     if (count !== undefined) {
       const next = () => coalescer.nextRange(id, count, turnRequest);
@@ -99,52 +106,37 @@ export function createApp(options: AppOptions): App {
     return turnoResponse(id, snapshot.value);
   }
 
-  /** The admin API's gate: a problem Response when it is off or the token is wrong. */
-  function refuseAdmin(request: Request, where: Route): Response | undefined {
-    if (isAdmin === undefined)
-      return problem("TURNO_ERR_NOT_FOUND", "The admin API is disabled (set TURNOMATIC_ADMIN_TOKEN).", where.path);
-    if (!isAdmin(request.headers.get("authorization"))) {
-      return problem("TURNO_ERR_UNAUTHORIZED", "Send Authorization: Bearer <TURNOMATIC_ADMIN_TOKEN>.", where.path, {
-        "www-authenticate": 'Bearer realm="turnomatic-admin"',
-      });
-    }
-    return undefined;
+  /** The admin API's gate: throws when it is off (404) or the token is wrong (401). */
+  function requireAdmin(request: Request): void {
+    if (isAdmin === undefined) throw new NotFoundError("The admin API is disabled (set TURNOMATIC_ADMIN_TOKEN).");
+    if (!isAdmin(request.headers.get("authorization"))) throw new UnauthorizedError();
   }
 
   async function ledger(request: Request, where: Route): Promise<Response> {
-    const refused = refuseAdmin(request, where);
-    if (refused !== undefined) return refused;
-    if (request.method !== "GET") {
-      return problem("TURNO_ERR_METHOD_NOT_ALLOWED", "Use GET to read a ledger.", where.path, READ_ALLOW);
-    }
+    requireAdmin(request);
+    if (request.method !== "GET") throw new MethodNotAllowedError("Use GET to read a ledger.", READ_ALLOW);
     const id = parseId(where.rawId);
     const { issued, delivered } = await withDeadline(store.ledger(id), deadlineMs);
     return jsonResponse({ id, issued, delivered, lost: Math.max(0, issued - delivered) });
   }
 
-  async function recover(request: Request, where: Route): Promise<Response> {
-    const refused = refuseAdmin(request, where);
-    if (refused !== undefined) return refused;
-    if (options.recover === undefined) return problem("TURNO_ERR_NOT_FOUND", "This store has no recovery.", where.path);
-    if (request.method !== "POST") {
-      return problem("TURNO_ERR_METHOD_NOT_ALLOWED", 'Use POST with {"floor": n}.', where.path, { allow: "POST" });
-    }
-    const floor = await readNumberBody(request, options.maxBodyBytes, where.path, "floor");
-    if (floor instanceof Response) return floor;
+  async function recover(request: Request): Promise<Response> {
+    requireAdmin(request);
+    if (options.recover === undefined) throw new NotFoundError("This store has no recovery.");
+    if (request.method !== "POST") throw new MethodNotAllowedError('Use POST with {"floor": n}.', "POST");
+    const floor = await readNumberBody(request, options.maxBodyBytes, "floor");
     const marker = await options.recover(floor);
     return jsonResponse({ status: "recovered", uid: marker.uid, generation: marker.generation, floor: marker.floor });
   }
 
   async function admin(request: Request, where: Route): Promise<Response> {
-    const refused = refuseAdmin(request, where);
-    if (refused !== undefined) return refused;
+    requireAdmin(request);
     const method = request.method;
     if (method !== "PUT" && method !== "DELETE") {
-      return problem("TURNO_ERR_METHOD_NOT_ALLOWED", "Use PUT to set a counter or DELETE to reset it.", where.path, ADMIN_ALLOW);
+      throw new MethodNotAllowedError("Use PUT to set a counter or DELETE to reset it.", ADMIN_ALLOW);
     }
     const id = parseId(where.rawId);
-    const value = method === "DELETE" ? 0 : await readNumberBody(request, options.maxBodyBytes, where.path, "turno");
-    if (value instanceof Response) return value;
+    const value = method === "DELETE" ? 0 : await readNumberBody(request, options.maxBodyBytes, "turno");
     const snapshot = await withDeadline(store.set(id, value), deadlineMs);
     coalescer.forget(id, snapshot.epoch);
     return turnoResponse(id, snapshot.value);
@@ -169,24 +161,24 @@ export function createApp(options: AppOptions): App {
       case "turno":
         // While draining, turns are still served: only /readyz fails, so load balancers move away
         // before the listener closes and no request is refused.
-        return method === "GET" || method === "POST" ? turn(request, where, span) : notAllowed(method, where, TURN_ALLOW);
+        return method === "GET" || method === "POST" ? turn(request, where, span) : notAllowed(method, TURN_ALLOW);
       case "actual":
-        return method === "GET" ? actual(where) : notAllowed(method, where, READ_ALLOW);
+        return method === "GET" ? actual(where) : notAllowed(method, READ_ALLOW);
       case "admin":
         return admin(request, where);
       case "ledger":
         return ledger(request, where);
       case "recover":
-        return recover(request, where);
+        return recover(request);
       case "healthz":
         return jsonResponse({ status: "ok" });
       case "readyz":
         return ready();
       case "status":
         if (options.statusPage !== undefined && method === "GET") return options.statusPage(where.path);
-        return problem("TURNO_ERR_NOT_FOUND", "Nothing here; see /turno/:id.", where.path);
+        throw new NotFoundError("Nothing here; see /turno/:id.");
       default:
-        return problem("TURNO_ERR_NOT_FOUND", "Unknown path; the API is /turno/:id and /turno/:id/actual.", where.path);
+        throw new NotFoundError("Unknown path; the API is /turno/:id and /turno/:id/actual.");
     }
   }
 
@@ -221,7 +213,8 @@ export function createApp(options: AppOptions): App {
     const span = traceRequest === undefined ? undefined : traceRequest(request, where, server);
     let response: Response;
     if (url.length > options.maxUrlLength) {
-      response = problem("TURNO_ERR_URI_TOO_LONG", `The request target is longer than ${options.maxUrlLength} characters.`, "/");
+      // Answered at the boundary, with instance "/": the over-long target is not echoed back.
+      response = problemResponse(new UriTooLongError(options.maxUrlLength), "/");
     } else {
       try {
         const result = dispatch(request, where, span);
@@ -253,9 +246,9 @@ const COUNT_PATTERN = /^[1-9][0-9]{0,15}$/;
 /**
  * A batch turn's `count` from the query: undefined when there is none (a single turn), else a whole
  * number in [1, max], given once, on POST only (a GET must stay one number: a kiosk or a prefetching
- * client must not burn k). Anything else is a 400 Response, before any number is taken.
+ * client must not burn k). Anything else throws InvalidCountError (400), before any number is taken.
  */
-function parseCount(query: string, method: string, max: number, path: string): number | undefined | Response {
+function parseCount(query: string, method: string, max: number): number | undefined {
   const values = new URLSearchParams(query).getAll("count");
   if (values.length === 0) return undefined;
   const usage = `count must be a whole number from 1 to ${max} (option --max-batch-count), given once, on POST /turno/:id?count=k`;
@@ -265,29 +258,21 @@ function parseCount(query: string, method: string, max: number, path: string): n
   else if (values.length > 1) why = "count was given more than once";
   else if (!COUNT_PATTERN.test(raw) || Number(raw) > max) why = `got '${raw.slice(0, 32)}'`;
   if (why === undefined) return Number(raw);
-  return problem("TURNO_ERR_INVALID_COUNT", `${usage}; ${why}.`, path);
+  throw new InvalidCountError(`${usage}; ${why}.`);
 }
 
-function notAllowed(method: string, where: Route, allow: Record<string, string>): Response {
+function notAllowed(method: string, allow: string): Response {
   // OPTIONS is answered, not refused (RFC 9110 §9.3.7); nothing here ever increments.
-  if (method === "OPTIONS") return new Response(null, { status: 204, headers: { ...allow, "cache-control": "no-store" } });
-  return problem("TURNO_ERR_METHOD_NOT_ALLOWED", `${method} is not allowed here; use ${allow.allow}.`, where.path, allow);
+  if (method === "OPTIONS") return new Response(null, { status: 204, headers: { allow, "cache-control": "no-store" } });
+  throw new MethodNotAllowedError(`${method} is not allowed here; use ${allow}.`, allow);
 }
 
-/** Reads and discards a body; answers a problem Response when it is too large or cannot be read. */
-async function refuseBadBody(
-  request: Request,
-  declared: string | null,
-  maxBodyBytes: number,
-  path: string,
-): Promise<Response | undefined> {
-  if (Number(declared ?? "0") > maxBodyBytes)
-    return problem("TURNO_ERR_PAYLOAD_TOO_LARGE", `The body is over ${maxBodyBytes} bytes; send none.`, path);
-  const body = await readBody(request, maxBodyBytes, path, "; send none");
-  if (body instanceof Response) return body;
-  if (body.byteLength > maxBodyBytes)
-    return problem("TURNO_ERR_PAYLOAD_TOO_LARGE", `The body is over ${maxBodyBytes} bytes; send none.`, path);
-  return undefined;
+/** Reads and discards a body; throws when it is too large or cannot be read. */
+async function refuseBadBody(request: Request, declared: string | null, maxBodyBytes: number): Promise<void> {
+  const tooLarge = `The body is over ${maxBodyBytes} bytes; send none.`;
+  if (Number(declared ?? "0") > maxBodyBytes) throw new PayloadTooLargeError(tooLarge);
+  const body = await readBody(request, maxBodyBytes, "; send none");
+  if (body.byteLength > maxBodyBytes) throw new PayloadTooLargeError(tooLarge);
 }
 
 /**
@@ -296,41 +281,34 @@ async function refuseBadBody(
  * the framing is bad (400). Either way the client sent it, so it must not be logged as
  * http.internal_error nor counted as a 500 (issue 13: an authenticated chunked PUT over the limit).
  */
-async function readBody(request: Request, maxBodyBytes: number, path: string, hint: string): Promise<ArrayBuffer | Response> {
+async function readBody(request: Request, maxBodyBytes: number, hint: string): Promise<ArrayBuffer> {
   try {
     return await request.arrayBuffer();
   } catch (error) {
     if (/maxRequestBodySize/.test((error as Error)?.message ?? ""))
-      return problem("TURNO_ERR_PAYLOAD_TOO_LARGE", `The body is over ${maxBodyBytes} bytes${hint}.`, path);
-    return problem("TURNO_ERR_INVALID_BODY", `The request body could not be read (malformed chunked encoding?)${hint}.`, path);
+      throw new PayloadTooLargeError(`The body is over ${maxBodyBytes} bytes${hint}.`);
+    throw new InvalidBodyError(`The request body could not be read (malformed chunked encoding?)${hint}.`);
   }
 }
 
-/** Parses an admin body `{"<field>": n}`; answers a problem Response when it is not usable. */
-async function readNumberBody(
-  request: Request,
-  maxBodyBytes: number,
-  path: string,
-  field: "turno" | "floor",
-): Promise<number | Response> {
+/** Parses an admin body `{"<field>": n}`; throws when it is not usable. */
+async function readNumberBody(request: Request, maxBodyBytes: number, field: "turno" | "floor"): Promise<number> {
   const contentType = request.headers.get("content-type") ?? "";
   if (!contentType.toLowerCase().startsWith("application/json")) {
-    return problem("TURNO_ERR_UNSUPPORTED_MEDIA_TYPE", `Send the body as application/json: {"${field}": n}.`, path);
+    throw new UnsupportedMediaTypeError(`Send the body as application/json: {"${field}": n}.`);
   }
-  const bytes = await readBody(request, maxBodyBytes, path, "");
-  if (bytes instanceof Response) return bytes;
-  if (bytes.byteLength > maxBodyBytes)
-    return problem("TURNO_ERR_PAYLOAD_TOO_LARGE", `The body is over ${maxBodyBytes} bytes.`, path);
+  const bytes = await readBody(request, maxBodyBytes, "");
+  if (bytes.byteLength > maxBodyBytes) throw new PayloadTooLargeError(`The body is over ${maxBodyBytes} bytes.`);
   const text = new TextDecoder().decode(bytes);
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
-    return problem("TURNO_ERR_INVALID_BODY", `The body is not valid JSON; send {"${field}": n}.`, path);
+    throw new InvalidBodyError(`The body is not valid JSON; send {"${field}": n}.`);
   }
   const value = (body as Record<string, unknown> | null)?.[field];
   if (typeof body !== "object" || body === null || !isCounterValue(value)) {
-    return problem("TURNO_ERR_INVALID_BODY", `Send {"${field}": n} with n a whole number from 0 to ${MAX_TURNO}.`, path);
+    throw new InvalidBodyError(`Send {"${field}": n} with n a whole number from 0 to ${MAX_TURNO}.`);
   }
   // JSON's -0 is the number 0 (RFC 8259 has one zero for integers): accepted as 0, and normalized
   // here so no store, log or ledger ever sees a negative zero (Object.is(-0, 0) is false).

@@ -3,7 +3,7 @@
  * `Cache-Control: no-store` (a cached GET would hand one number to two people), and RFC 9457
  * problem details for errors.
  */
-import { ERROR_CODES, type ErrorCode, TurnoError } from "../domain/errors.ts";
+import { ERROR_CODES, InternalError, TurnoError } from "../domain/errors.ts";
 
 const JSON_HEADERS = { "content-type": "application/json", "cache-control": "no-store" } as const;
 
@@ -21,8 +21,11 @@ export function jsonResponse(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), { status, headers: JSON_HEADERS });
 }
 
-/** RFC 9457 problem details with our stable `code`; retryable errors carry Retry-After. */
-export function problemResponse(error: TurnoError, instance: string, extraHeaders?: Record<string, string>): Response {
+/**
+ * RFC 9457 problem details with our stable `code`: the one way an error becomes an answer. Retryable
+ * errors carry Retry-After; an error's own headers (Allow, WWW-Authenticate) go with it.
+ */
+export function problemResponse(error: TurnoError, instance: string): Response {
   const body = {
     type: `urn:turnomatic:problem:${error.code}`,
     title: ERROR_CODES[error.code].title,
@@ -34,18 +37,13 @@ export function problemResponse(error: TurnoError, instance: string, extraHeader
   const headers: Record<string, string> = {
     "content-type": "application/problem+json",
     "cache-control": "no-store",
-    ...extraHeaders,
+    ...error.headers,
   };
   if (error.retryAfterSeconds !== undefined) headers["retry-after"] = String(error.retryAfterSeconds);
   return new Response(JSON.stringify(body), { status: error.status, headers });
 }
 
-export function problem(code: ErrorCode, detail: string, instance: string, extraHeaders?: Record<string, string>): Response {
-  return problemResponse(new TurnoError(code, detail), instance, extraHeaders);
-}
-
 /** Maps anything thrown to a TurnoError; unknown errors become a 500 without internals. */
 export function toTurnoError(error: unknown): TurnoError {
-  if (error instanceof TurnoError) return error;
-  return new TurnoError("TURNO_ERR_INTERNAL", "Unexpected error; it has been logged.");
+  return error instanceof TurnoError ? error : new InternalError();
 }

@@ -10,6 +10,7 @@
  * false` is given explicitly; without it two processes both listened and scrapes alternated between
  * them (issue 15).
  */
+import { StartError } from "../domain/errors.ts";
 import type { Server } from "bun";
 import { register } from "prom-client";
 
@@ -21,10 +22,10 @@ export interface RenderedMetrics {
 export type MetricsRenderer = () => Promise<RenderedMetrics>;
 
 /** The metrics port is held by another process; a start-up error (exit 2), like a bad option. */
-export class MetricsPortInUseError extends Error {
-  readonly code = "TURNO_ERR_METRICS_PORT_IN_USE";
+export class MetricsPortInUseError extends StartError {
   constructor(host: string, port: number) {
     super(
+      "TURNO_ERR_METRICS_PORT_IN_USE",
       `METRICS_PORT / --metrics-port ${port} is already in use on ${host} (another Turnomatic or exporter listens there); ` +
         "give each process its own metrics port, use --workers to share one host-wide port, or 0 to turn metrics off.",
     );

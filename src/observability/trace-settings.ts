@@ -15,6 +15,7 @@
  * passing them keeps `env` the one source, which tests and benches rely on).
  */
 
+import { StartError } from "../domain/errors.ts";
 export type TraceExporterName = "otlp" | "console";
 export type OtlpProtocol = "http/protobuf" | "http/json";
 
@@ -32,8 +33,10 @@ export interface TracingSettings {
 }
 
 /** A tracing variable we cannot honour; a start-up error (exit 2), like a bad option. */
-export class TracingConfigError extends Error {
-  readonly code = "TURNO_ERR_TRACING_CONFIG";
+export class TracingConfigError extends StartError {
+  constructor(message: string) {
+    super("TURNO_ERR_TRACING_CONFIG", message);
+  }
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
