@@ -13,6 +13,7 @@
  * Usage: npm run bench:observability -- [--seconds 5] [--rounds 3] (--help)
  */
 import { route } from "../src/http/router.ts";
+import { EVENTS } from "../src/domain/events.ts";
 import { createMetrics } from "../src/observability/metrics.ts";
 import { createTracing } from "../src/observability/tracing.ts";
 import { requireBinary } from "../harness/binaries.ts";
@@ -100,9 +101,12 @@ async function nsPerCall(count: number, body: () => unknown): Promise<number> {
 }
 
 async function micro(): Promise<void> {
-  const metrics = createMetrics({ waiting: () => 0, ping: async () => undefined, version: "bench" });
+  createMetrics({ waiting: () => 0, ping: async () => undefined, version: "bench" });
   const startedAt = performance.now();
-  const hook = await nsPerCall(500_000, () => metrics.onResponse("turno", "POST", 200, startedAt));
+  // What the app does per answer: check the channel, publish the event the metrics listen to.
+  const hook = await nsPerCall(500_000, () => {
+    if (EVENTS.response.active) EVENTS.response.publish({ route: "turno", method: "POST", status: 200, startedAt });
+  });
   const tracing = createTracing(
     { ...otlp, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.01" },
     "memory",

@@ -60,7 +60,6 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
       ledgerReports: config.ledgerReports,
       ledgerFlushMs: config.ledgerFlushMs,
     },
-    instruments.observer,
     config.idempotencyTtlSeconds,
   );
   if (config.metricsPort !== 0) registerLedgerMetrics({ totals: () => store.totals(), guard: () => guard.state, coalescer });
@@ -73,7 +72,6 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     maxBatchCount: config.maxBatchCount,
     maxUrlLength: config.maxUrlLength,
     maxBodyBytes: config.maxBodyBytes,
-    onInternalError: (error) => logger.error("internal error", { event: "http.internal_error", error }),
     ...instruments.appHooks,
   });
   // A worker never serves /metrics itself: its supervisor aggregates every worker's registry. Bound

@@ -56,6 +56,7 @@
  * Deadlines are enforced by one coarse sweep timer, not a timer per request, to keep the hot path lean.
  */
 import type { CounterStore, Fence, KeyedWaiter, Reservation } from "../domain/counter-store.ts";
+import { EVENTS } from "../domain/events.ts";
 import {
   ClientClosedError,
   CounterExhaustedError,
@@ -84,18 +85,6 @@ export interface CoalescerOptions {
   readonly ledgerReports?: boolean;
   /** How often deliveries of quiet ids are reported (ms). Default 1000. */
   readonly ledgerFlushMs?: number;
-}
-
-/** Hooks for observability, called once per reservation or event, never per request. */
-export interface CoalescerObserver {
-  /** `batchSize`: numbers asked for (a batch turn counts its count). `id` lets tracing attach the batch to the requests it served. */
-  onReservation?(batchSize: number, storeSeconds: number, outcome: "ok" | "error", id: string): void;
-  onAbandoned?(count: number): void;
-  onInDoubt?(count: number): void;
-  onFence?(id: string, floor: number): void;
-  onOverload?(): void;
-  onTimeout?(count: number): void;
-  onIssued?(id: string, last: number): void;
 }
 
 /** Counters kept as plain numbers; the metrics module reads them when scraped. */
@@ -182,7 +171,6 @@ export class Coalescer {
   };
   readonly #store: CounterStore;
   readonly #options: CoalescerOptions;
-  readonly #observer: CoalescerObserver;
   readonly #ids = new Map<string, IdState>();
   readonly #active = new Set<IdState>();
   /** Per-id fences, least recently issued first (Map keeps insertion order). */
@@ -199,10 +187,9 @@ export class Coalescer {
   #closed = false;
   #idleWaiters: Array<() => void> = [];
 
-  constructor(store: CounterStore, options: CoalescerOptions, observer: CoalescerObserver = {}, idempotencyTtlSeconds = 86_400) {
+  constructor(store: CounterStore, options: CoalescerOptions, idempotencyTtlSeconds = 86_400) {
     this.#store = store;
     this.#options = options;
-    this.#observer = observer;
     this.#idempotencyTtlSeconds = idempotencyTtlSeconds;
     this.#fenceMaxIds = options.fenceMaxIds ?? DEFAULT_FENCE_MAX_IDS;
     this.#ledgerReports = options.ledgerReports ?? true;
@@ -301,7 +288,7 @@ export class Coalescer {
 
   #overload(limitName: string, limit: number): Promise<never> {
     this.stats.overloads++;
-    this.#observer.onOverload?.();
+    if (EVENTS.overload.active) EVENTS.overload.publish({});
     return Promise.reject(new OverloadedError(limitName, limit));
   }
 
@@ -374,10 +361,11 @@ export class Coalescer {
   #onReserved(state: IdState, inFlight: InFlight, result: Reservation): void {
     const seconds = (performance.now() - inFlight.startedAt) / 1000;
     this.stats.reservations++;
-    this.#observer.onReservation?.(inFlight.numbers, seconds, "ok", state.id);
+    if (EVENTS.reservation.active)
+      EVENTS.reservation.publish({ id: state.id, numbers: inFlight.numbers, storeSeconds: seconds, outcome: "ok" });
     if (result.fenced) {
       this.stats.fences++;
-      this.#observer.onFence?.(state.id, fenceFloor(this.#fences.get(state.id)));
+      if (EVENTS.fence.active) EVENTS.fence.publish({ id: state.id, floor: fenceFloor(this.#fences.get(state.id)) });
     }
     if (inFlight.detached) {
       this.#abandon(result.count);
@@ -387,7 +375,7 @@ export class Coalescer {
       const last = result.first + result.count - 1;
       this.#raiseFence(state.id, last, result.epoch);
       this.stats.numbersIssued += result.count;
-      this.#observer.onIssued?.(state.id, last);
+      if (EVENTS.issued.active) EVENTS.issued.publish({ id: state.id, last });
     }
     const delivered = this.#handOut(state.id, inFlight.waiters, result);
     this.stats.delivered += delivered;
@@ -448,10 +436,11 @@ export class Coalescer {
     const seconds = (performance.now() - inFlight.startedAt) / 1000;
     this.stats.reservations++;
     this.stats.reservationErrors++;
-    this.#observer.onReservation?.(inFlight.numbers, seconds, "error", state.id);
+    if (EVENTS.reservation.active)
+      EVENTS.reservation.publish({ id: state.id, numbers: inFlight.numbers, storeSeconds: seconds, outcome: "error" });
     // The store may have applied the reservation before failing to answer: those numbers are in doubt.
     this.stats.inDoubt += inFlight.numbers;
-    this.#observer.onInDoubt?.(inFlight.numbers);
+    if (EVENTS.inDoubt.active) EVENTS.inDoubt.publish({ count: inFlight.numbers });
     if (inFlight.detached) return;
     const turnoError =
       error instanceof TurnoError ? error : new StoreUnavailableError(error instanceof Error ? error.message : String(error));
@@ -488,7 +477,7 @@ export class Coalescer {
 
   #abandon(count: number): void {
     this.stats.abandoned += count;
-    this.#observer.onAbandoned?.(count);
+    if (EVENTS.abandoned.active) EVENTS.abandoned.publish({ count });
   }
 
   /** Rejects a waiter once and keeps the waiting count exact. */
@@ -547,7 +536,7 @@ export class Coalescer {
       }
       if (timedOut > 0) {
         this.stats.timeouts += timedOut;
-        this.#observer.onTimeout?.(timedOut);
+        if (EVENTS.timeout.active) EVENTS.timeout.publish({ count: timedOut });
       }
       if (state.inFlight === undefined && state.queue.every((w) => w.settled)) {
         state.queue = [];

@@ -5,6 +5,7 @@
 import type { Server } from "bun";
 import type { Coalescer } from "../allocation/coalescer.ts";
 import type { CounterStore, StoreMarker } from "../domain/counter-store.ts";
+import { EVENTS } from "../domain/events.ts";
 import {
   InvalidBodyError,
   InvalidCountError,
@@ -21,7 +22,7 @@ import { parseId } from "../domain/id.ts";
 import { IDEMPOTENCY_KEY_PATTERN, isCounterValue, MAX_TURNO } from "../domain/limits.ts";
 import { createAdminAuth } from "./admin-auth.ts";
 import { jsonResponse, problemResponse, rangeResponse, toTurnoError, turnoResponse } from "./responses.ts";
-import { pathOf, type Route, type RouteName, route } from "./router.ts";
+import { pathOf, type Route, route } from "./router.ts";
 
 /** One sampled request's span (observability/tracing.ts): `turn` wraps a turn's number, `end` takes the response. */
 export interface RequestSpan {
@@ -48,10 +49,6 @@ export interface AppOptions {
   readonly statusPage?: (path: string) => Response | Promise<Response>;
   /** Tracing: a span for each sampled request, ended with its response; undefined costs nothing on the hot path. */
   readonly traceRequest?: RequestTracer;
-  /** Called once per response; keep it cheap (metrics, sampled access log). */
-  readonly onResponse?: (route: RouteName, method: string, status: number, startedAt: number) => void;
-  /** Called for errors that are the service's fault (5xx other than store/overload). */
-  readonly onInternalError?: (error: unknown) => void;
 }
 
 export interface App {
@@ -150,7 +147,7 @@ export function createApp(options: AppOptions): App {
     } catch (error) {
       const turnoError = toTurnoError(error);
       // "Unexpected error; it has been logged." must be true here too.
-      if (turnoError.status === 500) options.onInternalError?.(error);
+      if (turnoError.status === 500 && EVENTS.internalError.active) EVENTS.internalError.publish({ error });
       return jsonResponse({ status: "store-unavailable", store: store.kind, detail: turnoError.message }, 503);
     }
   }
@@ -197,10 +194,10 @@ export function createApp(options: AppOptions): App {
     } catch (error) {
       thrown = error;
       const turnoError = toTurnoError(error);
-      if (turnoError.status === 500) options.onInternalError?.(error);
+      if (turnoError.status === 500 && EVENTS.internalError.active) EVENTS.internalError.publish({ error });
       response = problemResponse(turnoError, where.path);
     }
-    options.onResponse?.(where.name, method, response.status, startedAt);
+    if (EVENTS.response.active) EVENTS.response.publish({ route: where.name, method, status: response.status, startedAt });
     span?.end(response.status, thrown);
     return response;
   }
@@ -224,7 +221,8 @@ export function createApp(options: AppOptions): App {
         return settle(Promise.reject(error), where, request.method, startedAt, span);
       }
     }
-    options.onResponse?.(where.name, request.method, response.status, startedAt);
+    if (EVENTS.response.active)
+      EVENTS.response.publish({ route: where.name, method: request.method, status: response.status, startedAt });
     span?.end(response.status, undefined);
     return response;
   }

@@ -1,15 +1,16 @@
 /**
- * Wires metrics, tracing and logs to one service process, so the composition root adds a few lines:
- * the coalescer gets `observer`, the app gets `appHooks`, the metrics server gets `statusHandler`,
- * and shutdown calls `close()`.
+ * Wires metrics, tracing and logs to one service process: each subscribes to the core's channels
+ * (src/domain/events.ts); the app gets `appHooks` (the status page, and the tracer, which wraps a
+ * request rather than hearing about it), the metrics server gets `statusHandler`, and shutdown calls
+ * `close()`, which also unsubscribes.
  */
 import { register } from "prom-client";
 import packageJson from "../../package.json" with { type: "json" };
-import type { CoalescerObserver } from "../allocation/coalescer.ts";
+import { EVENTS } from "../domain/events.ts";
 import type { AppOptions } from "../http/app.ts";
 import type { ConnectionStateListener } from "../stores/connection-events.ts";
 import type { Logger } from "./logger.ts";
-import { combineObservers, createMetrics } from "./metrics.ts";
+import { createMetrics } from "./metrics.ts";
 import { createStatusHandler, type MetricJson } from "./status.ts";
 import { createTracing } from "./tracing.ts";
 import type { BusyId } from "./busy-ids.ts";
@@ -34,8 +35,7 @@ export interface InstrumentOptions {
 }
 
 export interface Instruments {
-  readonly observer: CoalescerObserver;
-  readonly appHooks: Pick<AppOptions, "onResponse" | "traceRequest" | "statusPage">;
+  readonly appHooks: Pick<AppOptions, "traceRequest" | "statusPage">;
   /** Serves `/` and `/status.json` on the metrics port. */
   readonly statusHandler: (path: string) => Promise<Response>;
   /** This process's busiest ids (sent to the supervisor in worker mode). */
@@ -46,29 +46,25 @@ export interface Instruments {
 
 export function createInstruments(options: InstrumentOptions): Instruments {
   const { logger } = options;
-  const metrics = createMetrics({ waiting: options.waiting, ping: options.ping, version: VERSION });
+  const metrics = options.metrics ? createMetrics({ waiting: options.waiting, ping: options.ping, version: VERSION }) : undefined;
   const tracing = createTracing(options.env, options.storeKind, VERSION);
-  const logs: CoalescerObserver = {
-    onFence: (id, floor) =>
+  const unsubscribe = [
+    EVENTS.fence.subscribe(({ id, floor }) =>
       logger.error("store went backwards; counter fenced forward", { event: "store.rollback_fenced", id, floor }),
-  };
-  const observer = combineObservers(
-    ...(options.metrics ? [metrics.observer] : []),
-    logs,
-    ...(tracing === undefined ? [] : [tracing.observer]),
-  );
+    ),
+    EVENTS.internalError.subscribe(({ error }) => logger.error("internal error", { event: "http.internal_error", error })),
+  ];
   const ratio = options.accessLogSampleRatio;
-  const onResponse: AppOptions["onResponse"] =
-    ratio > 0
-      ? (route, method, status, startedAt) => {
-          metrics.onResponse(route, method, status, startedAt);
-          if (Math.random() < ratio) {
-            const ms = Math.round((performance.now() - startedAt) * 1000) / 1000;
-            logger.info("request", { event: "http.access", route, method, status, ms });
-          }
-        }
-      : metrics.onResponse;
-  const busiest = () => metrics.busyIds.top(STATUS_BUSIEST);
+  if (ratio > 0) {
+    unsubscribe.push(
+      EVENTS.response.subscribe(({ route, method, status, startedAt }) => {
+        if (Math.random() >= ratio) return;
+        const ms = Math.round((performance.now() - startedAt) * 1000) / 1000;
+        logger.info("request", { event: "http.access", route, method, status, ms });
+      }),
+    );
+  }
+  const busiest = () => metrics?.busyIds.top(STATUS_BUSIEST) ?? [];
   const statusHandler = createStatusHandler(async () => (await register.getMetricsAsJSON()) as unknown as MetricJson[], busiest);
   if (tracing !== undefined) {
     const { exporters, protocol, url } = tracing.settings;
@@ -79,14 +75,12 @@ export function createInstruments(options: InstrumentOptions): Instruments {
     });
   }
   return {
-    observer,
-    appHooks: options.metrics
-      ? { onResponse, traceRequest: tracing?.traceRequest, statusPage: statusHandler }
-      : { traceRequest: tracing?.traceRequest },
+    appHooks: { traceRequest: tracing?.traceRequest, ...(metrics === undefined ? {} : { statusPage: statusHandler }) },
     statusHandler,
     busiest,
     tracing: tracing !== undefined,
     close: async () => {
+      for (const stop of unsubscribe) stop();
       await tracing?.shutdown();
     },
   };

@@ -4,16 +4,16 @@
  * worker once. Every metric states how it merges (`aggregator`): counters and histograms sum,
  * "highest value seen" gauges take the max, "is it up" gauges the min. docs/reference/metrics.md lists them.
  *
- * Hot path: the app calls `onResponse` once per response. It does two small Map lookups (route, then
- * status x method as one number; cells are created on first use, labels are bounded) and a few
- * number increments; see lean-metrics.ts for why not prom-client's labelled children. The coalescer hooks run once per store round trip, not per
+ * The metrics listen to the core's channels (src/domain/events.ts). Hot path: one `response` event per
+ * answer, which does two small Map lookups (route, then status x method as one number; cells are
+ * created on first use, labels are bounded) and a few number increments; see lean-metrics.ts for why
+ * not prom-client's labelled children. The coalescer's events come once per store round trip, not per
  * request. Nothing ever uses the id as a label; the busiest ids are kept apart (see BusyIds) for the
  * status page only.
  */
 import { Counter, collectDefaultMetrics, Gauge, register } from "prom-client";
-import type { CoalescerObserver } from "../allocation/coalescer.ts";
+import { EVENTS, type ResponseEvent } from "../domain/events.ts";
 import { MAX_TURNO } from "../domain/limits.ts";
-import type { RouteName } from "../http/router.ts";
 import { BusyIds } from "./busy-ids.ts";
 import { type CounterCell, type HistogramSeries, LeanCounter, LeanHistogram } from "./lean-metrics.ts";
 // Registers turnomatic_store_durability_warning (set by main at start) with the other metrics.
@@ -55,10 +55,6 @@ export interface MetricsSources {
 }
 
 export interface TurnMetrics {
-  /** Pass to the Coalescer (or combine with other observers via combineObservers). */
-  readonly observer: CoalescerObserver;
-  /** Pass to createApp's onResponse. */
-  readonly onResponse: (route: RouteName, method: string, status: number, startedAt: number) => void;
   /** The ids with the most numbers issued recently, for the status page. */
   readonly busyIds: BusyIds;
 }
@@ -67,9 +63,10 @@ let created: TurnMetrics | undefined;
 let current: MetricsSources;
 
 /**
- * Defines every metric in the default registry (once per process: prom-client refuses duplicate
- * names, and tests may start several apps in one process, so later calls return the first set and
- * only swap the sources the gauges read).
+ * Defines every metric in the default registry and subscribes them to the core's events, once per
+ * process: prom-client's default registry is process-wide and refuses duplicate names, and tests may
+ * start several apps in one process, so later calls return the first set and only swap the sources
+ * the gauges read.
  */
 export function createMetrics(sources: MetricsSources): TurnMetrics {
   current = sources;
@@ -161,8 +158,8 @@ export function createMetrics(sources: MetricsSources): TurnMetrics {
     .labels(sources.version, `bun ${Bun.version}`)
     .set(1);
 
-  const routes = new Map<RouteName, RouteCells>();
-  const onResponse = (route: RouteName, method: string, status: number, startedAt: number) => {
+  const routes = new Map<string, RouteCells>();
+  const onResponse = ({ route, method, status, startedAt }: ResponseEvent) => {
     const seconds = (performance.now() - startedAt) / 1000;
     let cells = routes.get(route);
     if (cells === undefined) {
@@ -183,23 +180,22 @@ export function createMetrics(sources: MetricsSources): TurnMetrics {
 
   const storeOk = storeSeconds.series({ outcome: "ok" });
   const storeError = storeSeconds.series({ outcome: "error" });
-  const observer: CoalescerObserver = {
-    onReservation(size, seconds, outcome) {
-      batchSize.observe(size);
-      if (outcome === "ok") storeOk.observe(seconds);
-      else {
-        storeError.observe(seconds);
-        storeErrors.inc();
-      }
-    },
-    onAbandoned: (count) => abandoned.inc(count),
-    onInDoubt: (count) => inDoubt.inc(count),
-    onFence: () => fences.inc(),
-    onOverload: () => overloads.inc(),
-    onTimeout: (count) => timeouts.inc(count),
-    onIssued: (id, last) => busyIds.record(id, last),
-  };
-  created = { observer, onResponse, busyIds };
+  EVENTS.response.subscribe(onResponse);
+  EVENTS.reservation.subscribe(({ numbers, storeSeconds: seconds, outcome }) => {
+    batchSize.observe(numbers);
+    if (outcome === "ok") storeOk.observe(seconds);
+    else {
+      storeError.observe(seconds);
+      storeErrors.inc();
+    }
+  });
+  EVENTS.abandoned.subscribe(({ count }) => abandoned.inc(count));
+  EVENTS.inDoubt.subscribe(({ count }) => inDoubt.inc(count));
+  EVENTS.fence.subscribe(() => fences.inc());
+  EVENTS.overload.subscribe(() => overloads.inc());
+  EVENTS.timeout.subscribe(({ count }) => timeouts.inc(count));
+  EVENTS.issued.subscribe(({ id, last }) => busyIds.record(id, last));
+  created = { busyIds };
   return created;
 }
 
@@ -218,40 +214,4 @@ async function pingWithin(ping: () => Promise<unknown>, ms: number): Promise<boo
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** Calls every observer's hook in turn, so metrics, logs and tracing can all watch one coalescer. */
-export function combineObservers(...observers: CoalescerObserver[]): CoalescerObserver {
-  const hooks = <K extends keyof CoalescerObserver>(name: K) =>
-    observers.map((observer) => observer[name]).filter((hook) => hook !== undefined) as Array<NonNullable<CoalescerObserver[K]>>;
-  const reservation = hooks("onReservation");
-  const abandoned = hooks("onAbandoned");
-  const inDoubt = hooks("onInDoubt");
-  const fence = hooks("onFence");
-  const overload = hooks("onOverload");
-  const timeout = hooks("onTimeout");
-  const issued = hooks("onIssued");
-  return {
-    onReservation: (size, seconds, outcome, id) => {
-      for (const hook of reservation) hook(size, seconds, outcome, id);
-    },
-    onAbandoned: (count) => {
-      for (const hook of abandoned) hook(count);
-    },
-    onInDoubt: (count) => {
-      for (const hook of inDoubt) hook(count);
-    },
-    onFence: (id, floor) => {
-      for (const hook of fence) hook(id, floor);
-    },
-    onOverload: () => {
-      for (const hook of overload) hook();
-    },
-    onTimeout: (count) => {
-      for (const hook of timeout) hook(count);
-    },
-    onIssued: (id, last) => {
-      for (const hook of issued) hook(id, last);
-    },
-  };
 }

@@ -38,7 +38,7 @@ import {
   type SpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 import type { Server } from "bun";
-import type { CoalescerObserver } from "../allocation/coalescer.ts";
+import { EVENTS } from "../domain/events.ts";
 import { TurnoError } from "../domain/errors.ts";
 import type { RequestSpan, RequestTracer } from "../http/app.ts";
 import type { Route } from "../http/router.ts";
@@ -80,8 +80,6 @@ export { parseTraceparent, samplingRatio, TracingConfigError, tracingWanted } fr
 export interface Tracing {
   /** Pass to createApp's traceRequest. */
   readonly traceRequest: RequestTracer;
-  /** Combine with the other coalescer observers. */
-  readonly observer: CoalescerObserver;
   /** For the start log: exporters, protocol and URL. */
   readonly settings: TracingSettings;
   /** Exports what is buffered and stops (call on shutdown). */
@@ -110,14 +108,13 @@ export function createTracing(env: Record<string, string | undefined>, storeKind
   const open = new Map<string, OpenId>();
   const { ratio, parentBased } = settings;
 
-  const observer: CoalescerObserver = {
-    onReservation(batchSize, storeSeconds, _outcome, id) {
-      const entry = open.get(id);
-      if (entry === undefined) return;
-      entry.batchSize = batchSize;
-      entry.storeMs = storeSeconds * 1000;
-    },
-  };
+  // The store round trip of a traced request's batch, heard from the coalescer's channel.
+  const unsubscribe = EVENTS.reservation.subscribe(({ id, numbers, storeSeconds }) => {
+    const entry = open.get(id);
+    if (entry === undefined) return;
+    entry.batchSize = numbers;
+    entry.storeMs = storeSeconds * 1000;
+  });
 
   const turn = async (span: Span, id: string, next: () => Promise<number>): Promise<number> => {
     span.setAttribute(ATTR_ID, id);
@@ -172,7 +169,14 @@ export function createTracing(env: Record<string, string | undefined>, storeKind
     return ratio >= 1 || Math.random() < ratio ? startSpan(request, where, server, ROOT_CONTEXT) : undefined;
   };
 
-  return { traceRequest, observer, settings, shutdown: () => provider.shutdown() };
+  return {
+    traceRequest,
+    settings,
+    shutdown: () => {
+      unsubscribe();
+      return provider.shutdown();
+    },
+  };
 }
 
 /** service.*, host.name, process.pid; OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over these. */

@@ -8,6 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { AggregatorRegistry } from "prom-client";
+import { EVENTS } from "../../../src/domain/events.ts";
 import { MAX_TURNO } from "../../../src/domain/limits.ts";
 import { BusyIds } from "../../../src/observability/busy-ids.ts";
 import { Coalescer } from "../../../src/allocation/coalescer.ts";
@@ -19,7 +20,7 @@ import { buildStatus, type MetricJson } from "../../../src/observability/status.
 const DOC = readFileSync(join(import.meta.dir, "../../../docs/reference/metrics.md"), "utf8");
 
 let storeAnswers = true;
-const metrics = createMetrics({
+createMetrics({
   waiting: () => 7,
   ping: async () => {
     if (!storeAnswers) throw new Error("store down");
@@ -67,20 +68,20 @@ describe("metrics", () => {
     expect(value(all, "process_resident_memory_bytes")).toBeGreaterThan(0);
   });
 
-  test("hooks count responses, batches, store time and events", async () => {
+  test("the core's events count responses, batches, store time and events", async () => {
     const t0 = performance.now();
-    metrics.onResponse("turno", "POST", 200, t0);
-    metrics.onResponse("turno", "POST", 200, t0);
-    metrics.onResponse("turno", "POST", 503, t0);
-    metrics.onResponse("not_found", "BREW", 405, t0);
-    metrics.observer.onReservation?.(5, 0.0004, "ok", "a");
-    metrics.observer.onReservation?.(2, 0.3, "error", "a");
-    metrics.observer.onAbandoned?.(2);
-    metrics.observer.onInDoubt?.(2);
-    metrics.observer.onFence?.("a", 10);
-    metrics.observer.onOverload?.();
-    metrics.observer.onTimeout?.(3);
-    metrics.observer.onIssued?.("a", Math.floor(MAX_TURNO * 0.95));
+    EVENTS.response.publish({ route: "turno", method: "POST", status: 200, startedAt: t0 });
+    EVENTS.response.publish({ route: "turno", method: "POST", status: 200, startedAt: t0 });
+    EVENTS.response.publish({ route: "turno", method: "POST", status: 503, startedAt: t0 });
+    EVENTS.response.publish({ route: "not_found", method: "BREW", status: 405, startedAt: t0 });
+    EVENTS.reservation.publish({ id: "a", numbers: 5, storeSeconds: 0.0004, outcome: "ok" });
+    EVENTS.reservation.publish({ id: "a", numbers: 2, storeSeconds: 0.3, outcome: "error" });
+    EVENTS.abandoned.publish({ count: 2 });
+    EVENTS.inDoubt.publish({ count: 2 });
+    EVENTS.fence.publish({ id: "a", floor: 10 });
+    EVENTS.overload.publish({});
+    EVENTS.timeout.publish({ count: 3 });
+    EVENTS.issued.publish({ id: "a", last: Math.floor(MAX_TURNO * 0.95) });
     const all = await json();
     expect(value(all, "turnomatic_http_requests_total", { route: "turno", method: "POST", code: "200" })).toBe(2);
     expect(value(all, "turnomatic_http_requests_total", { route: "turno", method: "POST", code: "503" })).toBe(1);
@@ -106,7 +107,7 @@ describe("metrics", () => {
   test("two workers merged by AggregatorRegistry give host-wide values", async () => {
     const workerA = await json();
     storeAnswers = false; // worker B's store does not answer
-    metrics.observer.onIssued?.("b", 5);
+    EVENTS.issued.publish({ id: "b", last: 5 });
     const workerB = await json();
     storeAnswers = true;
     const merged = (await AggregatorRegistry.aggregate([
