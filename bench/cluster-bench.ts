@@ -19,7 +19,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { integerArg, listArg, type parseCommand, runCommand, UsageError } from "./toolkit/cli.ts";
 import { startCpuMeter } from "./toolkit/proc.ts";
 import { LB_MODES, type LbMode, parseLbMode, renderHaproxyConfig } from "../scripts/cluster/haproxy-config.ts";
 import {
@@ -63,61 +63,34 @@ interface Options {
   out: string;
 }
 
-class UsageError extends Error {}
+const ARGS = {
+  seconds: { type: "string" },
+  rounds: { type: "string" },
+  connections: { type: "string" },
+  threads: { type: "string" },
+  workers: { type: "string" },
+  ids: { type: "string" },
+  "lb-modes": { type: "string" },
+  out: { type: "string" },
+} as const;
 
-function positiveInteger(raw: string, option: string, max: number): number {
-  const value = Number(raw);
-  if (!/^\d+$/.test(raw) || value < 1 || value > max)
-    throw new UsageError(`--${option} must be an integer from 1 to ${max}; got '${raw}'.`);
-  return value;
-}
-
-export function parseBenchArgs(argv: readonly string[]): Options | "help" {
-  const parse = () =>
-    parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        seconds: { type: "string" },
-        rounds: { type: "string" },
-        connections: { type: "string" },
-        threads: { type: "string" },
-        workers: { type: "string" },
-        ids: { type: "string" },
-        "lb-modes": { type: "string" },
-        out: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse();
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const v = parsed.values as Record<string, string | boolean | undefined>;
-  if (v.help === true) return "help";
-  const text = (key: string, fallback: string) => (typeof v[key] === "string" ? (v[key] as string) : fallback);
+/** The options from parsed arguments; throws UsageError naming the option. */
+export function benchOptionsFrom(v: ReturnType<typeof parseCommand<typeof ARGS>>): Options {
   let lbModes: LbMode[];
   try {
-    lbModes = text("lb-modes", LB_MODES.join(","))
-      .split(",")
-      .map((mode) => parseLbMode(mode, "--lb-modes"));
+    lbModes = (v["lb-modes"] ?? LB_MODES.join(",")).split(",").map((mode) => parseLbMode(mode, "--lb-modes"));
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
   return {
-    seconds: positiveInteger(text("seconds", "5"), "seconds", 600),
-    rounds: positiveInteger(text("rounds", "3"), "rounds", 50),
-    connections: positiveInteger(text("connections", "64"), "connections", 10_000),
-    threads: positiveInteger(text("threads", "1"), "threads", 64),
-    workers: positiveInteger(text("workers", "1"), "workers", 64),
-    ids: text("ids", "1,10000")
-      .split(",")
-      .map((n) => positiveInteger(n, "ids", 1_000_000)),
+    seconds: integerArg(v.seconds, "seconds", 5, 1, 600),
+    rounds: integerArg(v.rounds, "rounds", 3, 1, 50),
+    connections: integerArg(v.connections, "connections", 64, 1, 10_000),
+    threads: integerArg(v.threads, "threads", 1, 1, 64),
+    workers: integerArg(v.workers, "workers", 1, 1, 64),
+    ids: listArg(v.ids ?? "1,10000").map((n) => integerArg(n, "ids", 1, 1, 1_000_000)),
     lbModes,
-    out: text("out", join(import.meta.dir, "results")),
+    out: v.out ?? join(import.meta.dir, "results"),
   };
 }
 
@@ -399,20 +372,14 @@ async function bench(options: Options): Promise<void> {
 }
 
 if (import.meta.main) {
-  try {
-    const options = parseBenchArgs(process.argv.slice(2));
-    if (options === "help") process.stdout.write(`${USAGE}\n`);
-    else {
-      // After parsing: --help and a bad option install nothing (issue 14).
-      const deps = Bun.spawnSync(["bash", join(import.meta.dir, "../scripts/ensure-test-deps.sh")], {
-        stdio: ["inherit", "inherit", "inherit"],
-      });
-      if (deps.exitCode !== 0) throw new Error("scripts/ensure-test-deps.sh failed: install the packages it names");
-      await bench(options);
-    }
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`bench:cluster: ${error.message}\n${USAGE}\n`);
-    process.exit(2);
-  }
+  await runCommand({ name: "bench:cluster", usage: USAGE, options: ARGS }, async (values) => {
+    const options = benchOptionsFrom(values);
+    // After parsing: --help and a bad option install nothing (issue 14).
+    const deps = Bun.spawnSync(["bash", join(import.meta.dir, "../scripts/ensure-test-deps.sh")], {
+      stdio: ["inherit", "inherit", "inherit"],
+    });
+    if (deps.exitCode !== 0) throw new Error("scripts/ensure-test-deps.sh failed: install the packages it names");
+    await bench(options);
+    return 0;
+  });
 }

@@ -1,7 +1,8 @@
 /**
- * The one way bench and loadtest commands read their arguments: node:util parseArgs (strict, no
- * positionals), `--help` printing the usage and exiting 0 before anything runs, and a usage error
- * (unknown option, bad value) printing the message and the usage and exiting 2.
+ * The one way every command (bench, loadtest, scripts/cluster) reads its arguments: node:util
+ * parseArgs (strict; positionals only where a command takes them), `--help` printing the usage and
+ * exiting 0 before anything runs, and a usage error (unknown option, bad value) printing the message
+ * and the usage and exiting 2.
  */
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 
@@ -25,14 +26,25 @@ type Values<O extends ParseArgsOptionsConfig> = ReturnType<
 
 /** Parses argv strictly; `--help` is { help: true }. Throws UsageError (with the reason) on bad usage. */
 export function parseCommand<O extends ParseArgsOptionsConfig>(spec: CommandSpec<O>, argv: readonly string[]): Values<O> {
+  const { values, positionals } = parseCommandLine(spec, argv);
+  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  return values;
+}
+
+/** As parseCommand, for commands that also take positional arguments (a subcommand, hosts, URLs). */
+export function parseCommandLine<O extends ParseArgsOptionsConfig>(
+  spec: CommandSpec<O>,
+  argv: readonly string[],
+): { values: Values<O>; positionals: string[] } {
   try {
-    return parseArgs({
+    const { values, positionals } = parseArgs({
       args: [...argv],
       options: { ...spec.options, ...HELP },
       strict: true,
-      allowPositionals: false,
+      allowPositionals: true,
       allowNegative: true,
-    } as { options: O & typeof HELP; strict: true }).values as Values<O>;
+    } as { options: O & typeof HELP; strict: true; allowPositionals: true });
+    return { values: values as Values<O>, positionals };
   } catch (error) {
     if (error instanceof TypeError && "code" in error && String(error.code).startsWith("ERR_PARSE_ARGS"))
       throw new UsageError(error.message);

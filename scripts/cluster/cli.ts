@@ -3,7 +3,7 @@
  * Run it as root (network namespaces); `npm run -s cluster -- status --json` for JSON only (-s keeps
  * npm's own banner off stdout). See USAGE below for every command and option.
  */
-import { parseArgs } from "node:util";
+import { integerArg, parseCommandLine, UsageError } from "../../bench/toolkit/cli.ts";
 import { autoscale, DEFAULT_POLICY } from "./autoscaler.ts";
 import { LB_MODES } from "./haproxy-config.ts";
 import {
@@ -42,35 +42,25 @@ const USAGE = `usage: npm run cluster -- <command> [HOST] [options]      (as roo
   all commands: --name NAME (default "default"), -h/--help
 The cluster's addresses exist only inside its namespaces: reach them with ip netns exec tm-client ...`;
 
-class UsageError extends Error {}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      name: { type: "string", default: "default" },
-      apps: { type: "string", default: "2" },
-      "max-apps": { type: "string" },
-      min: { type: "string", default: String(DEFAULT_POLICY.min) },
-      max: { type: "string", default: String(DEFAULT_POLICY.max) },
-      "interval-ms": { type: "string", default: "1000" },
-      "scale-out-cpu": { type: "string", default: String(DEFAULT_POLICY.scaleOutCpu) },
-      "scale-in-cpu": { type: "string", default: String(DEFAULT_POLICY.scaleInCpu) },
-      "p99-ms": { type: "string", default: String(DEFAULT_POLICY.p99Ms) },
-      "cooldown-out-ms": { type: "string", default: String(DEFAULT_POLICY.cooldownOutMs) },
-      "cooldown-in-ms": { type: "string", default: String(DEFAULT_POLICY.cooldownInMs) },
-      "duration-s": { type: "string" },
-      workers: { type: "string", default: "1" },
-      store: { type: "string", default: "redis" },
-      subnet: { type: "string", default: "10.200.0.0/24" },
-      "lb-mode": { type: "string", default: "keepalive" },
-      json: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-}
+const ARGS = {
+  name: { type: "string", default: "default" },
+  apps: { type: "string", default: "2" },
+  "max-apps": { type: "string" },
+  min: { type: "string", default: String(DEFAULT_POLICY.min) },
+  max: { type: "string", default: String(DEFAULT_POLICY.max) },
+  "interval-ms": { type: "string", default: "1000" },
+  "scale-out-cpu": { type: "string", default: String(DEFAULT_POLICY.scaleOutCpu) },
+  "scale-in-cpu": { type: "string", default: String(DEFAULT_POLICY.scaleInCpu) },
+  "p99-ms": { type: "string", default: String(DEFAULT_POLICY.p99Ms) },
+  "cooldown-out-ms": { type: "string", default: String(DEFAULT_POLICY.cooldownOutMs) },
+  "cooldown-in-ms": { type: "string", default: String(DEFAULT_POLICY.cooldownInMs) },
+  "duration-s": { type: "string" },
+  workers: { type: "string", default: "1" },
+  store: { type: "string", default: "redis" },
+  subnet: { type: "string", default: "10.200.0.0/24" },
+  "lb-mode": { type: "string", default: "keepalive" },
+  json: { type: "boolean", default: false },
+} as const;
 
 /** What `up` prints: only commands that work from this shell (the LB address is namespace-only). */
 function howToReach(state: ClusterState): string {
@@ -105,16 +95,9 @@ async function statusJson(name: string): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (error) {
-    if (error instanceof TypeError && "code" in error) throw new UsageError(error.message);
-    throw error;
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseCommandLine({ name: "cluster", usage: USAGE, options: ARGS }, argv);
   const [command, host, arg] = positionals;
-  if (values.help) {
+  if (values.help === true) {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
@@ -137,12 +120,12 @@ async function main(argv: string[]): Promise<void> {
       process.once("SIGTERM", interrupted);
       const state = await up({
         name,
-        apps: Number(values.apps),
-        workers: Number(values.workers),
+        apps: integerArg(values.apps, "apps", 2, 1, 64),
+        workers: integerArg(values.workers, "workers", 1, 1, 64),
         store: values.store,
         subnet: values.subnet,
         lbMode: values["lb-mode"],
-        ...(values["max-apps"] === undefined ? {} : { maxApps: Number(values["max-apps"]) }),
+        ...(values["max-apps"] === undefined ? {} : { maxApps: integerArg(values["max-apps"], "max-apps", 2, 1, 64) }),
       });
       process.off("SIGINT", interrupted);
       process.off("SIGTERM", interrupted);

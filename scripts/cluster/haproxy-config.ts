@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseCommandLine, UsageError } from "../../bench/toolkit/cli.ts";
 
 export const HAPROXY_TEMPLATE = join(import.meta.dir, "../../deploy/haproxy/haproxy.cfg.template");
 
@@ -135,7 +135,7 @@ export function renderHaproxyConfig(options: HaproxyConfigOptions): string {
   });
 }
 
-export const USAGE = `usage: bun scripts/cluster/haproxy-config.ts [--lb-mode keepalive|strict] [--bind ADDR:PORT] HOST:PORT... > haproxy.cfg
+export const USAGE = `usage: npx bun scripts/cluster/haproxy-config.ts [--lb-mode keepalive|strict] [--bind ADDR:PORT] HOST:PORT... > haproxy.cfg
   Renders deploy/haproxy/haproxy.cfg.template with one server line per HOST:PORT (app1, app2, ...).
   --lb-mode keepalive  (default) keep-alive to clients and pooled server connections (http-reuse safe)
   --lb-mode strict     one request per client connection (option httpclose + http-server-close):
@@ -144,31 +144,33 @@ export const USAGE = `usage: bun scripts/cluster/haproxy-config.ts [--lb-mode ke
   --stats-bind ADDR:PORT  /metrics and /stats listener (default 0.0.0.0:8404)
   -h, --help           this text`;
 
-/** Parses the command line into options; throws RangeError (with the reason) on bad input. */
+const ARGS = {
+  "lb-mode": { type: "string" },
+  bind: { type: "string" },
+  "stats-bind": { type: "string" },
+} as const;
+
+/** Parses the command line into options; throws UsageError (with the reason) on bad input. */
 export function parseHaproxyConfigArgs(argv: readonly string[]): HaproxyConfigOptions | "help" {
-  const { values, positionals } = parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    strict: true,
-    options: {
-      "lb-mode": { type: "string", default: "keepalive" },
-      bind: { type: "string" },
-      "stats-bind": { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) return "help";
-  if (positionals.length === 0) throw new RangeError("give at least one app server as HOST:PORT.");
+  const { values, positionals } = parseCommandLine({ name: "haproxy-config", usage: USAGE, options: ARGS }, argv);
+  if (values.help === true) return "help";
+  if (positionals.length === 0) throw new UsageError("give at least one app server as HOST:PORT.");
   const servers = positionals.map((arg, i) => {
     const match = /^(.+):([^:]*)$/.exec(arg);
-    if (match === null) throw new RangeError(`expected HOST:PORT, got '${arg}'.`);
+    if (match === null) throw new UsageError(`expected HOST:PORT, got '${arg}'.`);
     const [, address = "", port = ""] = match;
-    if (!/^\d{1,5}$/.test(port)) throw new RangeError(`port of '${arg}' must be an integer from 1 to 65535; got '${port}'.`);
+    if (!/^\d{1,5}$/.test(port)) throw new UsageError(`port of '${arg}' must be an integer from 1 to 65535; got '${port}'.`);
     return { name: `app${i + 1}`, address, port: Number(port) };
   });
+  let lbMode: LbMode;
+  try {
+    lbMode = parseLbMode(values["lb-mode"] ?? "keepalive");
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   return {
     servers,
-    lbMode: parseLbMode(values["lb-mode"]),
+    lbMode,
     ...(values.bind === undefined ? {} : { bind: values.bind }),
     ...(values["stats-bind"] === undefined ? {} : { statsBind: values["stats-bind"] }),
   };
@@ -180,7 +182,7 @@ if (import.meta.main) {
     if (parsed === "help") process.stdout.write(`${USAGE}\n`);
     else process.stdout.write(renderHaproxyConfig(parsed));
   } catch (error) {
-    if (!(error instanceof RangeError || (error instanceof TypeError && "code" in error))) throw error;
+    if (!(error instanceof UsageError || error instanceof RangeError)) throw error;
     process.stderr.write(`haproxy-config: ${error.message}\n${USAGE}\n`);
     process.exit(2);
   }

@@ -2,9 +2,10 @@
  * Readiness probe run inside a namespace by the cluster tool (the root namespace cannot reach the
  * topology's subnet): polls every URL until each answers 200, or fails after the timeout.
  */
+import { parseCommandLine, UsageError } from "../../bench/toolkit/cli.ts";
 import { NamespaceTargetError, refuseNamespaceTarget } from "./netns-guard.ts";
 
-const USAGE = `usage: ip netns exec tm-client bun scripts/cluster/probe.ts TIMEOUT_MS URL...
+const USAGE = `usage: ip netns exec tm-client npx bun scripts/cluster/probe.ts TIMEOUT_MS URL...
   Polls every URL until each answers 200 (exit 0), or exits 1 after TIMEOUT_MS. Used by the cluster
   tool inside the client namespace; from the root namespace, cluster addresses are refused.`;
 
@@ -13,13 +14,18 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
-const args = process.argv.slice(2);
-if (args.includes("--help") || args.includes("-h")) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
+let args: string[] = [];
+try {
+  const { values, positionals } = parseCommandLine({ name: "probe", usage: USAGE, options: {} }, process.argv.slice(2));
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  args = positionals;
+} catch (error) {
+  if (error instanceof UsageError) fail(`${error.message}.`, 2);
+  throw error;
 }
-const unknown = args.find((arg) => arg.startsWith("-"));
-if (unknown !== undefined) fail(`unknown option '${unknown}'.`, 2);
 const [timeoutArg, ...urls] = args;
 const timeoutMs = Number(timeoutArg);
 if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) fail(`TIMEOUT_MS must be a positive integer; got '${timeoutArg}'.`, 2);

@@ -114,7 +114,7 @@ describe("bun scripts/cluster/haproxy-config.ts", () => {
     for (const flag of ["--help", "-h"]) {
       const { code, stdout, stderr } = runScript([flag]);
       expect(code).toBe(0);
-      expect(stdout).toContain("usage: bun scripts/cluster/haproxy-config.ts");
+      expect(stdout).toContain("usage: npx bun scripts/cluster/haproxy-config.ts");
       expect(stdout).toContain("--lb-mode");
       expect(stderr).toBe("");
     }
