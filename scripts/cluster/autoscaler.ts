@@ -7,6 +7,7 @@
 import { appendFileSync } from "node:fs";
 import { join } from "node:path";
 import { procCpuSecondsIfAlive } from "../../bench/toolkit/proc.ts";
+import { moduleOfTheClusterTool } from "./errors.ts";
 import {
   APP_METRICS_PORT,
   addAppHost,
@@ -365,11 +366,4 @@ export function scaleInCandidate(state: ClusterState): string {
   return last;
 }
 
-if (import.meta.main) {
-  // A module of the cluster tool, not a command of its own.
-  const help = process.argv.includes("--help") || process.argv.includes("-h");
-  (help ? process.stdout : process.stderr).write(
-    "usage: scripts/cluster/autoscaler.ts is a module of the cluster tool; run: npm run cluster -- --help\n",
-  );
-  process.exit(help ? 0 : 2);
-}
+if (import.meta.main) moduleOfTheClusterTool("scripts/cluster/autoscaler.ts");

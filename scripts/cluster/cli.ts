@@ -8,6 +8,7 @@ import { autoscale, DEFAULT_POLICY } from "./autoscaler.ts";
 import { LB_MODES } from "./haproxy-config.ts";
 import {
   appUrl,
+  CLUSTER_DEFAULTS,
   ClusterError,
   DRAIN_DELAY_MS,
   down,
@@ -43,8 +44,8 @@ const USAGE = `usage: npm run cluster -- <command> [HOST] [options]      (as roo
 The cluster's addresses exist only inside its namespaces: reach them with ip netns exec tm-client ...`;
 
 const ARGS = {
-  name: { type: "string", default: "default" },
-  apps: { type: "string", default: "2" },
+  name: { type: "string", default: CLUSTER_DEFAULTS.name },
+  apps: { type: "string", default: String(CLUSTER_DEFAULTS.apps) },
   "max-apps": { type: "string" },
   min: { type: "string", default: String(DEFAULT_POLICY.min) },
   max: { type: "string", default: String(DEFAULT_POLICY.max) },
@@ -55,10 +56,10 @@ const ARGS = {
   "cooldown-out-ms": { type: "string", default: String(DEFAULT_POLICY.cooldownOutMs) },
   "cooldown-in-ms": { type: "string", default: String(DEFAULT_POLICY.cooldownInMs) },
   "duration-s": { type: "string" },
-  workers: { type: "string", default: "1" },
-  store: { type: "string", default: "redis" },
-  subnet: { type: "string", default: "10.200.0.0/24" },
-  "lb-mode": { type: "string", default: "keepalive" },
+  workers: { type: "string", default: String(CLUSTER_DEFAULTS.workers) },
+  store: { type: "string", default: CLUSTER_DEFAULTS.store },
+  subnet: { type: "string", default: CLUSTER_DEFAULTS.subnet },
+  "lb-mode": { type: "string", default: CLUSTER_DEFAULTS.lbMode },
   json: { type: "boolean", default: false },
 } as const;
 
@@ -120,12 +121,14 @@ async function main(argv: string[]): Promise<void> {
       process.once("SIGTERM", interrupted);
       const state = await up({
         name,
-        apps: integerArg(values.apps, "apps", 2, 1, 64),
-        workers: integerArg(values.workers, "workers", 1, 1, 64),
+        apps: integerArg(values.apps, "apps", CLUSTER_DEFAULTS.apps, 1, 200),
+        workers: integerArg(values.workers, "workers", CLUSTER_DEFAULTS.workers, 1, 64),
         store: values.store,
         subnet: values.subnet,
         lbMode: values["lb-mode"],
-        ...(values["max-apps"] === undefined ? {} : { maxApps: integerArg(values["max-apps"], "max-apps", 2, 1, 64) }),
+        ...(values["max-apps"] === undefined
+          ? {}
+          : { maxApps: integerArg(values["max-apps"], "max-apps", CLUSTER_DEFAULTS.apps, 1, 200) }),
       });
       process.off("SIGINT", interrupted);
       process.off("SIGTERM", interrupted);

@@ -8,6 +8,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
+import { moduleOfTheClusterTool } from "./errors.ts";
 
 /** Where the cluster tool keeps its state (one directory per cluster name). */
 export const STATE_ROOT = "/tmp/turnomatic-cluster";
@@ -83,11 +84,4 @@ export function refuseNamespaceTarget(url: string): void {
 
 export class NamespaceTargetError extends Error {}
 
-if (import.meta.main) {
-  // A module of the cluster tool, not a command of its own.
-  const help = process.argv.includes("--help") || process.argv.includes("-h");
-  (help ? process.stdout : process.stderr).write(
-    "usage: scripts/cluster/netns-guard.ts is a module of the cluster tool; run: npm run cluster -- --help\n",
-  );
-  process.exit(help ? 0 : 2);
-}
+if (import.meta.main) moduleOfTheClusterTool("scripts/cluster/netns-guard.ts");

@@ -120,7 +120,7 @@ describe("every cluster and bench:cluster script answers --help", () => {
       stderr: "pipe",
     });
     expect(await bad.exited).toBe(2);
-    expect(await new Response(bad.stderr).text()).toContain("--rounds must be an integer");
+    expect(await new Response(bad.stderr).text()).toContain("--rounds must be a number from 1 to 50");
   });
 });
 
