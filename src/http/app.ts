@@ -45,8 +45,6 @@ export interface AppOptions {
   readonly maxBatchCount?: number;
   readonly maxUrlLength: number;
   readonly maxBodyBytes: number;
-  /** Serves the status page at `/` and its data at `/status.json` (given the path); undefined = 404. */
-  readonly statusPage?: (path: string) => Response | Promise<Response>;
   /** Tracing: a span for each sampled request, ended with its response; undefined costs nothing on the hot path. */
   readonly traceRequest?: RequestTracer;
 }
@@ -171,9 +169,6 @@ export function createApp(options: AppOptions): App {
         return jsonResponse({ status: "ok" });
       case "readyz":
         return ready();
-      case "status":
-        if (options.statusPage !== undefined && method === "GET") return options.statusPage(where.path);
-        throw new NotFoundError("Nothing here; see /turno/:id.");
       default:
         throw new NotFoundError("Unknown path; the API is /turno/:id and /turno/:id/actual.");
     }

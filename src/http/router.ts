@@ -6,9 +6,10 @@
  *   /admin/turno/:id/ledger   issued, delivered, lost (GET), bearer token
  *   /admin/store/recover      recover a store that lost data (POST), bearer token
  *   /healthz /readyz    liveness and readiness
- *   / /status.json      status page and the JSON it polls
+ * The status page is not here: it is served on the metrics port (src/observability/metrics-server.ts),
+ * which an operator does not expose, and which sees every worker of the host.
  */
-export type RouteName = "turno" | "actual" | "admin" | "ledger" | "recover" | "healthz" | "readyz" | "status" | "not_found";
+export type RouteName = "turno" | "actual" | "admin" | "ledger" | "recover" | "healthz" | "readyz" | "not_found";
 
 export interface Route {
   readonly name: RouteName;
@@ -47,6 +48,5 @@ export function route(path: string): Route {
   if (path === "/admin/store/recover") return { name: "recover", rawId: "", path };
   if (path === "/healthz") return { name: "healthz", rawId: "", path };
   if (path === "/readyz") return { name: "readyz", rawId: "", path };
-  if (path === "/" || path === "/index.html" || path === "/status.json") return { name: "status", rawId: "", path };
   return { name: "not_found", rawId: "", path };
 }

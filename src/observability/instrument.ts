@@ -1,8 +1,8 @@
 /**
  * Wires metrics, tracing and logs to one service process: each subscribes to the core's channels
- * (src/domain/events.ts); the app gets `appHooks` (the status page, and the tracer, which wraps a
- * request rather than hearing about it), the metrics server gets `statusHandler`, and shutdown calls
- * `close()`, which also unsubscribes.
+ * (src/domain/events.ts); the app gets `appHooks` (the tracer, which wraps a request rather than
+ * hearing about it), the metrics server gets `statusHandler` (the status page lives on the metrics
+ * port only), and shutdown calls `close()`, which also unsubscribes.
  */
 import { register } from "prom-client";
 import packageJson from "../../package.json" with { type: "json" };
@@ -35,7 +35,7 @@ export interface InstrumentOptions {
 }
 
 export interface Instruments {
-  readonly appHooks: Pick<AppOptions, "traceRequest" | "statusPage">;
+  readonly appHooks: Pick<AppOptions, "traceRequest">;
   /** Serves `/` and `/status.json` on the metrics port. */
   readonly statusHandler: (path: string) => Promise<Response>;
   /** This process's busiest ids (sent to the supervisor in worker mode). */
@@ -75,7 +75,7 @@ export function createInstruments(options: InstrumentOptions): Instruments {
     });
   }
   return {
-    appHooks: { traceRequest: tracing?.traceRequest, ...(metrics === undefined ? {} : { statusPage: statusHandler }) },
+    appHooks: { traceRequest: tracing?.traceRequest },
     statusHandler,
     busiest,
     tracing: tracing !== undefined,

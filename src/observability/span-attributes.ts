@@ -47,11 +47,8 @@ export const HTTP_ROUTES: Readonly<Partial<Record<RouteName, string>>> = {
   admin: "/admin/turno/{id}",
 };
 
-/**
- * Routes that make no span: a load balancer's probes and the status page's polls every second would
- * outnumber the turns in a sampled trace store.
- */
-export const UNTRACED_ROUTES: ReadonlySet<RouteName> = new Set<RouteName>(["healthz", "readyz", "status"]);
+/** Routes that make no span: a load balancer's probes every second would outnumber the turns in a sampled trace store. */
+export const UNTRACED_ROUTES: ReadonlySet<RouteName> = new Set<RouteName>(["healthz", "readyz"]);
 
 /** The id of a turn request. */
 export const ATTR_ID = "turnomatic.id";

@@ -118,6 +118,7 @@ describe("refusals take no number", () => {
     ["/turno/n", { method: "DELETE" }, 405, "TURNO_ERR_METHOD_NOT_ALLOWED"],
     ["/turno/n/actual", { method: "POST" }, 405, "TURNO_ERR_METHOD_NOT_ALLOWED"],
     ["/nothing", undefined, 404, "TURNO_ERR_NOT_FOUND"],
+    ["/status.json", undefined, 404, "TURNO_ERR_NOT_FOUND"],
     ["/admin/turno/n", { method: "DELETE" }, 401, "TURNO_ERR_UNAUTHORIZED"],
     ["/admin/turno/n", { method: "PUT", headers: admin, body: '{"turno": -1}' }, 400, "TURNO_ERR_INVALID_BODY"],
     [

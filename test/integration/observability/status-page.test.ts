@@ -53,7 +53,7 @@ test("the status page shows live numbers in headless Chromium", async () => {
   });
   try {
     const page = await browser.newPage();
-    for (const origin of [service.url, `http://127.0.0.1:${service.metricsPort}`]) {
+    for (const origin of [`http://127.0.0.1:${service.metricsPort}`]) {
       await page.goto(`${origin}/`);
       expect(await page.title()).toBe("Turnomatic status");
       // Rates need two polls; wait until the page shows a positive request rate and a latency.
