@@ -56,9 +56,10 @@
  * Daily resets (issue 17): for an id with a schedule the reservation also carries the schedule this
  * process holds and the start of the current day by `clock` (DayStamp); the store resets the counter
  * when that day is later than its own, atomically with the grant, so the store's day is the latest any
- * process sent and no number of an old day is issued after a 1 of the new one (docs/guides/operations.md,
- * "Daily resets and clock skew"). The schedules are bounded (`scheduleMaxIds`, the first learned
- * dropped first; a dropped one costs a refresh); an id this process holds none for costs nothing more. When the store holds another schedule than the one sent
+ * process sent and no number of an old day is issued after a 1 of the new one
+ * (docs/guides/operations.md, "Daily resets and clock skew"). The schedules are bounded
+ * (`scheduleMaxIds`, the first learned dropped first; a dropped one costs a refresh); an id this
+ * process holds none for costs nothing more. When the store holds another schedule than the one sent
  * (set or removed through another host, or evicted here), it reserves nothing and answers its own;
  * the batch is sent again at once with it: one extra round trip after each change.
  *
