@@ -8,6 +8,7 @@
  *   (f) (b) with OpenTelemetry tracing on at 1% head sampling, exporting to a local OTLP receiver,
  *   (g) (b) with every request a POST with a fresh Idempotency-Key (keyed waiters coalesce too),
  *   (h) the naive server (e) on 1000 ids, to compare with (c),
+ *   (i) (c) with a daily reset on every id (each reservation carries its day; issue 17),
  *   (j) (b) with every request a batch turn of 100 (POST ?count=100): numbers per second, vs (b)'s,
  *   (b@S), (e@S) (b) and (e) again with redis-server capped at a share S of one core (cgroup CPU
  *       quota, root only): Redis as the bottleneck, as when one Redis serves many app hosts.
@@ -22,7 +23,7 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { freePort, waitFor } from "../harness/ports.ts";
 import { type RedisProcess, startRedis } from "../harness/redis-server.ts";
-import { startService } from "../harness/service.ts";
+import { adminHeaders, startService } from "../harness/service.ts";
 import { type CpuCap, capCpu } from "./cpu-cap.ts";
 import { integerArg, listArg, numberArg, runCommand, UsageError } from "./toolkit/cli.ts";
 import { redisPid } from "./toolkit/proc.ts";
@@ -176,6 +177,25 @@ const BASE_TARGETS: Target[] = [
     ids: 1000,
     redis: true,
     start: (redis) => startScript("naive-server.ts", { REDIS_URL: redis.url }),
+  },
+  {
+    key: "i",
+    label: "(c) with a daily reset on every id",
+    ids: 1000,
+    redis: true,
+    start: async (redis) => {
+      const service = await startService({ store: redis.url });
+      const body = JSON.stringify({ daily: "06:00", timeZone: "Europe/Madrid" });
+      for (let i = 0; i < 1000; i++) {
+        const response = await fetch(`${service.url}/admin/turno/b${i}/schedule`, {
+          method: "PUT",
+          headers: adminHeaders(),
+          body,
+        });
+        if (!response.ok) throw new Error(`PUT schedule: ${response.status}`);
+      }
+      return service;
+    },
   },
   {
     key: "j",

@@ -53,9 +53,20 @@
  * numbers are consecutive, and all of them are ordered against every other request's. A keyed batch
  * records its first number and count; a retry with another count gets IdempotencyKeyReusedError.
  *
+ * Daily resets (issue 17): for an id with a schedule the reservation also carries the schedule this
+ * process holds and the start of the current day by `clock` (DayStamp); the store resets the counter
+ * when that day is later than its own, atomically with the grant, so the store's day is the latest any
+ * process sent and no number of an old day is issued after a 1 of the new one
+ * (docs/guides/operations.md, "Daily resets and clock skew"). The schedules are bounded
+ * (`scheduleMaxIds`, the first learned dropped first; a dropped one costs a refresh); an id this
+ * process holds none for costs nothing more. When the store holds another schedule than the one sent
+ * (set or removed through another host, or evicted here), it reserves nothing and answers its own;
+ * the batch is sent again at once with it: one extra round trip after each change.
+ *
  * Deadlines are enforced by one coarse sweep timer, not a timer per request, to keep the hot path lean.
  */
-import type { CounterStore, Fence, KeyedWaiter, Reservation } from "../domain/counter-store.ts";
+import type { CounterStore, DayStamp, Fence, KeyedWaiter, Reservation } from "../domain/counter-store.ts";
+import { type DailySchedule, type DayBounds, dayAt, scheduleFromText } from "../domain/daily-schedule.ts";
 import { EVENTS } from "../domain/events.ts";
 import {
   ClientClosedError,
@@ -85,6 +96,10 @@ export interface CoalescerOptions {
   readonly ledgerReports?: boolean;
   /** How often deliveries of quiet ids are reported (ms). Default 1000. */
   readonly ledgerFlushMs?: number;
+  /** Most ids whose daily-reset schedule is kept (the one learned first dropped first). Default 50000. */
+  readonly scheduleMaxIds?: number;
+  /** Wall-clock time (epoch ms) that decides the day of a scheduled id. Default Date.now; tests inject one. */
+  readonly clock?: () => number;
 }
 
 /** Counters kept as plain numbers; the metrics module reads them when scraped. */
@@ -105,6 +120,8 @@ export interface CoalescerStats {
   ledgerDropped: number;
   /** Fences dropped to stay within fenceMaxIds. */
   fenceEvictions: number;
+  /** Reservations sent again because the store held another schedule than this process (daily resets). */
+  scheduleRefreshes: number;
 }
 
 export interface TurnRequest {
@@ -137,6 +154,14 @@ interface InFlight {
   readonly numbers: number;
   readonly startedAt: number;
   detached: boolean;
+  /** Times the store answered that its schedule for the id is another one (then nothing was reserved). */
+  refreshes: number;
+}
+
+/** A schedule this process holds for an id, with the day it computed last. */
+interface HeldSchedule {
+  readonly schedule: DailySchedule;
+  bounds: DayBounds;
 }
 
 /** Exists only while an id has waiters; its fence lives on in Coalescer.#fences. */
@@ -150,6 +175,9 @@ interface IdState {
 type StoredFence = number | Fence;
 
 const DEFAULT_FENCE_MAX_IDS = 50_000;
+const DEFAULT_SCHEDULE_MAX_IDS = 50_000;
+/** A reservation that meets this many schedule changes in a row fails (503) rather than loop. */
+const MAX_SCHEDULE_REFRESHES = 3;
 const DEFAULT_LEDGER_FLUSH_MS = 1000;
 /** Flush the ledger early when this many ids have unreported deliveries (bounds that map). */
 const LEDGER_FLUSH_IDS = 10_000;
@@ -168,6 +196,7 @@ export class Coalescer {
     replays: 0,
     ledgerDropped: 0,
     fenceEvictions: 0,
+    scheduleRefreshes: 0,
   };
   readonly #store: CounterStore;
   readonly #options: CoalescerOptions;
@@ -176,6 +205,10 @@ export class Coalescer {
   /** Per-id fences, least recently issued first (Map keeps insertion order). */
   readonly #fences = new Map<string, StoredFence>();
   readonly #fenceMaxIds: number;
+  /** Daily-reset schedules of ids, in the order they were learned (the first one is dropped past the cap). */
+  readonly #schedules = new Map<string, HeldSchedule>();
+  readonly #scheduleMaxIds: number;
+  readonly #clock: () => number;
   /** Deliveries not yet reported to the store's ledger, per id. */
   #unreported = new Map<string, number>();
   readonly #ledgerReports: boolean;
@@ -192,6 +225,8 @@ export class Coalescer {
     this.#options = options;
     this.#idempotencyTtlSeconds = idempotencyTtlSeconds;
     this.#fenceMaxIds = options.fenceMaxIds ?? DEFAULT_FENCE_MAX_IDS;
+    this.#scheduleMaxIds = options.scheduleMaxIds ?? DEFAULT_SCHEDULE_MAX_IDS;
+    this.#clock = options.clock ?? Date.now;
     this.#ledgerReports = options.ledgerReports ?? true;
     const sweepEvery = Math.max(5, Math.min(100, Math.floor(options.deadlineMs / 4)));
     this.#sweeper = setInterval(() => this.#sweep(), sweepEvery);
@@ -258,6 +293,18 @@ export class Coalescer {
     if (epoch >= fenceEpoch(this.#fences.get(id))) this.#keepFence(id, 0, epoch);
   }
 
+  /**
+   * Tells the coalescer the schedule `id` has now (text, undefined = none), e.g. after this host's
+   * admin API changed it, so its next reservation needs no refresh.
+   */
+  holdSchedule(id: string, schedule: string | undefined): void {
+    this.#schedules.delete(id);
+    if (schedule === undefined) return;
+    const held = scheduleFromText(schedule);
+    this.#schedules.set(id, { schedule: held, bounds: dayAt(held, this.#clock()) });
+    if (this.#schedules.size > this.#scheduleMaxIds) this.#schedules.delete(this.#schedules.keys().next().value as string);
+  }
+
   /** Sends the unreported deliveries to the store's ledger (also every ledgerFlushMs). */
   flushLedger(): Promise<void> {
     if (this.#unreported.size === 0) return this.#reporting;
@@ -307,14 +354,19 @@ export class Coalescer {
       this.#settleIdle(state);
       return;
     }
-    const batch = inFlight.waiters;
     state.inFlight = inFlight;
+    this.#send(state, inFlight);
+  }
+
+  #send(state: IdState, inFlight: InFlight): void {
+    const batch = inFlight.waiters;
     const id = state.id;
     const stored = this.#options.fencing ? this.#fences.get(id) : undefined;
     const fence = toFence(stored);
     const keys = keyedWaiters(batch);
     // Sizes only when a batch turn is aboard: single turns keep the store's common path.
     const sizes = inFlight.numbers === batch.length ? undefined : batch.map((w) => w.size);
+    const day = this.#schedules.size === 0 ? undefined : this.#dayStamp(id);
     this.#store
       .reserve({
         id,
@@ -323,11 +375,40 @@ export class Coalescer {
         keys,
         keyTtlSeconds: keys === undefined ? undefined : this.#idempotencyTtlSeconds,
         fence,
+        day,
       })
       .then(
         (result) => this.#onReserved(state, inFlight, result),
         (error: unknown) => this.#onFailed(state, inFlight, error),
       );
+  }
+
+  /** The id's schedule and current day by this process's clock, or undefined when it holds none. */
+  #dayStamp(id: string): DayStamp | undefined {
+    const held = this.#schedules.get(id);
+    if (held === undefined) return undefined;
+    const now = this.#clock();
+    let bounds = held.bounds;
+    if (now >= bounds.next || now < bounds.start) {
+      bounds = dayAt(held.schedule, now);
+      held.bounds = bounds;
+    }
+    return { schedule: held.schedule.text, start: bounds.start };
+  }
+
+  /** The store holds another schedule for the id: hold that one and send the same batch again. */
+  #refreshSchedule(state: IdState, inFlight: InFlight, schedule: string | undefined): void {
+    this.stats.scheduleRefreshes++;
+    this.holdSchedule(state.id, schedule);
+    if (inFlight.detached) return;
+    if (++inFlight.refreshes > MAX_SCHEDULE_REFRESHES) {
+      // Nothing was reserved, so nothing is in doubt.
+      const error = new StoreUnavailableError(`the schedule of '${state.id}' kept changing during one reservation`);
+      for (const waiter of inFlight.waiters) if (!waiter.settled) this.#settle(waiter, error);
+      this.#next(state, inFlight);
+      return;
+    }
+    this.#send(state, inFlight);
   }
 
   #addUnreported(id: string, count: number): void {
@@ -355,10 +436,14 @@ export class Coalescer {
     }
     state.queue = i === queue.length ? [] : queue.slice(i);
     if (batch.length === 0) return undefined;
-    return { waiters: batch, numbers, startedAt: performance.now(), detached: false };
+    return { waiters: batch, numbers, startedAt: performance.now(), detached: false, refreshes: 0 };
   }
 
   #onReserved(state: IdState, inFlight: InFlight, result: Reservation): void {
+    if (result.scheduleChanged !== undefined) {
+      this.#refreshSchedule(state, inFlight, result.scheduleChanged.schedule);
+      return;
+    }
     const seconds = (performance.now() - inFlight.startedAt) / 1000;
     this.stats.reservations++;
     if (EVENTS.reservation.active)

@@ -46,6 +46,19 @@ export interface ReservationRequest {
   /** Lifetime of the keys this reservation records (s). Needed when `keys` is not empty. */
   readonly keyTtlSeconds?: number;
   readonly fence?: Fence;
+  /** The id's daily reset as this process knows it; absent when it knows of none (daily-schedule.ts). */
+  readonly day?: DayStamp;
+}
+
+/**
+ * What a reservation of a scheduled id carries: the schedule the process holds for the id (its text,
+ * which is its version) and the start of the current day by the process's clock (epoch ms). The store
+ * answers `scheduleChanged` when `schedule` is not the one it holds, and starts a new day (counter
+ * back to 0, epoch raised, like an admin reset) when `start` is later than the day it holds.
+ */
+export interface DayStamp {
+  readonly schedule: string;
+  readonly start: number;
 }
 
 /**
@@ -81,11 +94,20 @@ export interface Reservation {
   readonly fenced: boolean;
   /** One grant per entry of the request's `keys`, in the same order. */
   readonly keyed: readonly KeyedGrant[];
+  /**
+   * Set when the request's schedule (or its absence) is not the store's: nothing was reserved, and
+   * this is the schedule the store holds for the id (undefined: none). The caller retries with it.
+   */
+  readonly scheduleChanged?: { readonly schedule: string | undefined };
 }
 
 export interface CounterSnapshot {
   readonly value: number;
   readonly epoch: number;
+  /** The id's schedule text (daily-schedule.ts), when it has one (peek only). */
+  readonly schedule?: string;
+  /** The start of the day the counter counts in (epoch ms), when it has a schedule (peek only). */
+  readonly day?: number;
 }
 
 /** Per id (or store-wide) accounting; `lost = issued - delivered`. */
@@ -160,6 +182,13 @@ export interface CounterStore {
 
   /** Sets the counter so the next turn is `value + 1`, and raises its epoch. Returns the new snapshot. */
   set(id: string, value: number): Promise<CounterSnapshot>;
+
+  /**
+   * Stores `schedule` (its text) as the id's daily reset, keeping the day it counts in at least
+   * `day` (so setting a schedule never resets the counter by itself: the next boundary does), or
+   * removes it (undefined; the counter then goes on without resets).
+   */
+  setSchedule(id: string, schedule: string | undefined, day: number): Promise<void>;
 
   /** Reads the marker(s) and sequences. */
   readMarker(): Promise<MarkerReading>;

@@ -8,8 +8,10 @@ export const ERROR_CODES = {
   TURNO_ERR_INVALID_BODY: { status: 400, title: "Invalid request body" },
   TURNO_ERR_INVALID_IDEMPOTENCY_KEY: { status: 400, title: "Invalid Idempotency-Key header" },
   TURNO_ERR_INVALID_COUNT: { status: 400, title: "Invalid count" },
+  TURNO_ERR_INVALID_SCHEDULE: { status: 400, title: "Invalid daily-reset schedule" },
   TURNO_ERR_UNAUTHORIZED: { status: 401, title: "Missing or wrong admin token" },
   TURNO_ERR_NOT_FOUND: { status: 404, title: "Not found" },
+  TURNO_ERR_SCHEDULE_NOT_FOUND: { status: 404, title: "No daily-reset schedule" },
   TURNO_ERR_METHOD_NOT_ALLOWED: { status: 405, title: "Method not allowed" },
   TURNO_ERR_COUNTER_EXHAUSTED: { status: 409, title: "Counter exhausted" },
   TURNO_ERR_PAYLOAD_TOO_LARGE: { status: 413, title: "Request body too large" },
@@ -69,6 +71,13 @@ export class InvalidCountError extends TurnoError {
   }
 }
 
+/** A daily-reset schedule whose time or zone is not usable (the message says which and why). */
+export class InvalidScheduleError extends TurnoError {
+  constructor(detail: string) {
+    super("TURNO_ERR_INVALID_SCHEDULE", detail);
+  }
+}
+
 export class UnauthorizedError extends TurnoError {
   constructor() {
     super("TURNO_ERR_UNAUTHORIZED", "Send Authorization: Bearer <TURNOMATIC_ADMIN_TOKEN>.", undefined, {
@@ -80,6 +89,12 @@ export class UnauthorizedError extends TurnoError {
 export class NotFoundError extends TurnoError {
   constructor(detail: string) {
     super("TURNO_ERR_NOT_FOUND", detail);
+  }
+}
+
+export class ScheduleNotFoundError extends TurnoError {
+  constructor(id: string) {
+    super("TURNO_ERR_SCHEDULE_NOT_FOUND", `Counter '${id}' has no daily reset; PUT one here.`);
   }
 }
 

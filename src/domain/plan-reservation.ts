@@ -9,13 +9,17 @@ import {
 import { MAX_TURNO } from "./limits.ts";
 
 /** Everything a store keeps per counter. */
-export interface CounterState extends CounterSnapshot {
+export interface CounterState extends Omit<CounterSnapshot, "schedule"> {
   /** Ledger: numbers granted. */
   readonly issued: number;
   /** Ledger: numbers reported delivered. */
   readonly delivered: number;
   /** The store generation (marker) the counter was last written in; 0 = before any marker. */
   readonly generation: number;
+  /** The daily reset's text (daily-schedule.ts); undefined or null (an SQL NULL) = none. */
+  readonly schedule?: string | null;
+  /** The start of the day the counter counts in (epoch ms); 0 without a schedule. */
+  readonly day?: number;
 }
 
 export const EMPTY_COUNTER: CounterState = { value: 0, epoch: 0, issued: 0, delivered: 0, generation: 0 };
@@ -64,6 +68,11 @@ export function planReservation(
   store: GenerationFloor,
   seenKey: (key: string) => SeenKey | undefined,
 ): PlannedReservation {
+  if (current.schedule || request.day !== undefined) {
+    const daily = planDay(current, request);
+    if (daily === undefined) return scheduleChanged(current, request);
+    current = daily;
+  }
   let { value, epoch } = current;
   if (current.generation < store.generation && value < store.floor) value = store.floor;
   const fence = request.fence;
@@ -89,6 +98,8 @@ export function planReservation(
       issued: current.issued + count,
       delivered: current.delivered,
       generation: store.generation,
+      schedule: current.schedule,
+      day: current.day,
     },
   };
 }
@@ -181,4 +192,33 @@ function grantSized(
     }
   }
   return { count: granted, keyed: keys.length === 0 ? NO_KEYED_GRANTS : keyed, newKeys };
+}
+
+/**
+ * The daily reset, before anything else (the rarely taken branch of every store's reservation):
+ * undefined when the request's schedule is not the stored one (the caller must refresh); else the
+ * counter to reserve from, which is a new day's (value 0, epoch raised, like an admin reset) when the
+ * request's day is later than the stored one. The move is no issue (the ledger keeps `issued`), and
+ * the generation is kept, so a counter not written since an operator's recovery still starts above
+ * the recovery floor (an admin reset, the operator's word, is not floored; a day's reset is not his).
+ */
+function planDay(current: CounterState, request: ReservationRequest): CounterState | undefined {
+  const day = request.day;
+  if ((current.schedule ?? undefined) !== day?.schedule) return undefined;
+  if (day === undefined || day.start <= (current.day ?? 0)) return current;
+  return { ...current, value: 0, epoch: current.epoch + 1, day: day.start };
+}
+
+function scheduleChanged(current: CounterState, request: ReservationRequest): PlannedReservation {
+  const none = { turno: 0, replayed: false };
+  return {
+    first: 0,
+    count: 0,
+    epoch: current.epoch,
+    fenced: false,
+    keyed: request.keys === undefined || request.keys.length === 0 ? NO_KEYED_GRANTS : request.keys.map(() => none),
+    scheduleChanged: { schedule: current.schedule ?? undefined },
+    newKeys: [],
+    next: current,
+  };
 }

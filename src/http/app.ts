@@ -5,14 +5,17 @@
 import type { Server } from "bun";
 import type { Coalescer } from "../allocation/coalescer.ts";
 import type { CounterStore, StoreMarker } from "../domain/counter-store.ts";
+import { dayAt, parseSchedule, scheduleFromText } from "../domain/daily-schedule.ts";
 import { EVENTS } from "../domain/events.ts";
 import {
   InvalidBodyError,
   InvalidCountError,
   InvalidIdempotencyKeyError,
+  InvalidScheduleError,
   MethodNotAllowedError,
   NotFoundError,
   PayloadTooLargeError,
+  ScheduleNotFoundError,
   StoreTimeoutError,
   UnauthorizedError,
   UnsupportedMediaTypeError,
@@ -47,6 +50,8 @@ export interface AppOptions {
   readonly maxBodyBytes: number;
   /** Tracing: a span for each sampled request, ended with its response; undefined costs nothing on the hot path. */
   readonly traceRequest?: RequestTracer;
+  /** Wall-clock time (epoch ms) for daily resets; give the coalescer the same one. Default Date.now. */
+  readonly clock?: () => number;
 }
 
 export interface App {
@@ -60,12 +65,15 @@ export interface App {
 const TURN_ALLOW = "GET, POST, OPTIONS";
 const READ_ALLOW = "GET, OPTIONS";
 const ADMIN_ALLOW = "PUT, DELETE";
+const SCHEDULE_ALLOW = "PUT, GET, DELETE";
+const SCHEDULE_SHAPE = '{"daily":"HH:MM","timeZone":"<IANA name>"}';
 
 export function createApp(options: AppOptions): App {
   const { coalescer, store, deadlineMs } = options;
   const maxBatchCount = options.maxBatchCount ?? DEFAULT_MAX_BATCH_COUNT;
   const isAdmin = options.adminToken === undefined ? undefined : createAdminAuth(options.adminToken);
   const traceRequest = options.traceRequest;
+  const clock = options.clock ?? Date.now;
   let draining = false;
 
   async function turn(request: Request, where: Route, span: RequestSpan | undefined): Promise<Response> {
@@ -95,10 +103,48 @@ export function createApp(options: AppOptions): App {
     return turnoResponse(id, turno);
   }
 
+  /**
+   * The last issued value; for an id with a daily reset also the day it counts in. When this host's
+   * day is later than the store's (nobody took a turn since the boundary), that is this host's new
+   * day, with 0: the next turn is its 1.
+   */
   async function actual(where: Route): Promise<Response> {
     const id = parseId(where.rawId);
     const snapshot = await withDeadline(store.peek(id), deadlineMs);
-    return turnoResponse(id, snapshot.value);
+    if (snapshot.schedule === undefined) return turnoResponse(id, snapshot.value);
+    const schedule = scheduleFromText(snapshot.schedule);
+    const today = dayAt(schedule, clock());
+    const stored = snapshot.day ?? 0;
+    const counted = stored >= today.start ? dayAt(schedule, stored) : today;
+    const turno = stored >= today.start ? snapshot.value : 0;
+    return jsonResponse({ id, turno, day: counted.label, dayStart: new Date(counted.start).toISOString() });
+  }
+
+  /** PUT, GET and DELETE of an id's daily reset `{"daily":"HH:MM","timeZone":"<IANA>"}`. */
+  async function schedule(request: Request, where: Route): Promise<Response> {
+    requireAdmin(request);
+    const method = request.method;
+    if (method !== "PUT" && method !== "GET" && method !== "DELETE") {
+      throw new MethodNotAllowedError("Use PUT, GET or DELETE on a schedule.", SCHEDULE_ALLOW);
+    }
+    const id = parseId(where.rawId);
+    if (method === "GET") {
+      const snapshot = await withDeadline(store.peek(id), deadlineMs);
+      if (snapshot.schedule === undefined) throw new ScheduleNotFoundError(id);
+      const { daily, timeZone } = scheduleFromText(snapshot.schedule);
+      return jsonResponse({ daily, timeZone });
+    }
+    if (method === "DELETE") {
+      await withDeadline(store.setSchedule(id, undefined, 0), deadlineMs);
+      coalescer.holdSchedule(id, undefined);
+      return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });
+    }
+    const parsed = parseSchedule(await readJsonBody(request, options.maxBodyBytes, SCHEDULE_SHAPE));
+    if ("refused" in parsed) throw parsed.shape ? new InvalidBodyError(parsed.refused) : new InvalidScheduleError(parsed.refused);
+    // The day in progress now counts as the schedule's current day: setting a schedule resets nothing.
+    await withDeadline(store.setSchedule(id, parsed.text, dayAt(parsed, clock()).start), deadlineMs);
+    coalescer.holdSchedule(id, parsed.text);
+    return jsonResponse({ daily: parsed.daily, timeZone: parsed.timeZone });
   }
 
   /** The admin API's gate: throws when it is off (404) or the token is wrong (401). */
@@ -163,6 +209,8 @@ export function createApp(options: AppOptions): App {
         return admin(request, where);
       case "ledger":
         return ledger(request, where);
+      case "schedule":
+        return schedule(request, where);
       case "recover":
         return recover(request);
       case "healthz":
@@ -284,21 +332,24 @@ async function readBody(request: Request, maxBodyBytes: number, hint: string): P
   }
 }
 
-/** Parses an admin body `{"<field>": n}`; throws when it is not usable. */
-async function readNumberBody(request: Request, maxBodyBytes: number, field: "turno" | "floor"): Promise<number> {
+/** Reads an admin body as JSON (`shape` names what to send); throws (415, 413, 400) when it is not usable. */
+async function readJsonBody(request: Request, maxBodyBytes: number, shape: string): Promise<unknown> {
   const contentType = request.headers.get("content-type") ?? "";
   if (!contentType.toLowerCase().startsWith("application/json")) {
-    throw new UnsupportedMediaTypeError(`Send the body as application/json: {"${field}": n}.`);
+    throw new UnsupportedMediaTypeError(`Send the body as application/json: ${shape}.`);
   }
   const bytes = await readBody(request, maxBodyBytes, "");
   if (bytes.byteLength > maxBodyBytes) throw new PayloadTooLargeError(`The body is over ${maxBodyBytes} bytes.`);
-  const text = new TextDecoder().decode(bytes);
-  let body: unknown;
   try {
-    body = JSON.parse(text);
+    return JSON.parse(new TextDecoder().decode(bytes));
   } catch {
-    throw new InvalidBodyError(`The body is not valid JSON; send {"${field}": n}.`);
+    throw new InvalidBodyError(`The body is not valid JSON; send ${shape}.`);
   }
+}
+
+/** Parses an admin body `{"<field>": n}`; throws when it is not usable. */
+async function readNumberBody(request: Request, maxBodyBytes: number, field: "turno" | "floor"): Promise<number> {
+  const body = await readJsonBody(request, maxBodyBytes, `{"${field}": n}`);
   const value = (body as Record<string, unknown> | null)?.[field];
   if (typeof body !== "object" || body === null || !isCounterValue(value)) {
     throw new InvalidBodyError(`Send {"${field}": n} with n a whole number from 0 to ${MAX_TURNO}.`);

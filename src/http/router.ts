@@ -4,12 +4,13 @@
  *   /turno/:id/actual   last issued value (GET)
  *   /admin/turno/:id    set (PUT) and reset (DELETE), bearer token
  *   /admin/turno/:id/ledger   issued, delivered, lost (GET), bearer token
+ *   /admin/turno/:id/schedule daily reset (PUT, GET, DELETE), bearer token
  *   /admin/store/recover      recover a store that lost data (POST), bearer token
  *   /healthz /readyz    liveness and readiness
  * The status page is not here: it is served on the metrics port (src/observability/metrics-server.ts),
  * which an operator does not expose, and which sees every worker of the host.
  */
-export type RouteName = "turno" | "actual" | "admin" | "ledger" | "recover" | "healthz" | "readyz" | "not_found";
+export type RouteName = "turno" | "actual" | "admin" | "ledger" | "schedule" | "recover" | "healthz" | "readyz" | "not_found";
 
 export interface Route {
   readonly name: RouteName;
@@ -43,6 +44,7 @@ export function route(path: string): Route {
     const slash = rest.indexOf("/");
     if (slash < 0) return { name: "admin", rawId: rest, path };
     if (rest.slice(slash) === "/ledger") return { name: "ledger", rawId: rest.slice(0, slash), path };
+    if (rest.slice(slash) === "/schedule") return { name: "schedule", rawId: rest.slice(0, slash), path };
     return { name: "not_found", rawId: "", path };
   }
   if (path === "/admin/store/recover") return { name: "recover", rawId: "", path };

@@ -46,8 +46,8 @@ export class MemoryStore implements CounterStore {
   }
 
   async peek(id: string): Promise<CounterSnapshot> {
-    const { value, epoch } = this.#counters.get(id) ?? EMPTY_COUNTER;
-    return { value, epoch };
+    const { value, epoch, schedule, day } = this.#counters.get(id) ?? EMPTY_COUNTER;
+    return schedule ? { value, epoch, schedule, day: day ?? 0 } : { value, epoch };
   }
 
   async ledger(id: string): Promise<Ledger> {
@@ -64,6 +64,12 @@ export class MemoryStore implements CounterStore {
     const next = { ...counter, value, epoch: counter.epoch + 1, generation: this.#marker.generation };
     this.#counters.set(id, next);
     return { value, epoch: next.epoch };
+  }
+
+  async setSchedule(id: string, schedule: string | undefined, day: number): Promise<void> {
+    const counter = this.#counters.get(id) ?? EMPTY_COUNTER;
+    const kept = schedule === undefined ? 0 : Math.max(day, counter.day ?? 0);
+    this.#counters.set(id, { ...counter, schedule, day: kept });
   }
 
   async readMarker(): Promise<MarkerReading> {

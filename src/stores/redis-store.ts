@@ -34,6 +34,7 @@ import {
   RECOVER_MARKER_SCRIPT,
   REPORT_SCRIPT,
   RESERVE_SCRIPT,
+  SCHEDULE_SCRIPT,
   SET_SCRIPT,
   TOTALS_SCRIPT,
 } from "./redis-scripts.ts";
@@ -66,6 +67,7 @@ interface TurnoCommands {
   turnoReserve(...args: Array<string | number>): Promise<Array<string | number>>;
   turnoReport(...args: Array<string | number>): Promise<string>;
   turnoSet(counterKey: string, markerKey: string, value: string): Promise<[string, string]>;
+  turnoSchedule(counterKey: string, schedule: string, day: string): Promise<string>;
 }
 
 /** uid, gen, recovered, floor, halted, seq. */
@@ -137,6 +139,7 @@ export function defineScripts(client: Redis | import("ioredis").Cluster): void {
   client.defineCommand("turnoReserve", { lua: RESERVE_SCRIPT });
   client.defineCommand("turnoReport", { lua: REPORT_SCRIPT });
   client.defineCommand("turnoSet", { numberOfKeys: 2, lua: SET_SCRIPT });
+  client.defineCommand("turnoSchedule", { numberOfKeys: 1, lua: SCHEDULE_SCRIPT });
 }
 
 /**
@@ -228,6 +231,9 @@ export class RedisCounterStore implements CounterStore {
         args.push(waiter.position);
       }
       if (sizes !== undefined) for (const size of sizes) args.push(size);
+      // Last of the id's arguments, after the sizes: its day ('' = none; NEW_DAY in redis-scripts.ts).
+      const day = request.day;
+      args.push(day === undefined ? "" : `${day.start} ${day.schedule}`);
     }
     this.#watch(this.callScript("turnoReserve", keys, args) as Promise<Array<string | number>>).then(
       (reply) => {
@@ -266,8 +272,16 @@ export class RedisCounterStore implements CounterStore {
   }
 
   async peek(id: string): Promise<CounterSnapshot> {
-    const [value, epoch] = await this.#watch(this.client.hmget(this.counterKey(id), "v", "e"));
-    return { value: Number(value ?? 0), epoch: Number(epoch ?? 0) };
+    const [value, epoch, daily] = await this.#watch(this.client.hmget(this.counterKey(id), "v", "e", "z"));
+    const snapshot = { value: Number(value ?? 0), epoch: Number(epoch ?? 0) };
+    if (daily === null || daily === undefined) return snapshot;
+    const space = daily.indexOf(" ");
+    return { ...snapshot, schedule: daily.slice(space + 1), day: Number(daily.slice(0, space)) };
+  }
+
+  async setSchedule(id: string, schedule: string | undefined, day: number): Promise<void> {
+    await this.#watch(this.client.turnoSchedule(this.counterKey(id), schedule ?? "", String(day)));
+    await this.#ack?.afterWrite();
   }
 
   async ledger(id: string): Promise<Ledger> {
@@ -430,6 +444,7 @@ function keyTtlMs(chunk: readonly PendingReservation[]): number {
  * RESP integers (small ones) or decimal strings (numbers near MAX_TURNO): Number() reads both.
  */
 function toReservation(reply: ReadonlyArray<string | number>, at: number, k: number): Reservation {
+  if (reply[at + 3] === 2) return scheduleChanged(reply, at, k);
   let keyed: readonly KeyedGrant[] = NO_KEYED_GRANTS;
   if (k > 0) {
     const grants: KeyedGrant[] = [];
@@ -451,6 +466,20 @@ function toKeyedGrant(turno: string | number | undefined, replayed: boolean): Ke
   if (colon < 0) return { turno: Number(turno), replayed };
   const text = turno as string;
   return { turno: Number(text.slice(0, colon)), replayed, count: Number(text.slice(colon + 1)) };
+}
+
+/** The answer for an id whose schedule the caller did not know: nothing reserved (RESERVE_SCRIPT). */
+function scheduleChanged(reply: ReadonlyArray<string | number>, at: number, k: number): Reservation {
+  const schedule = String(reply[at]);
+  const none = { turno: 0, replayed: false };
+  return {
+    first: 0,
+    count: 0,
+    epoch: Number(reply[at + 2]),
+    fenced: false,
+    keyed: k === 0 ? NO_KEYED_GRANTS : Array.from({ length: k }, () => none),
+    scheduleChanged: { schedule: schedule === "" ? undefined : schedule },
+  };
 }
 
 function toMarker(fields: MarkerFields): StoreMarker {

@@ -104,8 +104,8 @@ const SCHEMA = [
   "INSERT OR IGNORE INTO store_marker (k, uid, generation, seq, recovered, floor, halted, issued, delivered) VALUES (0, '', 0, 0, 0, 0, NULL, 0, 0)",
 ];
 
-/** Ledger and generation columns, added to a counters table made before they existed. */
-const LEDGER_COLUMNS = ["issued", "delivered", "generation"];
+/** Ledger, generation and day columns, added to a counters table made before they existed. */
+const LEDGER_COLUMNS = ["issued", "delivered", "generation", "day"];
 /** How many numbers a key took (batch turns), added to a keys table made before batches existed. */
 const KEY_COLUMNS = [{ name: "size", definition: "INTEGER NOT NULL DEFAULT 1" }];
 
@@ -116,6 +116,7 @@ export class SqliteStore implements CounterStore {
   readonly #path: string;
   readonly #select;
   readonly #upsert;
+  readonly #setSchedule;
   readonly #addDelivered;
   readonly #selectKey;
   readonly #insertKey;
@@ -155,10 +156,13 @@ export class SqliteStore implements CounterStore {
     db.run(`PRAGMA journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
     retryWhileBusy(() => db.transaction(() => createSchema(db)).immediate(), STARTUP_BUSY_MS);
     this.#select = db.query<CounterState, [string]>(
-      "SELECT value, epoch, issued, delivered, generation FROM counters WHERE id = ?",
+      "SELECT value, epoch, issued, delivered, generation, schedule, day FROM counters WHERE id = ?",
     );
-    this.#upsert = db.query<unknown, [string, number, number, number, number, number]>(
-      "INSERT INTO counters (id, value, epoch, issued, delivered, generation) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET value = excluded.value, epoch = excluded.epoch, issued = excluded.issued, delivered = excluded.delivered, generation = excluded.generation",
+    this.#upsert = db.query<unknown, [string, number, number, number, number, number, number]>(
+      "INSERT INTO counters (id, value, epoch, issued, delivered, generation, day) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET value = excluded.value, epoch = excluded.epoch, issued = excluded.issued, delivered = excluded.delivered, generation = excluded.generation, day = excluded.day",
+    );
+    this.#setSchedule = db.query<unknown, [string, string | null, number]>(
+      "INSERT INTO counters (id, value, epoch, schedule, day) VALUES (?1, 0, 0, ?2, ?3) ON CONFLICT (id) DO UPDATE SET schedule = excluded.schedule, day = CASE WHEN excluded.schedule IS NULL THEN 0 ELSE max(day, excluded.day) END",
     );
     this.#addDelivered = db.query<unknown, [string, number]>(
       "INSERT INTO counters (id, value, epoch, delivered) VALUES (?1, 0, 0, ?2) ON CONFLICT (id) DO UPDATE SET delivered = delivered + excluded.delivered",
@@ -187,8 +191,8 @@ export class SqliteStore implements CounterStore {
       const current = this.#read(id);
       const plan = planReservation(current, request, marker, (key) => this.#selectKey.get(id, key, now) ?? undefined);
       const { next } = plan;
-      if (plan.count > 0 || plan.fenced || next.generation !== current.generation) {
-        this.#upsert.run(id, next.value, next.epoch, next.issued, next.delivered, next.generation);
+      if (plan.count > 0 || plan.fenced || next.generation !== current.generation || next.day !== current.day) {
+        this.#upsert.run(id, next.value, next.epoch, next.issued, next.delivered, next.generation, next.day ?? 0);
       }
       const expiresAt = now + (request.keyTtlSeconds ?? 0) * 1000;
       for (const { key, turno, size } of plan.newKeys) this.#insertKey.run(id, key, turno, expiresAt, size);
@@ -211,8 +215,13 @@ export class SqliteStore implements CounterStore {
 
   async peek(id: string): Promise<CounterSnapshot> {
     this.#assertOpen();
-    const { value, epoch } = this.#read(id);
-    return { value, epoch };
+    const { value, epoch, schedule, day } = this.#read(id);
+    return schedule ? { value, epoch, schedule, day: day ?? 0 } : { value, epoch };
+  }
+
+  async setSchedule(id: string, schedule: string | undefined, day: number): Promise<void> {
+    this.#assertOpen();
+    this.#setSchedule.run(id, schedule ?? null, day);
   }
 
   async ledger(id: string): Promise<Ledger> {
@@ -234,7 +243,7 @@ export class SqliteStore implements CounterStore {
         const counter = this.#read(id);
         const generation = (this.#selectMarker.get() ?? NO_MARKER).generation;
         const epoch = counter.epoch + 1;
-        this.#upsert.run(id, value, epoch, counter.issued, counter.delivered, generation);
+        this.#upsert.run(id, value, epoch, counter.issued, counter.delivered, generation, counter.day ?? 0);
         return { value, epoch };
       })
       .immediate();
@@ -462,6 +471,8 @@ function createSchema(db: Database): void {
   for (const { name, definition } of KEY_COLUMNS) {
     if (!keyColumns.has(name)) db.run(`ALTER TABLE idempotency_keys ADD COLUMN ${name} ${definition}`);
   }
+  // The daily reset's text (daily-schedule.ts); NULL = none.
+  if (!columns.has("schedule")) db.run("ALTER TABLE counters ADD COLUMN schedule TEXT");
 }
 
 function toMarker(row: MarkerRow): StoreMarker {

@@ -270,6 +270,12 @@ export class StoreGuard implements CounterStore {
     return this.#inner.set(id, value);
   }
 
+  async setSchedule(id: string, schedule: string | undefined, day: number): Promise<void> {
+    const refused = this.#refused();
+    if (refused !== undefined) throw refused;
+    return this.#inner.setSchedule(id, schedule, day);
+  }
+
   /**
    * An operator's recovery: a new marker generation whose floor every counter not written since starts
    * above. Refuses a floor below the highest number this host knows it issued.

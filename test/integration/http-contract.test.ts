@@ -137,6 +137,60 @@ describe("admin API", () => {
   });
 });
 
+describe("daily reset API", () => {
+  const schedule = (id: string, init: RequestInit) => get(`/admin/turno/${id}/schedule`, init);
+
+  test("PUT, GET reads it back, DELETE removes it; /actual names the day", async () => {
+    const body = JSON.stringify({ daily: "06:00", timeZone: "Europe/Madrid" });
+    await get("/turno/daily");
+    const put = await schedule("daily", { method: "PUT", headers: adminHeaders(), body });
+    expect(put.status).toBe(200);
+    expect(await put.json()).toEqual({ daily: "06:00", timeZone: "Europe/Madrid" });
+    expect(await (await schedule("daily", { headers: adminHeaders() })).json()).toEqual({
+      daily: "06:00",
+      timeZone: "Europe/Madrid",
+    });
+    // Setting a schedule resets nothing: the day in progress goes on.
+    expect(await (await get("/turno/daily")).json()).toEqual({ id: "daily", turno: 2 });
+    const counted = (await (await get("/turno/daily/actual")).json()) as { turno: number; day: string; dayStart: string };
+    expect(counted.turno).toBe(2);
+    expect(counted.day).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    expect(Date.parse(counted.dayStart)).toBeLessThanOrEqual(Date.now());
+    expect(Date.now() - Date.parse(counted.dayStart)).toBeLessThan(25 * 3600 * 1000);
+    expect((await schedule("daily", { method: "DELETE", headers: adminHeaders() })).status).toBe(204);
+    expect((await schedule("daily", { headers: adminHeaders() })).status).toBe(404);
+    expect(await (await get("/turno/daily/actual")).json()).toEqual({ id: "daily", turno: 2 });
+  });
+
+  test("invalid time or zone, extra fields, bad JSON: 400; no token: 401; nothing changes", async () => {
+    const bad = [
+      '{"daily":"25:00","timeZone":"UTC"}',
+      '{"daily":"7:5","timeZone":"UTC"}',
+      '{"timeZone":"UTC"}',
+      '{"daily":"07:00","timeZone":"Nowhere/Land"}',
+    ];
+    for (const body of bad) {
+      const response = await schedule("daily-bad", { method: "PUT", headers: adminHeaders(), body });
+      expect(response.status).toBe(400);
+      expect(((await response.json()) as { code: string }).code).toBe("TURNO_ERR_INVALID_SCHEDULE");
+    }
+    for (const body of ['{"daily":"07:00","timeZone":"UTC","x":1}', "{"]) {
+      const response = await schedule("daily-bad", { method: "PUT", headers: adminHeaders(), body });
+      expect(response.status).toBe(400);
+      expect(((await response.json()) as { code: string }).code).toBe("TURNO_ERR_INVALID_BODY");
+    }
+    const body = JSON.stringify({ daily: "07:00", timeZone: "UTC" });
+    expect((await schedule("daily-bad", { method: "PUT", body, headers: { "content-type": "application/json" } })).status).toBe(
+      401,
+    );
+    const wrong = { authorization: "Bearer nope", "content-type": "application/json" };
+    expect((await schedule("daily-bad", { method: "PUT", body, headers: wrong })).status).toBe(401);
+    expect((await schedule("daily-bad", {})).status).toBe(401);
+    expect((await schedule("daily-bad", { headers: adminHeaders() })).status).toBe(404);
+    expect(await (await get("/turno/daily-bad/actual")).json()).toEqual({ id: "daily-bad", turno: 0 });
+  });
+});
+
 describe("admin API disabled", () => {
   test("answers 404 when no token is configured", async () => {
     const other = await startService({ store: "memory:", env: { TURNOMATIC_ADMIN_TOKEN: "" } });
