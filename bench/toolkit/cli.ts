@@ -27,7 +27,8 @@ type Values<O extends ParseArgsOptionsConfig> = ReturnType<
 /** Parses argv strictly; `--help` is { help: true }. Throws UsageError (with the reason) on bad usage. */
 export function parseCommand<O extends ParseArgsOptionsConfig>(spec: CommandSpec<O>, argv: readonly string[]): Values<O> {
   const { values, positionals } = parseCommandLine(spec, argv);
-  if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+  if (positionals.length > 0)
+    throw new UsageError(`Unexpected argument '${positionals[0]}'. This command does not take positional arguments`);
   return values;
 }
 
