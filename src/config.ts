@@ -220,7 +220,7 @@ export const OPTION_TABLE = {
     flag: "redis-wait-replicas",
     env: "TURNOMATIC_REDIS_WAIT_REPLICAS",
     fallback: "auto",
-    help: "replicas that must acknowledge each reservation (WAIT); 0 = don't wait; auto = 1 for redis+sentinel://, else 0",
+    help: "replicas that must acknowledge each reservation (WAIT); 0 = don't wait; auto = every replica up for redis+sentinel:// (what survives a forced failover), else 0",
     parse: waitReplicas,
   },
   redisWaitTimeoutMs: {
@@ -385,10 +385,14 @@ function checkCombinations(config: Config): void {
   }
 }
 
-/** Replicas each reservation waits for: "auto" is 1 for Sentinel (a failover must not lose numbers), else 0. */
-export function waitReplicasOf(config: Pick<Config, "store" | "redisWaitReplicas">): number {
+/**
+ * Replicas each reservation waits for. "auto" is "all" for Sentinel: every replica the sentinels
+ * list as up (a forced failover must not lose issued numbers: replica-ack.ts LiveReplicaCount), and
+ * 0 for every other store.
+ */
+export function waitReplicasOf(config: Pick<Config, "store" | "redisWaitReplicas">): number | "all" {
   if (config.redisWaitReplicas !== "auto") return config.redisWaitReplicas;
-  return config.store.kind === "redis-sentinel" ? 1 : 0;
+  return config.store.kind === "redis-sentinel" ? "all" : 0;
 }
 
 /** The configuration as it may be logged: secrets replaced, passwords cut out of URLs. */

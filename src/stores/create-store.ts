@@ -15,8 +15,8 @@ export interface StoreSettings {
   readonly url: StoreUrl;
   readonly redisKeyPrefix: string;
   readonly commandTimeoutMs: number;
-  /** Replicas that must acknowledge each reservation (WAIT); 0 = none (config.ts waitReplicasOf). */
-  readonly redisWaitReplicas: number;
+  /** Replicas that must acknowledge each reservation (WAIT); 0 = none; "all" = every live one (config.ts waitReplicasOf). */
+  readonly redisWaitReplicas: number | "all";
   readonly redisWaitTimeoutMs: number;
   /** Told about a network store's connection state changes (for the logs). Default: none. */
   readonly onStateChange?: ConnectionStateListener;
@@ -50,7 +50,13 @@ export function createStore(settings: StoreSettings): CounterStore {
   const wait = { waitReplicas: settings.redisWaitReplicas, waitTimeoutMs: settings.redisWaitTimeoutMs };
   switch (url.kind) {
     case "redis":
-      return createRedisStore({ ...common, ...wait, url: url.text });
+      // "all" comes only with Sentinel, which lists the replicas; a single server has none to list.
+      return createRedisStore({
+        ...common,
+        ...wait,
+        waitReplicas: typeof wait.waitReplicas === "number" ? wait.waitReplicas : 0,
+        url: url.text,
+      });
     case "redis-sentinel":
       return createRedisSentinelStore({ ...common, ...wait, url });
     case "redis-cluster":

@@ -24,7 +24,7 @@ import {
 } from "./redis-store.ts";
 import { type RedisTlsFiles, tlsOptions } from "./redis-tls.ts";
 import type { HostPort } from "./redis-url.ts";
-import { ReplicaAck } from "./replica-ack.ts";
+import { type ListedReplica, LiveReplicaCount, ReplicaAck } from "./replica-ack.ts";
 import { guardAgainstSilence } from "./silence-guard.ts";
 import { type SentinelStoreUrl, storeUrlOf } from "./store-url.ts";
 
@@ -37,8 +37,12 @@ export interface RedisSentinelStoreOptions {
   readonly commandTimeoutMs: number;
   /** Told about connection state changes (for the logs). Default: none. */
   readonly onStateChange?: ConnectionStateListener;
-  /** Replicas that must acknowledge each reservation; 0 = no WAIT. */
-  readonly waitReplicas: number;
+  /**
+   * Replicas that must acknowledge each reservation; 0 = no WAIT; "all" = every replica the
+   * sentinels list as up, at least one (replica-ack.ts LiveReplicaCount: what survives a forced
+   * failover).
+   */
+  readonly waitReplicas: number | "all";
   /** Longest WAIT (ms). */
   readonly waitTimeoutMs: number;
   /** CA bundle and client certificate for TLS, to sentinels and data nodes alike. Default: none. */
@@ -54,10 +58,17 @@ export interface RedisSentinelStoreOptions {
  */
 class RedisSentinelCounterStore extends RedisCounterStore {
   readonly #redis: Redis;
+  readonly #liveReplicas: LiveReplicaCount | undefined;
 
-  constructor(redis: Redis, keyPrefix: string, options: RedisCounterStoreOptions) {
+  constructor(redis: Redis, keyPrefix: string, options: RedisCounterStoreOptions, liveReplicas?: LiveReplicaCount) {
     super("redis-sentinel", redis as unknown as ScriptedClient, keyPrefix, options);
     this.#redis = redis;
+    this.#liveReplicas = liveReplicas;
+  }
+
+  override async close(): Promise<void> {
+    this.#liveReplicas?.close();
+    await super.close();
   }
 
   protected override async checkedNodes(): Promise<CheckedNode[]> {
@@ -150,21 +161,53 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
   });
   const first = url.hosts[0] as { host: string; port: number };
   const connection = watchConnection(client, options.onStateChange, { ...first, tls: tlsSettings });
+  const liveReplicas = options.waitReplicas === "all" ? new LiveReplicaCount(() => listReplicasFromSentinels(client)) : undefined;
+  const replicas = liveReplicas === undefined ? (options.waitReplicas as number) : () => liveReplicas.value;
   const ack =
-    options.waitReplicas > 0
-      ? new ReplicaAck(client, {
-          replicas: options.waitReplicas,
-          timeoutMs: options.waitTimeoutMs,
-          translate: connection.translate,
-        })
+    replicas !== 0
+      ? new ReplicaAck(client, { replicas, timeoutMs: options.waitTimeoutMs, translate: connection.translate })
       : undefined;
   // One primary holds every key, so the reservations of many ids can share one script call.
   const silence = guardAgainstSilence(client, options.commandTimeoutMs, options.onStateChange, connection.translate);
-  return new RedisSentinelCounterStore(client, options.keyPrefix, {
-    batchAcrossIds: true,
-    ack,
-    silence,
-    connection,
-    checks: options.checks,
-  });
+  return new RedisSentinelCounterStore(
+    client,
+    options.keyPrefix,
+    {
+      batchAcrossIds: true,
+      ack,
+      silence,
+      connection,
+      checks: options.checks,
+    },
+    liveReplicas,
+  );
+}
+
+/**
+ * SENTINEL REPLICAS <name> from the first sentinel that answers, as field maps; undefined when none
+ * does. A short-lived connection per call: it runs once a second, off the request path.
+ */
+async function listReplicasFromSentinels(client: Redis): Promise<ListedReplica[] | undefined> {
+  const { sentinels, name, sentinelUsername, sentinelPassword, sentinelTLS } = client.options;
+  for (const sentinel of sentinels ?? []) {
+    const probe = new Redis({
+      host: sentinel.host,
+      port: sentinel.port,
+      username: sentinelUsername ?? undefined,
+      password: sentinelPassword ?? undefined,
+      tls: sentinelTLS,
+      ...PROBE_OPTIONS,
+    });
+    probe.on("error", () => {});
+    try {
+      const replies = (await probe.call("SENTINEL", "REPLICAS", name as string)) as string[][];
+      const field = (fields: string[], name: string) => fields[fields.indexOf(name) + 1] ?? "";
+      return replies.map((fields) => ({ flags: field(fields, "flags"), masterLinkStatus: field(fields, "master-link-status") }));
+    } catch {
+      // Try the next sentinel.
+    } finally {
+      probe.disconnect();
+    }
+  }
+  return undefined;
 }

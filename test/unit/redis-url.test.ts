@@ -73,7 +73,7 @@ describe("multi-host Redis URLs", () => {
     expect(() => loadConfig([], { TURNOMATIC_REDIS_WAIT_REPLICAS: "many" })).toThrow("TURNOMATIC_REDIS_WAIT_REPLICAS");
     const sentinel = loadConfig([], { TURNOMATIC_STORE: "rediss+sentinel://h:1/m" });
     expect(sentinel.store.text).toBe("rediss+sentinel://h:1/m");
-    expect(waitReplicasOf(sentinel)).toBe(1);
+    expect(waitReplicasOf(sentinel)).toBe("all");
     expect(waitReplicasOf(loadConfig([], { TURNOMATIC_STORE: "redis://h:1" }))).toBe(0);
     expect(waitReplicasOf(loadConfig(["--redis-wait-replicas", "2"], { TURNOMATIC_STORE: "redis://h:1" }))).toBe(2);
   });
