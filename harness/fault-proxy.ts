@@ -7,6 +7,9 @@
  * - `reset()`: every open connection is cut (RST-like: both sides destroyed).
  * - `retarget(host, port)`: new connections go elsewhere; with `reset()`, a failover as a client
  *   sees it (the same address now serves another server, e.g. a promoted replica).
+ * - `dropResponses(n)`: the next n times the server sends something back, it is thrown away and that
+ *   connection is cut: the server answered, the client never hears it (a response lost with a
+ *   connection or a host). In front of the HTTP service this is the exactly-once client's fault.
  *
  * Loopback only: it listens on 127.0.0.1 and connects to the target given by the test.
  */
@@ -20,6 +23,10 @@ export interface FaultProxy {
   heal(): void;
   reset(): void;
   retarget(host: string, port: number): void;
+  /** Loses the next `count` answers of the server (see the module comment). */
+  dropResponses(count: number): void;
+  /** Answers lost by dropResponses so far. */
+  readonly dropped: number;
   /** Connections opened through the proxy so far. */
   readonly connections: number;
   close(): Promise<void>;
@@ -39,6 +46,8 @@ export async function startFaultProxy(initialHost: string, initialPort: number):
   const links = new Set<Link>();
   let blackholed = false;
   let opened = 0;
+  let toDrop = 0;
+  let dropped = 0;
   const flush = (link: Link) => {
     for (const chunk of link.toUpstream.splice(0)) link.upstream.write(chunk);
     for (const chunk of link.toClient.splice(0)) link.client.write(chunk);
@@ -49,12 +58,19 @@ export async function startFaultProxy(initialHost: string, initialPort: number):
     const link: Link = { client, upstream, toUpstream: [], toClient: [] };
     links.add(link);
     client.on("data", (chunk: Buffer) => (blackholed ? link.toUpstream.push(chunk) : upstream.write(chunk)));
-    upstream.on("data", (chunk: Buffer) => (blackholed ? link.toClient.push(chunk) : client.write(chunk)));
     const drop = () => {
       links.delete(link);
       client.destroy();
       upstream.destroy();
     };
+    upstream.on("data", (chunk: Buffer) => {
+      if (toDrop > 0) {
+        toDrop--;
+        dropped++;
+        drop();
+      } else if (blackholed) link.toClient.push(chunk);
+      else client.write(chunk);
+    });
     client.on("close", drop);
     upstream.on("close", drop);
     client.on("error", drop);
@@ -71,6 +87,12 @@ export async function startFaultProxy(initialHost: string, initialPort: number):
     url: `redis://127.0.0.1:${port}`,
     get connections() {
       return opened;
+    },
+    get dropped() {
+      return dropped;
+    },
+    dropResponses: (count) => {
+      toDrop = count;
     },
     blackhole: () => {
       blackholed = true;
