@@ -1,5 +1,5 @@
 /**
- * `npm run loadtest -- --tool <wrk|hey|ab|autocannon|turnoload|httperf> --target URL ...`: one
+ * `npm run loadtest -- --tool <wrk|hey|ab|autocannon|turnoload|httperf|turnomatic-client> --target URL ...`: one
  * interface over every load tool. Progress goes to stderr; the last line on stdout is the path of
  * the result JSON (loadtest/results/). Every run is verified unless --no-verify: a checker that
  * finds a violation exits 1; bad usage exits 2 (--help prints the usage and exits 0).
@@ -17,6 +17,7 @@ import { runHey } from "./tools/hey.ts";
 import { runHttperf } from "./tools/httperf.ts";
 import type { ToolOutcome, ToolRunner } from "./tools/tool.ts";
 import { runTurnoload } from "./tools/turnoload.ts";
+import { runTurnomaticClient } from "./tools/turnomatic-client.ts";
 import { runWrk } from "./tools/wrk.ts";
 
 const RUNNERS: Record<ToolName, ToolRunner> = {
@@ -26,6 +27,7 @@ const RUNNERS: Record<ToolName, ToolRunner> = {
   autocannon: runAutocannon,
   turnoload: runTurnoload,
   httperf: runHttperf,
+  "turnomatic-client": runTurnomaticClient,
 };
 
 /** Runs one load test and writes its result; returns the result and its path. */

@@ -5,7 +5,7 @@
  */
 import { choiceArg, integerArg, numberArg, parseCommand, UsageError } from "../bench/toolkit/cli.ts";
 
-export const TOOLS = ["wrk", "hey", "ab", "autocannon", "turnoload", "httperf"] as const;
+export const TOOLS = ["wrk", "hey", "ab", "autocannon", "turnoload", "httperf", "turnomatic-client"] as const;
 export type ToolName = (typeof TOOLS)[number];
 export const DISTRIBUTIONS = ["hot", "uniform", "zipf"] as const;
 export type Distribution = (typeof DISTRIBUTIONS)[number];
@@ -46,7 +46,7 @@ export { UsageError } from "../bench/toolkit/cli.ts";
 
 export const USAGE = `usage: npm run loadtest -- --tool <${TOOLS.join("|")}> --target URL [options]
   --duration S        seconds of load (default 10)
-  --connections C     connections / in-flight cap (default 32)
+  --connections C     connections / in-flight cap (default 32); turnomatic-client: concurrent callers
   --ids N             distinct ids (default 100)
   --dist D            ${DISTRIBUTIONS.join("|")} (default uniform)
   --rate R            offered requests/s (turnoload, httperf: open-loop rate, default 1000; hey/autocannon: cap)
@@ -56,7 +56,9 @@ export const USAGE = `usage: npm run loadtest -- --tool <${TOOLS.join("|")}> --t
   --id-prefix P       id prefix (default a fresh one per run)
   --label TEXT        stored in the result (e.g. store=sqlite)
   --hostile F         turnoload: fraction (0-0.5) of hostile requests mixed in (default 0)
-  --timeout-ms MS     per-request timeout (default 5000)
+  --timeout-ms MS     per-request timeout (default 5000); turnomatic-client: per attempt
+Tool turnomatic-client is the exactly-once mode: callers use @turnomatic/client (POST with an
+Idempotency-Key, retried with the same key); the verifier judges its logical calls.
   --out DIR           result directory (default loadtest/results)
   --help              this text
 The last line printed is the path of the result JSON. Exit 0 ok, 1 a verification failed, 2 bad usage, 3 the tool failed.`;
@@ -127,7 +129,7 @@ export function loadOptionsFrom(raw: LoadArgs, defaults: LoadDefaults = {}): Loa
     throw new UsageError(`--id-prefix may hold only A-Z a-z 0-9 _ - (at most 40); got '${options.idPrefix}'`);
   if (options.hostile > 0 && tool !== "turnoload") throw new UsageError("--hostile works only with --tool turnoload");
   if (options.workers !== undefined && tool !== "turnoload") throw new UsageError("--workers works only with --tool turnoload");
-  if (options.rate !== undefined && (tool === "wrk" || tool === "ab"))
+  if (options.rate !== undefined && (tool === "wrk" || tool === "ab" || tool === "turnomatic-client"))
     throw new UsageError(
       `${tool} is closed-loop and has no rate option; drop --rate or use --tool turnoload or httperf (open loop)`,
     );

@@ -41,12 +41,13 @@ describe("every tool against a real service, verified", () => {
     ["hey", [], "counter-delta"],
     ["ab", [], "counter-delta"],
     ["httperf", ["--rate", "300"], "counter-delta"],
+    ["turnomatic-client", ["--ids", "5", "--dist", "hot"], "history"],
   ];
   for (const [tool, args, kind] of cases) {
     test(tool, async () => {
       if (tool === "ab") requireBinary("ab", "apt-get install apache2-utils");
       else if (tool === "httperf") requireBinary("httperf", "apt-get install httperf");
-      else if (tool !== "turnoload" && tool !== "autocannon") requireBinary(tool);
+      else if (tool !== "turnoload" && tool !== "autocannon" && tool !== "turnomatic-client") requireBinary(tool);
       const run = await runCli("cli.ts", ["--tool", tool, "--target", service.url, ...common, ...args]);
       expect(run.stderr).toContain("verification");
       expect(run.code).toBe(0);
@@ -136,7 +137,7 @@ describe("arguments", () => {
   test("unknown tools and options are named", async () => {
     const bad = await runCli("cli.ts", ["--tool", "siege", "--target", service.url]);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain("--tool must be one of wrk, hey, ab, autocannon, turnoload, httperf");
+    expect(bad.stderr).toContain("--tool must be one of wrk, hey, ab, autocannon, turnoload, httperf, turnomatic-client");
     const unknown = await runCli("cli.ts", ["--tool", "wrk", "--target", service.url, "--rate", "5"]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("wrk is closed-loop");
