@@ -101,6 +101,25 @@ test("503 with Retry-After: the retry waits at least that long, same key", async
   expect(second!.headers["idempotency-key"]).toBe(first!.headers["idempotency-key"]);
 });
 
+test("500, 502 and 504 (a load balancer that lost its backend) are retried with the same key", async () => {
+  const s = await scripted([
+    problemAnswer(502, "HAProxy"),
+    { status: 504, body: "<html>gateway timeout</html>" },
+    problemAnswer(500, "TURNO_ERR_INTERNAL"),
+    jsonAnswer({ id: "q", turno: 9 }),
+  ]);
+  const events: RetryEvent[] = [];
+  const client = new TurnomaticClient({ baseUrl: s.url, retry: { baseDelayMs: 5 }, onRetry: (e) => events.push(e) });
+  const turn = await client.next("q");
+  expect(turn).toMatchObject({ turno: 9, attempts: 4 });
+  expect(events.map((e) => [e.error.status, e.error.code])).toEqual([
+    [502, "HAProxy"],
+    [504, "HTTP_504"],
+    [500, "TURNO_ERR_INTERNAL"],
+  ]);
+  expect(new Set(s.requests.map((r) => r.headers["idempotency-key"]))).toEqual(new Set([turn.key]));
+});
+
 test("gives up after retry.attempts with an UnavailableError carrying the last cause and the key", async () => {
   const s = await scripted(() => problemAnswer(503, "TURNO_ERR_STORE_UNAVAILABLE", "0"));
   const client = new TurnomaticClient({ baseUrl: s.url, retry: { attempts: 3, baseDelayMs: 5 } });
