@@ -44,14 +44,14 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-export interface RunningLoad {
+export interface RunningLoad<R = LoadClientResult> {
   /** Requests completed so far (from the client's progress lines). */
   completed(): number;
   /** Waits until at least `count` requests completed (or the load ended). */
   reach(count: number, timeoutMs?: number): Promise<void>;
-  finished: Promise<LoadClientResult>;
+  finished: Promise<R>;
   /** Ends the load early: no new requests, in-flight ones complete, the history is written. */
-  stop(): Promise<LoadClientResult>;
+  stop(): Promise<R>;
   process: Subprocess;
 }
 
@@ -59,9 +59,17 @@ export function startLoad(
   state: ClusterState,
   options: Omit<LoadClientOptions, "url" | "out" | "timeoutMs"> & { timeoutMs?: number },
 ): RunningLoad {
+  return startRunner<LoadClientResult>(state, LOAD_CLIENT, { timeoutMs: 10_000, ...options });
+}
+
+/**
+ * Runs `script` (a bun program that takes one JSON argument with `url` and `out`, prints
+ * "progress N" / "done N" lines and writes its result JSON to `out`) inside the client namespace.
+ */
+export function startRunner<R>(state: ClusterState, script: string, options: object): RunningLoad<R> {
   const out = join(state.stateDir, `history-${Date.now()}.json`);
-  const full: LoadClientOptions = { url: state.lbUrl, out, timeoutMs: 10_000, ...options };
-  const child = spawnIn(state, "client", [process.execPath, LOAD_CLIENT, JSON.stringify(full)], {
+  const full = { url: state.lbUrl, out, ...options };
+  const child = spawnIn(state, "client", [process.execPath, script, JSON.stringify(full)], {
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -82,7 +90,7 @@ export function startLoad(
         `load client exited with ${code}: ${await new Response(child.stderr as ReadableStream<Uint8Array>).text()}`,
       );
     }
-    const result = JSON.parse(readFileSync(out, "utf8")) as LoadClientResult;
+    const result = JSON.parse(readFileSync(out, "utf8")) as R;
     rmSync(out, { force: true });
     return result;
   })();
