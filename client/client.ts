@@ -7,7 +7,7 @@
  * reservation (src/allocation/coalescer.ts), so a retry of a request whose number was already taken
  * (its response lost with a dying host or connection) gets that number back instead of a new one:
  * no gap, no duplicate. That holds while the key lives on the server (`--idempotency-ttl`, default
- * 24 h) and for the same id; see docs/client-guide.md for what the client does not promise.
+ * 24 h) and for the same id; see docs/guides/client-guide.md for what the client does not promise.
  *
  * Only fetch, AbortController, setTimeout and crypto.randomUUID are used: it runs on Node 20+,
  * Bun, Deno and browsers.

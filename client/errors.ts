@@ -1,6 +1,6 @@
 /**
  * Typed errors of the client. Every error is a `TurnomaticError` with a stable `code`: the server's
- * problem code (`TURNO_ERR_*`, docs/errors.md) when the server answered one, or a client code
+ * problem code (`TURNO_ERR_*`, docs/reference/errors.md) when the server answered one, or a client code
  * (`TURNO_CLIENT_ERR_*`) when there was no usable answer. Branch on the class or on `code`, never on
  * the message.
  *
@@ -139,7 +139,7 @@ export function errorFromResponse(
 
 /**
  * Statuses worth another attempt with the same key: 503 (the server's bounded refusal, with
- * Retry-After), 500 (docs/errors.md marks it retryable), 502/504 (a load balancer lost the backend),
+ * Retry-After), 500 (docs/reference/errors.md marks it retryable), 502/504 (a load balancer lost the backend),
  * 429 (a proxy's rate limit). With an Idempotency-Key a retry can never take a second number.
  */
 export function isRetryableStatus(status: number): boolean {

@@ -1,6 +1,6 @@
 /**
  * @turnomatic/client: exactly-once ticket numbers from a Turnomatic service (README.md here, and
- * docs/client-guide.md for which call to use when).
+ * docs/guides/client-guide.md for which call to use when).
  */
 export {
   type CallOptions,
