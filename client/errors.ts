@@ -13,10 +13,12 @@ export const SERVER_CODES = [
   "TURNO_ERR_INVALID_ID",
   "TURNO_ERR_INVALID_BODY",
   "TURNO_ERR_INVALID_IDEMPOTENCY_KEY",
+  "TURNO_ERR_INVALID_COUNT",
   "TURNO_ERR_UNAUTHORIZED",
   "TURNO_ERR_NOT_FOUND",
   "TURNO_ERR_METHOD_NOT_ALLOWED",
   "TURNO_ERR_COUNTER_EXHAUSTED",
+  "TURNO_ERR_IDEMPOTENCY_KEY_REUSED",
   "TURNO_ERR_PAYLOAD_TOO_LARGE",
   "TURNO_ERR_URI_TOO_LONG",
   "TURNO_ERR_UNSUPPORTED_MEDIA_TYPE",
@@ -97,7 +99,11 @@ export class InvalidIdError extends TurnomaticError {}
 /** 409 TURNO_ERR_COUNTER_EXHAUSTED: the counter is at Number.MAX_SAFE_INTEGER (or has fewer than a batch's count left). */
 export class CounterExhaustedError extends TurnomaticError {}
 
-/** Any other 4xx (bad key, bad count, ...): retrying the same request cannot help. */
+/**
+ * Any other 4xx: a bad key or count (400), or a key reused with another count (422
+ * TURNO_ERR_IDEMPOTENCY_KEY_REUSED: a key records one call, a single turn or a batch of one size).
+ * Retrying the same request cannot help.
+ */
 export class InvalidRequestError extends TurnomaticError {}
 
 /** One attempt's retryable failure: a 5xx (503 with Retry-After), a connection failure or a timeout. */

@@ -6,7 +6,7 @@
  * (from its start to its answer, retries included), so the checker judges what the caller saw:
  * with no call failed, any gap or duplicate is a violation. Latency is per logical call too.
  */
-import type { HistoryEntry } from "../../test/helpers/history-checker.ts";
+import type { HistoryEntry } from "../../harness/history-checker.ts";
 import { percentiles } from "../../bench/toolkit/stats.ts";
 import { TurnomaticClient, TurnomaticError, UnavailableError } from "../../client/index.ts";
 import { allIds, createPicker } from "../ids.ts";

@@ -16,7 +16,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { APP_PORT, type ClusterState, startHost, stopHost, waitLbState, waitReady } from "../../scripts/cluster/topology.ts";
-import { checkHistory, formatVerdict, type Verdict } from "../helpers/history-checker.ts";
+import { checkHistory, formatVerdict, type Verdict } from "../../harness/history-checker.ts";
 import {
   FULL,
   requireClusterPrerequisites,

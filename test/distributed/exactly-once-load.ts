@@ -15,7 +15,7 @@
 import { writeFileSync } from "node:fs";
 import { TurnomaticClient, TurnomaticError, UnavailableError } from "../../client/index.ts";
 import { namespaceTargetProblem } from "../../scripts/cluster/netns-guard.ts";
-import type { HistoryEntry } from "../helpers/history-checker.ts";
+import type { HistoryEntry } from "../../harness/history-checker.ts";
 
 export interface ExactlyOnceLoadOptions {
   readonly url: string;

@@ -10,17 +10,26 @@
  * - a call that gave up after the server took its number: a later `next(id, { key })` resumes it and
  *   gets that number: no gap.
  * - a typed 409 at exhaustion, at once (no retry).
+ * - batch(id, k): a lost answer retried with the same key gets the same range; a key reused with
+ *   another count (422), a count over the maximum (400) and a batch at exhaustion (409, nothing
+ *   taken) are typed.
  * - the built package (tsc to JavaScript) runs on Node, so the client uses no Bun API.
  */
 import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CounterExhaustedError, type RetryEvent, TurnomaticClient, UnavailableError } from "../../client/index.ts";
-import { requireBinary } from "../helpers/binaries.ts";
-import { type FaultProxy, startFaultProxy } from "../helpers/fault-proxy.ts";
-import { type RedisProcess, startRedis } from "../helpers/redis-server.ts";
-import { adminHeaders, type ServiceProcess, startService } from "../helpers/service.ts";
+import {
+  CounterExhaustedError,
+  InvalidRequestError,
+  type RetryEvent,
+  TurnomaticClient,
+  UnavailableError,
+} from "../../client/index.ts";
+import { requireBinary } from "../../harness/binaries.ts";
+import { type FaultProxy, startFaultProxy } from "../../harness/fault-proxy.ts";
+import { type RedisProcess, startRedis } from "../../harness/redis-server.ts";
+import { adminHeaders, type ServiceProcess, startService } from "../../harness/service.ts";
 
 const ROOT = join(import.meta.dir, "../..");
 const STORE_503: readonly string[] = ["TURNO_ERR_STORE_TIMEOUT", "TURNO_ERR_STORE_UNAVAILABLE"];
@@ -169,6 +178,37 @@ test("a typed 409 at exhaustion, without retries", async () => {
   expect(error).toMatchObject({ code: "TURNO_ERR_COUNTER_EXHAUSTED", status: 409 });
   expect(events).toEqual([]);
   expect(await actual(svc.url, "full")).toBe(Number.MAX_SAFE_INTEGER);
+});
+
+test("batch against the real service: a lost answer is retried with the same key and gets the same range; exhaustion and a bad count are typed", async () => {
+  const svc = await service();
+  const proxy = await proxyTo(svc.port);
+  const client = new TurnomaticClient({ baseUrl: `http://127.0.0.1:${proxy.port}` });
+  expect((await client.next("bulk")).turno).toBe(1);
+  proxy.dropResponses(1);
+  const range = await client.batch("bulk", 10);
+  expect(range).toMatchObject({ first: 2, last: 11, attempts: 2 });
+  expect(proxy.dropped).toBe(1);
+  expect((await client.next("bulk")).turno).toBe(12);
+  // The same key for another count is another call: 422, nothing taken.
+  const reused = (await client.batch("bulk", 5, { key: range.key }).catch((e: unknown) => e)) as InvalidRequestError;
+  expect(reused).toBeInstanceOf(InvalidRequestError);
+  expect(reused).toMatchObject({ code: "TURNO_ERR_IDEMPOTENCY_KEY_REUSED", status: 422 });
+  const tooMany = (await client.batch("bulk", 1001).catch((e: unknown) => e)) as InvalidRequestError;
+  expect(tooMany).toBeInstanceOf(InvalidRequestError);
+  expect(tooMany).toMatchObject({ code: "TURNO_ERR_INVALID_COUNT", status: 400 });
+  expect(await actual(svc.url, "bulk")).toBe(12);
+
+  const put = await fetch(`${svc.url}/admin/turno/edge`, {
+    method: "PUT",
+    headers: adminHeaders(),
+    body: JSON.stringify({ turno: Number.MAX_SAFE_INTEGER - 3 }),
+  });
+  expect(put.status).toBe(200);
+  const exhausted = await client.batch("edge", 4).catch((e: unknown) => e);
+  expect(exhausted).toBeInstanceOf(CounterExhaustedError);
+  expect(await actual(svc.url, "edge")).toBe(Number.MAX_SAFE_INTEGER - 3); // all or nothing
+  expect(await client.batch("edge", 3)).toMatchObject({ first: Number.MAX_SAFE_INTEGER - 2, last: Number.MAX_SAFE_INTEGER });
 });
 
 test("the package built to JavaScript runs on Node (no Bun API in the client)", async () => {
