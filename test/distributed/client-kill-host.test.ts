@@ -11,7 +11,8 @@
  * Negative control (the proof that this run can fail): the same cluster and kill with callers that
  * retry a failed call with a fresh key (the client's retries off, the caller retrying). The numbers
  * whose responses died with the host are then gaps: the checker must report them (gaps > 0) while
- * every call still succeeded, so they are not excused by failures either.
+ * every call still succeeded, so they are not excused by failures either (up to three kills, as
+ * the numbers in flight at a kill vary).
  */
 import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -76,10 +77,15 @@ test("exactly-once client through the keep-alive LB, kill -9 of an app host: zer
   expect(exact.verdict.totals.gaps).toBe(0);
   expect(exact.verdict.ok, formatVerdict(exact.verdict)).toBe(true);
 
-  const control = await runWithKill(state, "fresh-key", calls);
-  expect(control.result.history.length).toBe(calls);
-  expect(control.result.history.every((entry) => entry.status === 200)).toBe(true);
-  expect(control.verdict.totals.duplicates).toBe(0);
-  expect(control.verdict.totals.gaps).toBeGreaterThan(0);
-  expect(control.verdict.ok).toBe(false);
+  // How many numbers die with the host depends on what it had in flight at the kill (measured 4 to
+  // 23 per run): up to three kills, so a run that happened to lose none does not hide the loss.
+  let control: KilledRun | undefined;
+  for (let run = 0; run < 3 && (control === undefined || control.verdict.totals.gaps === 0); run++) {
+    control = await runWithKill(state, "fresh-key", calls);
+    expect(control.result.history.length).toBe(calls);
+    expect(control.result.history.every((entry) => entry.status === 200)).toBe(true);
+    expect(control.verdict.totals.duplicates).toBe(0);
+  }
+  expect(control?.verdict.totals.gaps).toBeGreaterThan(0);
+  expect(control?.verdict.ok).toBe(false);
 });
