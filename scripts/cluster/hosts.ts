@@ -43,7 +43,7 @@ function commandOf(state: ClusterState, host: HostState): { argv: string[]; env:
           HOST: "0.0.0.0",
           PORT: String(APP_PORT),
           METRICS_PORT: String(APP_METRICS_PORT),
-          TURNOMATIC_STORE: `redis://${redis.address}:${REDIS_PORT}`,
+          TURNOMATIC_STORE: state.storeUrl ?? `redis://${redis.address}:${REDIS_PORT}`,
           TURNOMATIC_WORKERS: String(state.workers),
           TURNOMATIC_DRAIN_DELAY_MS: String(DRAIN_DELAY_MS),
           // Each host's own record of the store (store-guard.ts), kept across its restarts and

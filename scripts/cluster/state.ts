@@ -70,6 +70,11 @@ export interface ClusterState {
    */
   readonly slots?: number;
   readonly hosts: Record<string, HostState>;
+  /**
+   * TURNOMATIC_STORE of the app hosts when the caller runs the store itself inside the redis
+   * namespace (UpOptions.externalStore); absent: the topology's own Redis at the redis host.
+   */
+  readonly storeUrl?: string;
 }
 
 export interface UpOptions {
@@ -90,6 +95,13 @@ export interface UpOptions {
   readonly maxApps?: number;
   /** HAProxy's connection mode (see scripts/cluster/haproxy-config.ts). Default "keepalive". */
   readonly lbMode?: string;
+  /**
+   * Runs the store instead of the topology's single Redis: called once the namespaces are wired and
+   * before the app hosts start, it starts its processes inside the redis namespace (spawnIn; `down`
+   * kills them with the namespace) and returns the apps' TURNOMATIC_STORE. Used by the nemesis run
+   * (test/nemesis/) for Sentinel and Cluster deployments.
+   */
+  readonly externalStore?: (state: ClusterState) => Promise<string>;
 }
 
 export function stateDirOf(name: string): string {

@@ -81,7 +81,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   mkdirSync(stateDir, { recursive: true });
   const hosts = planHosts(name, apps, prefix, stateDir);
   const lb = hosts.lb as HostState;
-  const state: ClusterState = {
+  let state: ClusterState = {
     name,
     subnet,
     apps,
@@ -118,7 +118,11 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
         lbMode,
       }),
     );
-    startHost(state, "redis");
+    if (options.externalStore === undefined) startHost(state, "redis");
+    else {
+      state = { ...state, storeUrl: await options.externalStore(state) };
+      saveState(state);
+    }
     for (const app of appNames(state)) startHost(state, app);
     startHost(state, "lb");
     await waitReady(state, [...appNames(state).map((app) => `${appUrl(state, app)}/readyz`), `${state.lbUrl}/readyz`]);

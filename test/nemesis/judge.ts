@@ -1,0 +1,361 @@
+/**
+ * The nemesis judge: the history checker (test/helpers/history-checker.ts) over every request of the
+ * run, and the store's ledger, with every violation printed next to the faults around it. Pure.
+ *
+ * How a run's history becomes histories the checker can judge:
+ * - Keyed requests (Idempotency-Key): all attempts of one key are one request, sent with its first
+ *   attempt and completed with its first success; every success of a key must carry the same turno
+ *   (a different one is a violation, unless the store lost its data in between: then it is excused
+ *   and counted). A key that never succeeded is one failed request.
+ * - Segments. An admin set or reset starts a new epoch of its id (the workload quiesced the id: no
+ *   request of its own was in flight); an operator's recovery after a store loss (floor F) starts a
+ *   new store life for every id. A request belongs to the epoch and life in force when it was sent,
+ *   except that a request in flight across a recovery belongs to the new life only if its turno is
+ *   above F. Each (id, epoch, life) is judged as its own id, starting from the value that began it
+ *   (0, the set value, or F), so I1, I3 and I4 hold within each segment.
+ * - I2 (numbers no client got) is summed per id over its segments: gaps <= failed requests, for the
+ *   classes whose clients never resend (raw, admin, keyed). The replaying class's silent gaps are
+ *   judged by the ledger instead.
+ * - The ledger (issued, delivered, lost) covers the id's current store life: unseen = issued minus
+ *   the distinct numbers clients saw in that life; unseen <= lost (never an undercount), and
+ *   lost - unseen (the overcount: numbers a client saw that no report counted) <= the seen numbers
+ *   whose response completed within a flush interval (plus slack) of a fault that can drop a
+ *   delivery report (a process killed, the store unreachable or failing over): docs/metrics.md
+ *   `turnomatic_store_numbers_lost` and `turnomatic_ledger_unreported_numbers_total`.
+ */
+import { checkHistory, type HistoryEntry } from "../helpers/history-checker.ts";
+import type { AdminOp, ClientClass, Ledger, WorkloadEntry } from "./workload.ts";
+
+export interface ExecutedFault {
+  readonly n: number;
+  readonly kind: string;
+  readonly target: string;
+  /** Epoch ms (same clock as the history). */
+  readonly startAt: number;
+  readonly endAt: number;
+  readonly detail: string;
+}
+
+export interface Recovery {
+  /** When the store lost its data (the empty restart) and when the recovery was accepted. */
+  readonly lossAt: number;
+  readonly at: number;
+  readonly floor: number;
+}
+
+export interface JudgeInput {
+  readonly entries: readonly WorkloadEntry[];
+  readonly adminOps: readonly AdminOp[];
+  readonly recoveries: readonly Recovery[];
+  readonly faults: readonly ExecutedFault[];
+  /** Every id of the run (also those that got no request) with its class. */
+  readonly ids: ReadonlyMap<string, ClientClass>;
+  readonly actual: Readonly<Record<string, number>>;
+  readonly ledgers: Readonly<Record<string, Ledger>>;
+  readonly ledgerFlushMs: number;
+}
+
+export interface Violation {
+  readonly invariant: "I1" | "I2" | "I3" | "I4" | "idempotency" | "ledger-lower" | "ledger-upper" | "ledger-issued";
+  readonly id: string;
+  readonly message: string;
+  /** Time window of the requests involved (epoch ms). */
+  readonly from: number;
+  readonly to: number;
+}
+
+export interface LedgerRow {
+  readonly id: string;
+  readonly issued: number;
+  readonly delivered: number;
+  readonly lost: number;
+  readonly seen: number;
+  readonly unseen: number;
+  readonly overcount: number;
+  readonly bound: number;
+}
+
+export interface Judgement {
+  readonly ok: boolean;
+  readonly violations: Violation[];
+  /** Requests judged (keyed attempts collapsed per key) and raw attempts. */
+  readonly judged: number;
+  readonly attempts: number;
+  readonly segments: number;
+  readonly excusedKeyReplays: number;
+  readonly totals: { duplicates: number; gaps: number; failed: number; orderViolations: number; outOfRange: number };
+  readonly ledger: LedgerRow[];
+}
+
+/** Fault kinds that can drop a delivery report (the ledger then counts a delivered number as lost). */
+export const REPORT_RISK_KINDS = new Set(["app-kill", "worker-kill", "redis-kill", "failover", "part-app-redis", "slow-link"]);
+const REPORT_SLACK_MS = 1000;
+
+interface Judged extends HistoryEntry {
+  readonly base: string;
+  readonly cls: ClientClass;
+}
+
+/** Extension point for batch turns: a range entry stands for each of its numbers. */
+export function expandRanges(entries: readonly WorkloadEntry[]): WorkloadEntry[] {
+  const out: WorkloadEntry[] = [];
+  for (const e of entries) {
+    if (e.first !== undefined && e.last !== undefined) {
+      for (let n = e.first; n <= e.last; n++) out.push({ ...e, turno: n, first: undefined, last: undefined });
+    } else out.push(e);
+  }
+  return out;
+}
+
+function collapseKeys(entries: readonly WorkloadEntry[], recoveries: readonly Recovery[], violations: Violation[]) {
+  const plain: Judged[] = [];
+  const byKey = new Map<string, WorkloadEntry[]>();
+  for (const e of entries) {
+    if (e.key === undefined) plain.push({ ...e, base: e.id });
+    else {
+      const k = `${e.id}\u0000${e.key}`;
+      const list = byKey.get(k);
+      if (list === undefined) byKey.set(k, [e]);
+      else list.push(e);
+    }
+  }
+  let excused = 0;
+  for (const attempts of byKey.values()) {
+    const first = attempts[0] as WorkloadEntry;
+    const sentAt = Math.min(...attempts.map((a) => a.sentAt));
+    const successes = attempts.filter((a) => a.turno !== undefined);
+    if (successes.length === 0) {
+      const last = attempts[attempts.length - 1] as WorkloadEntry;
+      plain.push({ id: first.id, base: first.id, cls: first.cls, sentAt, doneAt: last.doneAt, status: last.status });
+      continue;
+    }
+    const earliest = successes.reduce((a, b) => (b.doneAt < a.doneAt ? b : a));
+    plain.push({
+      id: first.id,
+      base: first.id,
+      cls: first.cls,
+      sentAt,
+      doneAt: earliest.doneAt,
+      status: 200,
+      turno: earliest.turno as number,
+    });
+    const others = [...new Set(successes.map((s) => s.turno as number))].filter((t) => t !== earliest.turno);
+    if (others.length === 0) continue;
+    const lastSuccess = Math.max(...successes.map((s) => s.doneAt));
+    const lossBetween = recoveries.some((r) => r.lossAt >= sentAt && r.lossAt <= lastSuccess);
+    if (lossBetween) excused++;
+    else
+      violations.push({
+        invariant: "idempotency",
+        id: first.id,
+        message: `key ${first.key} got turnos ${[earliest.turno, ...others].join(", ")} (a replay must get the same number)`,
+        from: sentAt,
+        to: lastSuccess,
+      });
+    // The other numbers were issued and seen too: judged as requests of their own.
+    for (const t of others) {
+      const s = successes.find((x) => x.turno === t) as WorkloadEntry;
+      plain.push({ id: first.id, base: first.id, cls: first.cls, sentAt: s.sentAt, doneAt: s.doneAt, status: 200, turno: t });
+    }
+  }
+  return { plain, excused };
+}
+
+/** Store life of a request: recoveries before it was sent; across a recovery, by its turno. */
+function lifeOf(e: Judged, recoveries: readonly Recovery[]): number {
+  let life = 0;
+  for (const [k, r] of recoveries.entries()) {
+    if (e.sentAt >= r.at) life = k + 1;
+    else if (e.doneAt > r.at && e.turno !== undefined && e.turno > r.floor) life = k + 1;
+  }
+  return life;
+}
+
+export function judge(input: JudgeInput): Judgement {
+  const violations: Violation[] = [];
+  const { plain, excused } = collapseKeys(expandRanges(input.entries), input.recoveries, violations);
+  const opsById = new Map<string, AdminOp[]>();
+  for (const op of [...input.adminOps].sort((a, b) => a.doneAt - b.doneAt)) {
+    const list = opsById.get(op.id);
+    if (list === undefined) opsById.set(op.id, [op]);
+    else list.push(op);
+  }
+  const recoveries = [...input.recoveries].sort((a, b) => a.at - b.at);
+  const segmentOf = (e: Judged) => {
+    const ops = opsById.get(e.base) ?? [];
+    let epoch = 0;
+    for (const op of ops) if (op.doneAt <= e.sentAt) epoch++;
+    return { epoch, life: lifeOf(e, recoveries) };
+  };
+  /** The counter's value when a segment began: the later of its admin op and its recovery. */
+  const startOf = (base: string, epoch: number, life: number) => {
+    const op = epoch > 0 ? (opsById.get(base) ?? [])[epoch - 1] : undefined;
+    const rec = life > 0 ? recoveries[life - 1] : undefined;
+    if (op !== undefined && (rec === undefined || op.doneAt > rec.at)) return op.value;
+    return rec?.floor ?? 0;
+  };
+  const segmented: HistoryEntry[] = [];
+  const before = new Map<string, number>();
+  const segmentEntries = new Map<string, Judged[]>();
+  for (const e of plain) {
+    const { epoch, life } = segmentOf(e);
+    const seg = `${e.base}|e${epoch}|l${life}`;
+    before.set(seg, startOf(e.base, epoch, life));
+    segmented.push({ ...e, id: seg });
+    const list = segmentEntries.get(seg);
+    if (list === undefined) segmentEntries.set(seg, [e]);
+    else list.push(e);
+  }
+  const after = new Map<string, number>();
+  for (const [id, value] of Object.entries(input.actual)) {
+    const seg = `${id}|e${(opsById.get(id) ?? []).length}|l${recoveries.length}`;
+    after.set(seg, value);
+    if (!before.has(seg)) before.set(seg, startOf(id, (opsById.get(id) ?? []).length, recoveries.length));
+  }
+  const verdict = checkHistory(segmented, { before, after, faults: true });
+  const span = (list: readonly Judged[]) => ({
+    from: Math.min(...list.map((e) => e.sentAt)),
+    to: Math.max(...list.map((e) => e.doneAt)),
+  });
+  const gapsByBase = new Map<string, { gaps: number; failed: number; from: number; to: number }>();
+  for (const v of verdict.ids) {
+    const base = v.id.split("|")[0] as string;
+    const list = segmentEntries.get(v.id) ?? [];
+    const where = list.length > 0 ? span(list) : { from: 0, to: 0 };
+    if (v.duplicates > 0 || v.belowStart > 0) {
+      const seen = new Map<number, Judged[]>();
+      for (const e of list) if (e.turno !== undefined) seen.set(e.turno, [...(seen.get(e.turno) ?? []), e]);
+      const start = before.get(v.id) ?? 0;
+      const bad = list.filter((e) => e.turno !== undefined && ((seen.get(e.turno)?.length ?? 0) > 1 || e.turno <= start));
+      const w = span(bad);
+      violations.push({
+        invariant: "I1",
+        id: base,
+        message: `${v.duplicates} duplicate turnos, ${v.belowStart} at or below the segment's start ${start} (segment ${v.id}; e.g. turnos ${[...new Set(bad.map((e) => e.turno))].slice(0, 5).join(", ")})`,
+        ...w,
+      });
+    }
+    if (v.orderViolations > 0)
+      violations.push({
+        invariant: "I3",
+        id: base,
+        message: `${v.orderViolations} requests got a smaller turno than one completed before they were sent (segment ${v.id})`,
+        ...where,
+      });
+    if (v.outOfRange > 0)
+      violations.push({ invariant: "I4", id: base, message: `${v.outOfRange} turnos outside [1, MAX_SAFE_INTEGER]`, ...where });
+    const g = gapsByBase.get(base) ?? { gaps: 0, failed: 0, from: where.from, to: where.to };
+    gapsByBase.set(base, {
+      gaps: g.gaps + v.gaps,
+      failed: g.failed + v.failed,
+      from: Math.min(g.from, where.from),
+      to: Math.max(g.to, where.to),
+    });
+  }
+  for (const [base, g] of gapsByBase) {
+    if (input.ids.get(base) === "fetch") continue;
+    if (g.gaps > g.failed)
+      violations.push({
+        invariant: "I2",
+        id: base,
+        message: `${g.gaps} numbers no client got, but only ${g.failed} requests failed (a client that never resends must see every loss)`,
+        from: g.from,
+        to: g.to,
+      });
+  }
+  const ledger = judgeLedger(input, plain, recoveries, violations);
+  const t = verdict.totals;
+  return {
+    ok: violations.length === 0,
+    violations,
+    judged: plain.length,
+    attempts: input.entries.length,
+    segments: verdict.ids.length,
+    excusedKeyReplays: excused,
+    totals: {
+      duplicates: t.duplicates,
+      gaps: t.gaps,
+      failed: t.failed,
+      orderViolations: t.orderViolations,
+      outOfRange: t.outOfRange,
+    },
+    ledger,
+  };
+}
+
+function judgeLedger(
+  input: JudgeInput,
+  plain: readonly Judged[],
+  recoveries: readonly Recovery[],
+  violations: Violation[],
+): LedgerRow[] {
+  const windows = input.faults
+    .filter((f) => REPORT_RISK_KINDS.has(f.kind))
+    .map((f) => [f.startAt - input.ledgerFlushMs - REPORT_SLACK_MS, f.endAt + input.ledgerFlushMs + REPORT_SLACK_MS] as const);
+  const inRisk = (t: number) => windows.some(([a, b]) => t >= a && t <= b);
+  const finalLife = recoveries.length;
+  const byId = new Map<string, Judged[]>();
+  for (const e of plain) {
+    if (e.turno === undefined || lifeOf(e, recoveries) !== finalLife) continue;
+    const list = byId.get(e.base);
+    if (list === undefined) byId.set(e.base, [e]);
+    else list.push(e);
+  }
+  const rows: LedgerRow[] = [];
+  for (const id of input.ids.keys()) {
+    const l = input.ledgers[id];
+    if (l === undefined) continue;
+    const list = byId.get(id) ?? [];
+    // Distinct numbers per admin epoch (a reset makes numbers repeat legitimately).
+    const distinct = new Map<string, Judged>();
+    const opsDone = input.adminOps.filter((op) => op.id === id).map((op) => op.doneAt);
+    for (const e of list) distinct.set(`${opsDone.filter((d) => d <= e.sentAt).length}:${e.turno}`, e);
+    const seen = distinct.size;
+    const bound = [...distinct.values()].filter((e) => inRisk(e.doneAt)).length;
+    const unseen = l.issued - seen;
+    const overcount = l.lost - unseen;
+    rows.push({ id, issued: l.issued, delivered: l.delivered, lost: l.lost, seen, unseen, overcount, bound });
+    const where =
+      list.length > 0
+        ? { from: Math.min(...list.map((e) => e.sentAt)), to: Math.max(...list.map((e) => e.doneAt)) }
+        : { from: 0, to: 0 };
+    if (unseen < 0)
+      violations.push({
+        invariant: "ledger-issued",
+        id,
+        message: `ledger issued ${l.issued} < ${seen} distinct numbers clients saw`,
+        ...where,
+      });
+    if (unseen > l.lost)
+      violations.push({
+        invariant: "ledger-lower",
+        id,
+        message: `${unseen} numbers no client saw, but ledger lost is ${l.lost} (an undercount)`,
+        ...where,
+      });
+    if (overcount > bound)
+      violations.push({
+        invariant: "ledger-upper",
+        id,
+        message: `ledger lost ${l.lost} exceeds the ${unseen} unseen numbers by ${overcount}, above the documented bound ${bound} (seen numbers within a flush interval of a report-dropping fault)`,
+        ...where,
+      });
+  }
+  return rows;
+}
+
+/** The executed faults that overlap [from - margin, to + margin]. */
+export function faultsAround(faults: readonly ExecutedFault[], from: number, to: number, marginMs = 5000): ExecutedFault[] {
+  return faults.filter((f) => f.endAt >= from - marginMs && f.startAt <= to + marginMs);
+}
+
+/** A violation with the fault schedule around it, times relative to the run's start. */
+export function formatViolation(v: Violation, faults: readonly ExecutedFault[], runStart: number): string {
+  const rel = (t: number) => `t+${((t - runStart) / 1000).toFixed(1)}s`;
+  const around = faultsAround(faults, v.from, v.to);
+  const lines = [`VIOLATION ${v.invariant} ${v.id}: ${v.message} [${rel(v.from)} .. ${rel(v.to)}]`];
+  for (const f of around.slice(0, 20))
+    lines.push(`    fault #${f.n} ${f.kind} ${f.target} ${rel(f.startAt)} .. ${rel(f.endAt)} ${f.detail}`);
+  if (around.length > 20) lines.push(`    ... ${around.length - 20} more faults in that window`);
+  return lines.join("\n");
+}

@@ -1,0 +1,330 @@
+/**
+ * The nemesis workload, run inside the topology's client namespace for the whole run, through the LB:
+ * - "raw": plain GET turns on our own keep-alive client, which never resends a request;
+ * - "fetch": plain GET turns on Bun's fetch, which replays a GET on its own when a keep-alive
+ *   connection drops (a client that replays: its lost numbers are silent gaps, judged by the ledger);
+ * - "keyed": POST with an Idempotency-Key, retried with the same key after a failure, and sometimes
+ *   replayed after a success (the replay must get the same number);
+ * - "admin": admin set (PUT) and reset (DELETE) of the admin ids at moments drawn from the seed. The
+ *   workload quiesces the id first (no request of its own in flight for it), retries an operation
+ *   that failed until it succeeds (both are idempotent) after waiting out any straggler, and records
+ *   when it took effect: the judge splits each id's history there (epochs).
+ * Each class has its own ids (a few hot ones take most requests, many cool ones the rest), so that a
+ * replaying client's silent gaps never hide in the history of a client that must have none.
+ *
+ * Extension point (batch turns, `POST /turno/:id?count=k` -> {"id","first","last"}, and the daily
+ * reset schedule API): not on main when this was written. A batch class is one more entry in
+ * CLASSES whose entries carry `first`/`last`; judge.ts expands a range into its numbers
+ * (expandRanges). A schedule class would be an admin operation like set/reset (an epoch boundary at
+ * each daily boundary it causes).
+ *
+ *   bun test/nemesis/workload.ts run '<json WorkloadOptions>'
+ *   bun test/nemesis/workload.ts read '<json ReadOptions>'     (counters and ledgers after the run)
+ */
+import { writeFileSync } from "node:fs";
+import { namespaceTargetProblem } from "../../scripts/cluster/netns-guard.ts";
+import { RawKeepAliveConnection } from "../helpers/raw-keepalive-client.ts";
+import { prng } from "./schedule.ts";
+
+export type ClientClass = "raw" | "fetch" | "keyed" | "admin";
+
+export interface WorkloadEntry {
+  readonly id: string;
+  readonly cls: ClientClass;
+  readonly sentAt: number;
+  readonly doneAt: number;
+  /** HTTP status; 0 = no answer (reset, refused, timed out). */
+  readonly status: number;
+  readonly turno?: number;
+  /** Batch turns (extension point): the range granted. */
+  readonly first?: number;
+  readonly last?: number;
+  /** Idempotency-Key of a keyed request. */
+  readonly key?: string;
+  /** Problem code of a failed request. */
+  readonly code?: string;
+}
+
+export interface AdminOp {
+  readonly id: string;
+  readonly op: "set" | "reset";
+  /** set: the counter's new value (the next turn is value + 1); reset: 0. */
+  readonly value: number;
+  /** Send time of the attempt that succeeded, and its completion. */
+  readonly sentAt: number;
+  readonly doneAt: number;
+  /** Attempts that failed before it (each followed by a straggler wait). */
+  readonly failedAttempts: number;
+  /** False when requests of the workload for this id were still in flight (the quiesce timed out). */
+  readonly quiesced: boolean;
+}
+
+export interface IdSets {
+  readonly raw: readonly string[];
+  readonly fetch: readonly string[];
+  readonly keyed: readonly string[];
+  readonly admin: readonly string[];
+  /** How many of each list (its first ones) are hot. */
+  readonly hot: number;
+}
+
+export interface WorkloadOptions {
+  readonly url: string;
+  readonly adminToken: string;
+  readonly seed: number;
+  readonly durationMs: number;
+  readonly ids: IdSets;
+  readonly clients: { readonly raw: number; readonly fetch: number; readonly keyed: number };
+  /** Admin operations on or off (the "admin" fault kind). */
+  readonly admin: boolean;
+  /** Mean time between two admin operations (ms). */
+  readonly adminMeanGapMs: number;
+  /** No admin operation in the last ms of the run. */
+  readonly adminTailMs: number;
+  readonly timeoutMs: number;
+  /** Pause of each client between requests (ms). */
+  readonly pauseMs: number;
+  readonly out: string;
+}
+
+export interface WorkloadResult {
+  readonly entries: WorkloadEntry[];
+  readonly adminOps: AdminOp[];
+  readonly startedAt: number;
+  readonly endedAt: number;
+}
+
+export interface ReadOptions {
+  readonly url: string;
+  readonly adminToken: string;
+  readonly ids: readonly string[];
+  readonly out: string;
+}
+
+export interface Ledger {
+  readonly id: string;
+  readonly issued: number;
+  readonly delivered: number;
+  readonly lost: number;
+}
+
+export interface ReadResult {
+  readonly actual: Record<string, number>;
+  readonly ledgers: Record<string, Ledger>;
+}
+
+/** Longer than any pause of a host (3 s) plus HAProxy's server timeout (5 s): a late request is done by then. */
+const STRAGGLER_WAIT_MS = 12_000;
+const now = () => performance.timeOrigin + performance.now();
+
+function problemCode(body: string): string | undefined {
+  try {
+    return (JSON.parse(body) as { code?: string }).code;
+  } catch {
+    return undefined;
+  }
+}
+
+function entryOf(
+  cls: ClientClass,
+  id: string,
+  sentAt: number,
+  answer: { status: number; body: string } | undefined,
+  key?: string,
+): WorkloadEntry {
+  const doneAt = now();
+  const extra = key === undefined ? {} : { key };
+  if (answer === undefined) return { id, cls, sentAt, doneAt, status: 0, ...extra };
+  if (answer.status !== 200) return { id, cls, sentAt, doneAt, status: answer.status, code: problemCode(answer.body), ...extra };
+  const body = JSON.parse(answer.body) as { id: string; turno: number };
+  if (body.id !== id) throw new Error(`response for ${id} names id ${body.id}`);
+  return { id, cls, sentAt, doneAt, status: 200, turno: body.turno, ...extra };
+}
+
+async function fetchAnswer(url: string, init: RequestInit, timeoutMs: number) {
+  try {
+    const response = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    return { status: response.status, body: await response.text() };
+  } catch {
+    return undefined;
+  }
+}
+
+export async function runWorkload(options: WorkloadOptions, stop: () => boolean): Promise<WorkloadResult> {
+  const entries: WorkloadEntry[] = [];
+  const adminOps: AdminOp[] = [];
+  const startedAt = now();
+  const stopAt = startedAt + options.durationMs;
+  const running = () => now() < stopAt && !stop();
+  const inFlight = new Map<string, number>();
+  const paused = new Set<string>();
+  const track = (id: string, delta: number) => inFlight.set(id, (inFlight.get(id) ?? 0) + delta);
+  const { ids } = options;
+  /** 70% of requests on the hot ids, the rest spread over the cool ones. */
+  const chooser = (list: readonly string[], random: () => number) => () => {
+    const hot = Math.min(ids.hot, list.length);
+    const pool = random() < 0.7 || list.length === hot ? list.slice(0, hot) : list.slice(hot);
+    return pool[Math.floor(random() * pool.length)] as string;
+  };
+  /** After a failure a client backs off (as a real one would), so a dead LB is not hammered. */
+  const pause = (failed = false) =>
+    failed ? Bun.sleep(50) : options.pauseMs > 0 ? Bun.sleep(options.pauseMs) : Promise.resolve();
+
+  const rawClient = async (index: number) => {
+    const random = prng(options.seed * 31 + index);
+    const plain = chooser(ids.raw, random);
+    const admin = chooser(ids.admin, random);
+    const connection = new RawKeepAliveConnection(options.url);
+    while (running()) {
+      let id = ids.admin.length > 0 && random() < 0.15 ? admin() : plain();
+      if (paused.has(id)) id = plain();
+      const cls: ClientClass = ids.admin.includes(id) ? "admin" : "raw";
+      track(id, 1);
+      const sentAt = now();
+      const answer = await connection.request(`/turno/${id}`, options.timeoutMs);
+      const entry = entryOf(cls, id, sentAt, answer);
+      entries.push(entry);
+      track(id, -1);
+      await pause(entry.status !== 200);
+    }
+  };
+  const fetchClient = async (index: number) => {
+    const random = prng(options.seed * 37 + index);
+    const choose = chooser(ids.fetch, random);
+    while (running()) {
+      const id = choose();
+      const sentAt = now();
+      const entry = entryOf("fetch", id, sentAt, await fetchAnswer(`${options.url}/turno/${id}`, {}, options.timeoutMs));
+      entries.push(entry);
+      await pause(entry.status !== 200);
+    }
+  };
+  const keyedClient = async (index: number) => {
+    const random = prng(options.seed * 41 + index);
+    const choose = chooser(ids.keyed, random);
+    let serial = 0;
+    while (running()) {
+      const id = choose();
+      const key = `k${options.seed}-${index}-${serial++}`;
+      const send = async () => {
+        const sentAt = now();
+        const answer = await fetchAnswer(
+          `${options.url}/turno/${id}`,
+          { method: "POST", headers: { "idempotency-key": key } },
+          options.timeoutMs,
+        );
+        const entry = entryOf("keyed", id, sentAt, answer, key);
+        entries.push(entry);
+        return entry;
+      };
+      let entry = await send();
+      // Retries of the same key after a failure (the key's number, if any, must come back).
+      for (let attempt = 1; attempt <= 3 && entry.turno === undefined && entry.status !== 400 && running(); attempt++) {
+        await Bun.sleep(100 * attempt);
+        entry = await send();
+      }
+      // A replay of a key that already got its number: the same number, never a new one.
+      if (entry.turno !== undefined && random() < 0.15) await send();
+      await pause(entry.status !== 200);
+    }
+  };
+  const adminLoop = async () => {
+    if (!options.admin || ids.admin.length === 0) return;
+    const random = prng(options.seed ^ 0x5eed5eed);
+    const lastAt = stopAt - options.adminTailMs;
+    while (running()) {
+      const gap = Math.round(-Math.log(1 - random()) * options.adminMeanGapMs);
+      if (now() + gap >= lastAt) break;
+      await Bun.sleep(gap);
+      const id = ids.admin[Math.floor(random() * ids.admin.length)] as string;
+      const op: AdminOp["op"] = random() < 0.5 ? "set" : "reset";
+      const value = op === "set" ? 1000 + Math.floor(random() * 1_000_000) : 0;
+      paused.add(id);
+      const quiesceUntil = now() + 15_000;
+      while ((inFlight.get(id) ?? 0) > 0 && now() < quiesceUntil) await Bun.sleep(5);
+      const quiesced = (inFlight.get(id) ?? 0) === 0;
+      let failedAttempts = 0;
+      for (;;) {
+        const sentAt = now();
+        const answer = await fetchAnswer(
+          `${options.url}/admin/turno/${id}`,
+          {
+            method: op === "set" ? "PUT" : "DELETE",
+            headers: { authorization: `Bearer ${options.adminToken}`, "content-type": "application/json" },
+            ...(op === "set" ? { body: JSON.stringify({ turno: value }) } : {}),
+          },
+          options.timeoutMs,
+        );
+        const doneAt = now();
+        if (answer !== undefined && answer.status >= 200 && answer.status < 300) {
+          adminOps.push({ id, op, value, sentAt, doneAt, failedAttempts, quiesced });
+          break;
+        }
+        // The failed attempt may still be applied late (a paused host): wait it out, then pin the
+        // state with another attempt; only the last, successful one is recorded as the boundary.
+        failedAttempts++;
+        await Bun.sleep(STRAGGLER_WAIT_MS);
+      }
+      paused.delete(id);
+    }
+  };
+
+  const progress = setInterval(() => process.stdout.write(`progress ${entries.length}\n`), 1000);
+  await Promise.all([
+    ...Array.from({ length: options.clients.raw }, (_, i) => rawClient(i)),
+    ...Array.from({ length: options.clients.fetch }, (_, i) => fetchClient(i)),
+    ...Array.from({ length: options.clients.keyed }, (_, i) => keyedClient(i)),
+    adminLoop(),
+  ]);
+  clearInterval(progress);
+  return { entries, adminOps, startedAt, endedAt: now() };
+}
+
+async function readAll(options: ReadOptions): Promise<ReadResult> {
+  const actual: Record<string, number> = {};
+  const ledgers: Record<string, Ledger> = {};
+  const headers = { authorization: `Bearer ${options.adminToken}` };
+  for (const id of options.ids) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const a = await fetch(`${options.url}/turno/${id}/actual`, { signal: AbortSignal.timeout(5000) });
+        const l = await fetch(`${options.url}/admin/turno/${id}/ledger`, { headers, signal: AbortSignal.timeout(5000) });
+        if (a.status !== 200 || l.status !== 200) throw new Error(`actual ${a.status}, ledger ${l.status}`);
+        actual[id] = ((await a.json()) as { turno: number }).turno;
+        ledgers[id] = (await l.json()) as Ledger;
+        break;
+      } catch (error) {
+        if (attempt >= 20) throw new Error(`reading ${id} after the run: ${String(error)}`);
+        await Bun.sleep(500);
+      }
+    }
+  }
+  return { actual, ledgers };
+}
+
+if (import.meta.main) {
+  const [mode, arg] = process.argv.slice(2);
+  if (mode === undefined || mode === "--help" || mode === "-h" || arg === undefined) {
+    process.stdout.write(
+      "usage: ip netns exec <client namespace> bun test/nemesis/workload.ts run|read '<json options>' (started by npm run test:nemesis)\n",
+    );
+    process.exit(mode === "--help" || mode === "-h" ? 0 : 2);
+  }
+  const options = JSON.parse(arg) as WorkloadOptions & ReadOptions;
+  const problem = namespaceTargetProblem(options.url);
+  if (problem !== undefined) {
+    process.stderr.write(`workload: ${problem}\n`);
+    process.exit(2);
+  }
+  if (mode === "read") {
+    writeFileSync(options.out, JSON.stringify(await readAll(options)));
+  } else {
+    let stopRequested = false;
+    process.on("SIGTERM", () => {
+      stopRequested = true;
+    });
+    const result = await runWorkload(options, () => stopRequested);
+    writeFileSync(options.out, JSON.stringify(result));
+    process.stdout.write(`done ${result.entries.length}\n`);
+  }
+}
