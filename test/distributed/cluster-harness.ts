@@ -37,6 +37,11 @@ export async function startCluster(name: string, apps = 2, workers = 2, lbMode?:
 
 // Ctrl-C (or a kill) of `bun test` skips afterAll: remove this run's clusters here, then exit.
 const started = new Set<string>();
+
+/** For clusters brought up without startCluster (test/nemesis): removed on SIGINT/SIGTERM too. */
+export function removeOnSignal(name: string): void {
+  started.add(name);
+}
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
     for (const name of started) removeCluster(name);

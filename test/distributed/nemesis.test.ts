@@ -15,10 +15,13 @@ import { down } from "../../scripts/cluster/topology.ts";
 import { requireBinary } from "../helpers/binaries.ts";
 import { runNemesis } from "../nemesis/nemesis.ts";
 import { FAULT_KINDS } from "../nemesis/schedule.ts";
-import { FULL, requireClusterPrerequisites } from "./cluster-harness.ts";
+import { FULL, removeOnSignal, requireClusterPrerequisites } from "./cluster-harness.ts";
 
 const NAME = "dnemesis";
-const SEED = Number(process.env.TURNOMATIC_NEMESIS_SEED ?? 20261202);
+/** Seed 151's 60 s schedule has every fault kind; seed 10's short one has two empty restarts. */
+const SEED = Number(process.env.TURNOMATIC_NEMESIS_SEED ?? 151);
+const NEGATIVE_SEED = 10;
+removeOnSignal(NAME);
 afterAll(() => {
   if (process.getuid?.() === 0) down(NAME);
 });
@@ -50,7 +53,7 @@ test(`nemesis, Sentinel, seed ${SEED}: every fault kind overlapping for ${FULL ?
   });
   expect(report.judgement.violations, report.violationsText.join("\n")).toEqual([]);
   // The run did something: faults of many kinds ran, requests failed and succeeded, the ledger was read.
-  expect(Object.keys(report.faultsByKind).length).toBeGreaterThanOrEqual(6);
+  expect(Object.keys(report.faultsByKind).length).toBeGreaterThanOrEqual(8);
   expect(report.judgement.judged).toBeGreaterThan(2000);
   expect(report.statuses["200"] ?? 0).toBeGreaterThan(1000);
   expect(report.judgement.totals.failed).toBeGreaterThan(0);
@@ -61,7 +64,7 @@ test("nemesis negative control: app hosts that forget the store after an empty r
   prerequisites();
   const report = await runNemesis({
     minutes: 0.5,
-    seed: SEED,
+    seed: NEGATIVE_SEED,
     faults: ["redis-empty", "app-pause"],
     store: "sentinel",
     apps: 2,

@@ -21,7 +21,7 @@
  *   lost - unseen (the overcount: numbers a client saw that no report counted) <= the seen numbers
  *   whose response completed in a window where a delivery report can be dropped: from a flush
  *   interval (plus 1 s slack) before a process was killed to 1 s after, and from a flush interval
- *   before a store fault (primary killed, failover, app cut from Redis, slow link) to 1 s after it
+ *   before a store fault (primary killed or emptied, failover, app cut from Redis, slow link) to 1 s after it
  *   healed. This follows docs/metrics.md (`turnomatic_store_numbers_lost`: "delivered after that
  *   host's last report: an overcount bounded by --ledger-flush-ms of one host's deliveries";
  *   `turnomatic_ledger_unreported_numbers_total`: a failed report counts as lost). It is looser
@@ -92,7 +92,15 @@ export interface Judgement {
 }
 
 /** Fault kinds that can drop a delivery report (the ledger then counts a delivered number as lost). */
-export const REPORT_RISK_KINDS = new Set(["app-kill", "worker-kill", "redis-kill", "failover", "part-app-redis", "slow-link"]);
+export const REPORT_RISK_KINDS = new Set([
+  "app-kill",
+  "worker-kill",
+  "redis-kill",
+  "redis-empty",
+  "failover",
+  "part-app-redis",
+  "slow-link",
+]);
 const PROCESS_DEATHS = new Set(["app-kill", "worker-kill"]);
 /** Timers fire late on a loaded machine, and report calls take time: slack on each side of a window. */
 const REPORT_SLACK_MS = 1000;

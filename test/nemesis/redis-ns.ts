@@ -33,11 +33,13 @@ export interface RedisDeployment {
   replicas(): Promise<number[]>;
   kill(port: number): void;
   /** Starts a killed server again from its files (AOF; a Cluster node also from nodes.conf). */
-  restart(port: number, options?: { asPrimary?: boolean }): void;
+  restart(port: number, options?: { asPrimary?: boolean }): Promise<void>;
   /** Deletes a killed server's files (its AOF): the next restart is empty. */
   wipe(port: number): void;
   running(port: number): boolean;
   failover(): Promise<string>;
+  /** SIGSTOP (true) or SIGCONT (false) every sentinel: while paused, nobody notices a primary's death. */
+  pauseSentinels(paused: boolean): void;
   cli(port: number, ...args: string[]): Promise<string>;
   /** Waits until the deployment is whole again (every server up, replicas in sync, Cluster ok). */
   waitHealthy(timeoutMs?: number): Promise<void>;
@@ -54,6 +56,7 @@ export async function deployRedis(state: ClusterState, store: Store): Promise<Re
   const root = join(state.stateDir, "nemesis-redis");
   rmSync(root, { recursive: true, force: true });
   const servers = new Map<number, DataServer>();
+  const sentinels: Subprocess[] = [];
   const cli = (port: number, ...args: string[]) =>
     output(
       spawnIn(state, "redis", ["redis-cli", "-h", "127.0.0.1", "-p", String(port), ...args], { stdout: "pipe", stderr: "pipe" }),
@@ -130,7 +133,7 @@ export async function deployRedis(state: ClusterState, store: Store): Promise<Re
           "",
         ].join("\n"),
       );
-      spawnIn(state, "redis", ["redis-sentinel", conf], { stdout: "ignore", stderr: "ignore" });
+      sentinels.push(spawnIn(state, "redis", ["redis-sentinel", conf], { stdout: "ignore", stderr: "ignore" }));
     }
   } else {
     const create = spawnIn(
@@ -212,10 +215,18 @@ export async function deployRedis(state: ClusterState, store: Store): Promise<Re
       const child = servers.get(port)?.process;
       if (child !== undefined) child.kill("SIGKILL");
     },
-    restart: (port, options = {}) => {
+    restart: async (port, options = {}) => {
       const server = servers.get(port);
       if (server === undefined || running(port)) return;
-      start(server, options.asPrimary === true ? withoutReplicaof(server.args) : server.args);
+      if (store === "cluster") return start(server, server.args);
+      // As its rewritten config would say (Sentinel rewrites it at each switch): a primary when it
+      // still is the one the sentinels name (or when told), else a replica of the current primary.
+      // Its first command line would be wrong after a failover: two replicas of each other.
+      const args = withoutReplicaof(server.args);
+      if (options.asPrimary === true) return start(server, args);
+      const [primary] = await primaries().catch(() => [] as number[]);
+      const asReplica = primary !== undefined && primary !== port;
+      start(server, asReplica ? [...args, "--replicaof", address, String(primary)] : args);
     },
     wipe: (port) => {
       const server = servers.get(port);
@@ -226,6 +237,15 @@ export async function deployRedis(state: ClusterState, store: Store): Promise<Re
       const [replica] = await replicas();
       if (replica === undefined) return "no replica";
       return `${replica}: ${await cli(replica, "CLUSTER", "FAILOVER")}`;
+    },
+    pauseSentinels: (paused) => {
+      for (const sentinel of sentinels) {
+        try {
+          process.kill(sentinel.pid, paused ? "SIGSTOP" : "SIGCONT");
+        } catch {
+          // Gone (the namespace is being removed).
+        }
+      }
     },
     cli,
     waitHealthy,
