@@ -5,9 +5,14 @@
  * stay within the failed requests, and the time to recover is measured.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { type RedisSentinelProcess, startRedisSentinel } from "../../harness/redis-sentinel.ts";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { checkHistory, formatVerdict, type HistoryEntry } from "../../harness/history-checker.ts";
+import { MASTER_NAME, type RedisSentinelProcess, startRedisSentinel } from "../../harness/redis-sentinel.ts";
 import { type ServiceProcess, startService } from "../../harness/service.ts";
 import { waitFor } from "../../harness/ports.ts";
+import { requestTurn } from "../../harness/turn-load.ts";
 import { countFences, expectVerdictOk, FULL, figures, runChaos, FAILOVER_PHASES } from "./chaos-run.ts";
 
 const IDS = ["s0", "s1", "s2", "s3", "s4"];
@@ -66,4 +71,57 @@ describe("chaos: Sentinel failover", () => {
     expect(f.failed).toBeGreaterThan(0);
     expect(f.recoveryMs).toBeLessThan(30_000);
   });
+});
+
+/**
+ * Regression for docs/reports/postmortems/2026-12-02-forced-failover-duplicates.md (found by the
+ * nemesis run, seeds 20261202 and 151): an operator's `SENTINEL FAILOVER` promotes a replica while
+ * the old primary still accepts writes, and the other replica acknowledges them (WAIT 1) until
+ * Sentinel moves it to the new primary, which never had them. Host A takes numbers during that
+ * window and dies (kill -9) before its next reservation could notice that the store went backwards;
+ * host B joins after the switch, never saw A's reservations, and takes the same numbers again.
+ * Marked `failing` until the fix lands: it passes only while the checker finds duplicates.
+ */
+describe("chaos: forced Sentinel failover (SENTINEL FAILOVER), the host that saw the lost writes dies", () => {
+  let second: ServiceProcess | undefined;
+  afterEach(async () => {
+    await second?.stop("SIGKILL");
+    second = undefined;
+  });
+  test.failing("zero duplicates across the two processes", async () => {
+    deployment = await startRedisSentinel({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
+    const sentinels = deployment;
+    // Host A takes numbers through the switch; host B joins after it (a new or restarted host, as
+    // the autoscaler or a rolling restart adds them), with a state folder of its own.
+    const a = await startService({ store: sentinels.url, stateDir: mkdtempSync(join(tmpdir(), "turnomatic-host-a-")) });
+    service = a;
+    const history: HistoryEntry[] = [];
+    const loop = (url: string, stop: () => boolean, index: number) =>
+      (async () => {
+        let k = index;
+        while (!stop()) history.push(await requestTurn(url, IDS[k++ % IDS.length] as string, 5000));
+      })();
+    let aStopped = false;
+    const aLoad = Promise.all(Array.from({ length: 20 }, (_, i) => loop(a.url, () => aStopped, i)));
+    await Bun.sleep(1000);
+    const old = await sentinels.currentPrimary();
+    await sentinels.sentinelCli("SENTINEL", "FAILOVER", MASTER_NAME);
+    // The replica is promoted within ~100 ms; the old primary keeps taking (acknowledged) writes
+    // until the other replica is moved, ~1 s later. A dies inside that window, before any
+    // reservation of its own on the new primary could notice the rollback.
+    await Bun.sleep(600);
+    await a.stop("SIGKILL");
+    aStopped = true;
+    await aLoad;
+    await waitFor("the sentinels to switch the primary", async () => (await sentinels.currentPrimary()) !== old, 30_000, 50);
+    second = await startService({ store: sentinels.url, stateDir: mkdtempSync(join(tmpdir(), "turnomatic-host-b-")) });
+    const b = second;
+    let bDone = false;
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) => loop(b.url, () => bDone, i)).concat([Bun.sleep(3000).then(() => void (bDone = true))]),
+    );
+    const verdict = checkHistory(history, { faults: true });
+    console.log(`CHAOS forced failover: ${formatVerdict(verdict).split("\n")[0]}`);
+    expect(verdict.totals.duplicates).toBe(0);
+  }, 240_000);
 });

@@ -12,7 +12,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { down } from "../../scripts/cluster/topology.ts";
-import { requireBinary } from "../helpers/binaries.ts";
+import { requireBinary } from "../../harness/binaries.ts";
 import { runNemesis } from "../nemesis/nemesis.ts";
 import { FAULT_KINDS } from "../nemesis/schedule.ts";
 import { FULL, removeOnSignal, requireClusterPrerequisites } from "./cluster-harness.ts";
@@ -45,7 +45,7 @@ test(`nemesis, Sentinel, seed ${SEED}: every fault kind overlapping for ${FULL ?
     apps: 2,
     workers: 2,
     name: NAME,
-    clients: { raw: 8, fetch: 6, keyed: 6 },
+    clients: { raw: 8, fetch: 6, keyed: 6, batch: 3 },
     log: (line) => {
       lines.push(line);
       console.log(line);
@@ -70,7 +70,7 @@ test("nemesis negative control: app hosts that forget the store after an empty r
     apps: 2,
     workers: 1,
     name: NAME,
-    clients: { raw: 6, fetch: 4, keyed: 4 },
+    clients: { raw: 6, fetch: 4, keyed: 4, batch: 2 },
     amnesia: true,
     log: (line) => console.log(line),
   });

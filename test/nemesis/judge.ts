@@ -1,5 +1,5 @@
 /**
- * The nemesis judge: the history checker (test/helpers/history-checker.ts) over every request of the
+ * The nemesis judge: the history checker (harness/history-checker.ts) over every request of the
  * run, and the store's ledger, with every violation printed next to the faults around it. Pure.
  *
  * How a run's history becomes histories the checker can judge:
@@ -27,7 +27,7 @@
  *   `turnomatic_ledger_unreported_numbers_total`: a failed report counts as lost). It is looser
  *   than the documented per-host bound: the history does not say which host served a response.
  */
-import { checkHistory, type HistoryEntry } from "../helpers/history-checker.ts";
+import { checkHistory, type HistoryEntry } from "../../harness/history-checker.ts";
 import type { AdminOp, ClientClass, Ledger, WorkloadEntry } from "./workload.ts";
 
 export interface ExecutedFault {
@@ -110,17 +110,6 @@ interface Judged extends HistoryEntry {
   readonly cls: ClientClass;
 }
 
-/** Extension point for batch turns: a range entry stands for each of its numbers. */
-export function expandRanges(entries: readonly WorkloadEntry[]): WorkloadEntry[] {
-  const out: WorkloadEntry[] = [];
-  for (const e of entries) {
-    if (e.first !== undefined && e.last !== undefined) {
-      for (let n = e.first; n <= e.last; n++) out.push({ ...e, turno: n, first: undefined, last: undefined });
-    } else out.push(e);
-  }
-  return out;
-}
-
 function collapseKeys(entries: readonly WorkloadEntry[], recoveries: readonly Recovery[], violations: Violation[]) {
   const plain: Judged[] = [];
   const byKey = new Map<string, WorkloadEntry[]>();
@@ -175,19 +164,27 @@ function collapseKeys(entries: readonly WorkloadEntry[], recoveries: readonly Re
   return { plain, excused };
 }
 
-/** Store life of a request: recoveries before it was sent; across a recovery, by its turno. */
+/** The numbers a request got: its turno, or each number of its batch's range. */
+function numbersOf(e: HistoryEntry): number[] {
+  if (e.turno !== undefined) return [e.turno];
+  if (e.first === undefined || e.last === undefined) return [];
+  return Array.from({ length: Math.max(0, Math.min(e.last - e.first + 1, 100_000)) }, (_, i) => (e.first as number) + i);
+}
+
+/** Store life of a request: recoveries before it was sent; across a recovery, by its (first) number. */
 function lifeOf(e: Judged, recoveries: readonly Recovery[]): number {
+  const lo = e.turno ?? e.first;
   let life = 0;
   for (const [k, r] of recoveries.entries()) {
     if (e.sentAt >= r.at) life = k + 1;
-    else if (e.doneAt > r.at && e.turno !== undefined && e.turno > r.floor) life = k + 1;
+    else if (e.doneAt > r.at && lo !== undefined && lo > r.floor) life = k + 1;
   }
   return life;
 }
 
 export function judge(input: JudgeInput): Judgement {
   const violations: Violation[] = [];
-  const { plain, excused } = collapseKeys(expandRanges(input.entries), input.recoveries, violations);
+  const { plain, excused } = collapseKeys(input.entries, input.recoveries, violations);
   const opsById = new Map<string, AdminOp[]>();
   for (const op of [...input.adminOps].sort((a, b) => a.doneAt - b.doneAt)) {
     const list = opsById.get(op.id);
@@ -237,15 +234,15 @@ export function judge(input: JudgeInput): Judgement {
     const list = segmentEntries.get(v.id) ?? [];
     const where = list.length > 0 ? span(list) : { from: 0, to: 0 };
     if (v.duplicates > 0 || v.belowStart > 0) {
-      const seen = new Map<number, Judged[]>();
-      for (const e of list) if (e.turno !== undefined) seen.set(e.turno, [...(seen.get(e.turno) ?? []), e]);
+      const seen = new Map<number, number>();
+      for (const e of list) for (const n of numbersOf(e)) seen.set(n, (seen.get(n) ?? 0) + 1);
       const start = before.get(v.id) ?? 0;
-      const bad = list.filter((e) => e.turno !== undefined && ((seen.get(e.turno)?.length ?? 0) > 1 || e.turno <= start));
+      const bad = list.filter((e) => numbersOf(e).some((n) => (seen.get(n) ?? 0) > 1 || n <= start));
       const w = span(bad);
       violations.push({
         invariant: "I1",
         id: base,
-        message: `${v.duplicates} duplicate turnos, ${v.belowStart} at or below the segment's start ${start} (segment ${v.id}; e.g. turnos ${[...new Set(bad.map((e) => e.turno))].slice(0, 5).join(", ")})`,
+        message: `${v.duplicates} duplicate turnos, ${v.belowStart} at or below the segment's start ${start} (segment ${v.id}; e.g. turnos ${[...new Set(bad.flatMap((e) => numbersOf(e)).filter((n) => (seen.get(n) ?? 0) > 1 || n <= start))].slice(0, 5).join(", ")})`,
         ...w,
       });
     }
@@ -261,7 +258,7 @@ export function judge(input: JudgeInput): Judgement {
     const g = gapsByBase.get(base) ?? { gaps: 0, failed: 0, from: where.from, to: where.to };
     gapsByBase.set(base, {
       gaps: g.gaps + v.gaps,
-      failed: g.failed + v.failed,
+      failed: g.failed + v.failedNumbers,
       from: Math.min(g.from, where.from),
       to: Math.max(g.to, where.to),
     });
@@ -318,7 +315,7 @@ function judgeLedger(
   const finalLife = recoveries.length;
   const byId = new Map<string, Judged[]>();
   for (const e of plain) {
-    if (e.turno === undefined || lifeOf(e, recoveries) !== finalLife) continue;
+    if (numbersOf(e).length === 0 || lifeOf(e, recoveries) !== finalLife) continue;
     const list = byId.get(e.base);
     if (list === undefined) byId.set(e.base, [e]);
     else list.push(e);
@@ -331,7 +328,10 @@ function judgeLedger(
     // Distinct numbers per admin epoch (a reset makes numbers repeat legitimately).
     const distinct = new Map<string, Judged>();
     const opsDone = input.adminOps.filter((op) => op.id === id).map((op) => op.doneAt);
-    for (const e of list) distinct.set(`${opsDone.filter((d) => d <= e.sentAt).length}:${e.turno}`, e);
+    for (const e of list) {
+      const epoch = opsDone.filter((d) => d <= e.sentAt).length;
+      for (const n of numbersOf(e)) distinct.set(`${epoch}:${n}`, e);
+    }
     const seen = distinct.size;
     const bound = [...distinct.values()].filter((e) => inRisk(e.doneAt)).length;
     const unseen = l.issued - seen;

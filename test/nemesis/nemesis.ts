@@ -65,7 +65,7 @@ export interface NemesisOptions {
   /** Result file (JSON); default none. */
   readonly out?: string;
   /** Fewer clients (the suite's short variant on a shared machine). */
-  readonly clients?: { raw: number; fetch: number; keyed: number };
+  readonly clients?: { raw: number; fetch: number; keyed: number; batch: number };
   /**
    * Negative control: after each Redis empty restart, every app host also forgets its record of the
    * store (its witness, the documented undetectable case) and restarts, so the service re-issues
@@ -85,6 +85,7 @@ export interface NemesisReport {
   /** Planned faults not run: their resources were still held long after their planned start. */
   readonly skipped: readonly number[];
   readonly recoveries: readonly Recovery[];
+  readonly rollbackRecoveries: ReadonlyArray<{ at: number; floor: number; reason: string }>;
   readonly adminOps: number;
   readonly faultsByKind: Record<string, number>;
   readonly statuses: Record<string, number>;
@@ -171,7 +172,14 @@ const wallNow = () => performance.timeOrigin + performance.now();
 function idSets(seed: number): IdSets {
   const tag = seed.toString(36);
   const list = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `nm-${prefix}-${tag}-${i}`);
-  return { raw: list("raw", 26), fetch: list("fetch", 26), keyed: list("keyed", 26), admin: list("admin", 3), hot: 2 };
+  return {
+    raw: list("raw", 26),
+    fetch: list("fetch", 26),
+    keyed: list("keyed", 26),
+    admin: list("admin", 3),
+    batch: list("batch", 26),
+    hot: 2,
+  };
 }
 
 function hostOf(state: ClusterState, name: string): HostState {
@@ -263,6 +271,8 @@ interface Runtime {
   readonly token: string;
   readonly log: (line: string) => void;
   readonly recoveries: Recovery[];
+  /** Recoveries of a store that went backwards (halted), made by the final heal. */
+  readonly rollbackRecoveries: Array<{ at: number; floor: number; reason: string }>;
   readonly amnesia: boolean;
   readonly seed: number;
 }
@@ -424,9 +434,21 @@ async function emptyRestart(rt: Runtime): Promise<string> {
     }
     return refused !== "";
   }).catch(() => {});
-  // Recovery goes to an app host directly (the runbook: "to any host"): a refusing host fails its
-  // readiness, so the LB may have no server to offer.
-  const floor = (rt.recoveries.length + 1) * 1_000_000_000;
+  const floor = await operatorRecovery(rt);
+  rt.recoveries.push({ lossAt, at: wallNow(), floor });
+  await redis.waitHealthy(30_000).catch(() => {});
+  return `primary :${port} restarted empty (${keys} keys); ${refused === "" ? "refusal not seen on /readyz" : "refused"}; recovered with floor ${floor}`;
+}
+
+/**
+ * The operator's recovery (runbook TurnomaticStoreRefusing), sent to an app host directly (the
+ * runbook: "to any host"): a refusing host fails its readiness, so the LB may have no server to
+ * offer. The floor is k x 10^9 for the k-th recovery, above every number ever issued.
+ */
+async function operatorRecovery(rt: Runtime): Promise<number> {
+  const { state } = rt;
+  const apps = appNames(state).map((a) => `http://${hostOf(state, a).address}:${APP_PORT}`);
+  const floor = (rt.recoveries.length + rt.rollbackRecoveries.length + 1) * 1_000_000_000;
   let accepted = false;
   const until = performance.now() + 60_000;
   let last = "";
@@ -452,9 +474,7 @@ async function emptyRestart(rt: Runtime): Promise<string> {
     if (!accepted) await Bun.sleep(500);
   }
   if (!accepted) throw new Error(`recovery with floor ${floor} was never accepted: ${last}`);
-  rt.recoveries.push({ lossAt, at: wallNow(), floor });
-  await redis.waitHealthy(30_000).catch(() => {});
-  return `primary :${port} restarted empty (${keys} keys); ${refused === "" ? "refusal not seen on /readyz" : "refused"}; recovered with floor ${floor}`;
+  return floor;
 }
 
 /** Heals everything, whatever state the faults left: processes resumed and started, links and queues restored. */
@@ -470,6 +490,18 @@ async function healAll(rt: Runtime): Promise<void> {
   for (const port of redis.ports) if (!redis.running(port)) await redis.restart(port);
   await redis.waitHealthy(60_000);
   for (const app of appNames(state)) startApp(state, app);
+  // A store that went backwards (a failover to a replica without every acknowledged reservation)
+  // is halted until an operator recovers it: the heal does, as the runbook says, and reports it.
+  await Bun.sleep(2000);
+  for (const app of appNames(state)) {
+    const answer = await curlInClient(state, [`http://${hostOf(state, app).address}:${APP_PORT}/readyz`]);
+    if (answer.code === 503 && /went backwards|lost its data/.test(answer.body)) {
+      const floor = await operatorRecovery(rt);
+      rt.rollbackRecoveries.push({ at: wallNow(), floor, reason: answer.body.slice(0, 300) });
+      rt.log(`heal: the store was refusing (${answer.body.slice(0, 200)}); recovered with floor ${floor}`);
+      break;
+    }
+  }
   await waitReady(
     state,
     [...appNames(state).map((a) => `http://${hostOf(state, a).address}:${APP_PORT}/readyz`), `${state.lbUrl}/readyz`],
@@ -518,7 +550,16 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
     if (redis === undefined) throw new Error("the Redis deployment did not start");
     const token = adminToken(state);
     if (token === undefined) throw new Error("the cluster has no admin token");
-    const rt: Runtime = { state, redis, token, log, recoveries: [], amnesia: options.amnesia === true, seed: options.seed };
+    const rt: Runtime = {
+      state,
+      redis,
+      token,
+      log,
+      recoveries: [],
+      rollbackRecoveries: [],
+      amnesia: options.amnesia === true,
+      seed: options.seed,
+    };
     const ids = idSets(options.seed);
     const out = join(state.stateDir, "nemesis-history.json");
     const workloadOptions: WorkloadOptions = {
@@ -527,7 +568,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
       seed: options.seed,
       durationMs,
       ids,
-      clients: options.clients ?? { raw: 12, fetch: 8, keyed: 8 },
+      clients: options.clients ?? { raw: 12, fetch: 8, keyed: 8, batch: 4 },
       admin: options.faults.includes("admin"),
       adminMeanGapMs: 6000,
       adminTailMs: 20_000,
@@ -599,7 +640,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
     // Every live process reports its deliveries within a flush interval; give it a few.
     await Bun.sleep(3 * LEDGER_FLUSH_MS + 500);
     const result = JSON.parse(readFileSync(out, "utf8")) as WorkloadResult;
-    const allIds = [...ids.raw, ...ids.fetch, ...ids.keyed, ...ids.admin];
+    const allIds = [...ids.raw, ...ids.fetch, ...ids.keyed, ...ids.admin, ...ids.batch];
     const readOut = join(state.stateDir, "nemesis-read.json");
     const reader = spawnIn(
       state,
@@ -615,6 +656,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
     for (const id of ids.fetch) classes.set(id, "fetch");
     for (const id of ids.keyed) classes.set(id, "keyed");
     for (const id of ids.admin) classes.set(id, "admin");
+    for (const id of ids.batch) classes.set(id, "batch");
     const judgement = judge({
       entries: result.entries,
       adminOps: result.adminOps,
@@ -637,6 +679,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
       executed: [...executed].sort((a, b) => a.startAt - b.startAt),
       skipped,
       recoveries: rt.recoveries,
+      rollbackRecoveries: rt.rollbackRecoveries,
       adminOps: result.adminOps.length,
       faultsByKind: {
         ...count(executed, (f) => f.kind),
@@ -680,7 +723,9 @@ function printSummary(report: NemesisReport, log: (line: string) => void): void 
   for (const text of report.violationsText.slice(0, 50)) log(text);
   if (report.violationsText.length > 50) log(`... ${report.violationsText.length - 50} more violations`);
   log(`faults injected by kind: ${JSON.stringify(report.faultsByKind)}; skipped: ${report.skipped.length}`);
-  log(`recoveries after empty restarts: ${report.recoveries.length}`);
+  log(
+    `recoveries after empty restarts: ${report.recoveries.length}; of a halted store at the heal: ${report.rollbackRecoveries.length}`,
+  );
   log(
     `requests: ${j.attempts} attempts, ${j.judged} judged (keyed attempts collapsed per key), ${j.segments} segments; by class ${JSON.stringify(report.byClass)}`,
   );

@@ -12,10 +12,9 @@
  * Each class has its own ids (a few hot ones take most requests, many cool ones the rest), so that a
  * replaying client's silent gaps never hide in the history of a client that must have none.
  *
- * Extension point (batch turns, `POST /turno/:id?count=k` -> {"id","first","last"}, and the daily
- * reset schedule API): not on main when this was written. A batch class is one more entry in
- * CLASSES whose entries carry `first`/`last`; judge.ts expands a range into its numbers
- * (expandRanges). A schedule class would be an admin operation like set/reset (an epoch boundary at
+ * - "batch": batch turns, `POST /turno/:id?count=k` (k from 1 to 20) -> {"id","first","last"}.
+ * Extension point: the daily reset schedule API (`PUT /admin/turno/:id/schedule`) was not on main
+ * when this was written; it would be one more admin operation like set/reset (an epoch boundary at
  * each daily boundary it causes).
  *
  *   bun test/nemesis/workload.ts run '<json WorkloadOptions>'
@@ -23,10 +22,10 @@
  */
 import { writeFileSync } from "node:fs";
 import { namespaceTargetProblem } from "../../scripts/cluster/netns-guard.ts";
-import { RawKeepAliveConnection } from "../helpers/raw-keepalive-client.ts";
+import { RawKeepAliveConnection } from "../../harness/raw-keepalive-client.ts";
 import { prng } from "./schedule.ts";
 
-export type ClientClass = "raw" | "fetch" | "keyed" | "admin";
+export type ClientClass = "raw" | "fetch" | "keyed" | "admin" | "batch";
 
 export interface WorkloadEntry {
   readonly id: string;
@@ -36,9 +35,10 @@ export interface WorkloadEntry {
   /** HTTP status; 0 = no answer (reset, refused, timed out). */
   readonly status: number;
   readonly turno?: number;
-  /** Batch turns (extension point): the range granted. */
+  /** Batch turns: the range granted, and the count asked for. */
   readonly first?: number;
   readonly last?: number;
+  readonly count?: number;
   /** Idempotency-Key of a keyed request. */
   readonly key?: string;
   /** Problem code of a failed request. */
@@ -64,6 +64,7 @@ export interface IdSets {
   readonly fetch: readonly string[];
   readonly keyed: readonly string[];
   readonly admin: readonly string[];
+  readonly batch: readonly string[];
   /** How many of each list (its first ones) are hot. */
   readonly hot: number;
 }
@@ -74,7 +75,7 @@ export interface WorkloadOptions {
   readonly seed: number;
   readonly durationMs: number;
   readonly ids: IdSets;
-  readonly clients: { readonly raw: number; readonly fetch: number; readonly keyed: number };
+  readonly clients: { readonly raw: number; readonly fetch: number; readonly keyed: number; readonly batch: number };
   /** Admin operations on or off (the "admin" fault kind). */
   readonly admin: boolean;
   /** Mean time between two admin operations (ms). */
@@ -131,13 +132,15 @@ function entryOf(
   sentAt: number,
   answer: { status: number; body: string } | undefined,
   key?: string,
+  count?: number,
 ): WorkloadEntry {
   const doneAt = now();
-  const extra = key === undefined ? {} : { key };
+  const extra = { ...(key === undefined ? {} : { key }), ...(count === undefined ? {} : { count }) };
   if (answer === undefined) return { id, cls, sentAt, doneAt, status: 0, ...extra };
   if (answer.status !== 200) return { id, cls, sentAt, doneAt, status: answer.status, code: problemCode(answer.body), ...extra };
-  const body = JSON.parse(answer.body) as { id: string; turno: number };
+  const body = JSON.parse(answer.body) as { id: string; turno?: number; first?: number; last?: number };
   if (body.id !== id) throw new Error(`response for ${id} names id ${body.id}`);
+  if (count !== undefined) return { id, cls, sentAt, doneAt, status: 200, first: body.first, last: body.last, ...extra };
   return { id, cls, sentAt, doneAt, status: 200, turno: body.turno, ...extra };
 }
 
@@ -228,6 +231,20 @@ export async function runWorkload(options: WorkloadOptions, stop: () => boolean)
       await pause(entry.status !== 200);
     }
   };
+  /** Batch turns (`POST /turno/:id?count=k`, k from 1 to 20): all-or-nothing ranges. */
+  const batchClient = async (index: number) => {
+    const random = prng(options.seed * 43 + index);
+    const choose = chooser(ids.batch, random);
+    while (running()) {
+      const id = choose();
+      const count = 1 + Math.floor(random() * 20);
+      const sentAt = now();
+      const answer = await fetchAnswer(`${options.url}/turno/${id}?count=${count}`, { method: "POST" }, options.timeoutMs);
+      const entry = entryOf("batch", id, sentAt, answer, undefined, count);
+      entries.push(entry);
+      await pause(entry.status !== 200);
+    }
+  };
   const adminLoop = async () => {
     if (!options.admin || ids.admin.length === 0) return;
     const random = prng(options.seed ^ 0x5eed5eed);
@@ -274,6 +291,7 @@ export async function runWorkload(options: WorkloadOptions, stop: () => boolean)
     ...Array.from({ length: options.clients.raw }, (_, i) => rawClient(i)),
     ...Array.from({ length: options.clients.fetch }, (_, i) => fetchClient(i)),
     ...Array.from({ length: options.clients.keyed }, (_, i) => keyedClient(i)),
+    ...Array.from({ length: options.clients.batch }, (_, i) => batchClient(i)),
     adminLoop(),
   ]);
   clearInterval(progress);
