@@ -1,5 +1,5 @@
 /**
- * The short nemesis run (test/nemesis/nemesis.ts; docs/nemesis.md): about 60 s of overlapping faults
+ * The short nemesis run (test/nemesis/nemesis.ts; docs/reports/nemesis.md): about 60 s of overlapping faults
  * drawn from a fixed seed on the netns topology with Redis + replicas + Sentinel, the mixed workload
  * through the LB, every fault healed, then the history checker over every request and the ledger of
  * every id. It fails on any violation.

@@ -159,6 +159,19 @@ describe("nemesis judge", () => {
     expect(judge(input({ entries, faults: [far], ...over })).violations.map((v) => v.invariant)).toEqual(["ledger-upper"]);
   });
 
+  test("batch ranges: a range that overlaps another request's number is I1; the ledger counts every number of a range", () => {
+    const entries: WorkloadEntry[] = [
+      { id: "b", cls: "batch", sentAt: T0, doneAt: T0 + 5, status: 200, first: 1, last: 5, count: 5 },
+      { id: "b", cls: "batch", sentAt: T0 + 10, doneAt: T0 + 15, status: 200, first: 6, last: 8, count: 3 },
+    ];
+    const clean = judge(input({ entries, actual: { b: 8 }, ledgers: { b: ledger("b", 8) } }));
+    expect(clean.violations).toEqual([]);
+    expect(clean.ledger[0]?.seen).toBe(8);
+    entries.push({ id: "b", cls: "batch", sentAt: T0 + 20, doneAt: T0 + 25, status: 200, first: 7, last: 9, count: 3 });
+    const bad = judge(input({ entries, actual: { b: 9 }, ledgers: { b: ledger("b", 9) } }));
+    expect(bad.violations.map((v) => v.invariant)).toContain("I1");
+  });
+
   test("an idempotent replay with another number is a violation unless the store lost its data in between", () => {
     const entries: WorkloadEntry[] = [
       { id: "k", cls: "keyed", key: "x", sentAt: T0, doneAt: T0 + 5, status: 200, turno: 1 },
