@@ -202,7 +202,7 @@ export function judge(input: JudgeInput): Judgement {
   const startOf = (base: string, epoch: number, life: number) => {
     const op = epoch > 0 ? (opsById.get(base) ?? [])[epoch - 1] : undefined;
     const rec = life > 0 ? recoveries[life - 1] : undefined;
-    if (op !== undefined && (rec === undefined || op.doneAt > rec.at)) return op.value;
+    if (op !== undefined && (rec === undefined || op.doneAt > rec.at)) return op.confirmed === false ? 0 : op.value;
     return rec?.floor ?? 0;
   };
   const segmented: HistoryEntry[] = [];
@@ -219,6 +219,8 @@ export function judge(input: JudgeInput): Judgement {
   }
   const after = new Map<string, number>();
   for (const [id, value] of Object.entries(input.actual)) {
+    // After an admin operation of unknown effect the counter says nothing about this segment.
+    if ((opsById.get(id) ?? []).at(-1)?.confirmed === false) continue;
     const seg = `${id}|e${(opsById.get(id) ?? []).length}|l${recoveries.length}`;
     after.set(seg, value);
     if (!before.has(seg)) before.set(seg, startOf(id, (opsById.get(id) ?? []).length, recoveries.length));

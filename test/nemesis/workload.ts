@@ -57,6 +57,11 @@ export interface AdminOp {
   readonly failedAttempts: number;
   /** False when requests of the workload for this id were still in flight (the quiesce timed out). */
   readonly quiesced: boolean;
+  /**
+   * False when no attempt succeeded before the run ended: the id's counter after it is unknown (set,
+   * reset or unchanged); the judge then starts the epoch at 0 (sentAt is the first attempt's).
+   */
+  readonly confirmed?: boolean;
 }
 
 export interface IdSets {
@@ -261,7 +266,14 @@ export async function runWorkload(options: WorkloadOptions, stop: () => boolean)
       while ((inFlight.get(id) ?? 0) > 0 && now() < quiesceUntil) await Bun.sleep(5);
       const quiesced = (inFlight.get(id) ?? 0) === 0;
       let failedAttempts = 0;
+      const firstSentAt = now();
       for (;;) {
+        // The run ended while the operation kept failing (a halted store refuses it): whether an
+        // attempt took effect is unknown, and the judge starts an epoch of unknown start there.
+        if (!running()) {
+          adminOps.push({ id, op, value, sentAt: firstSentAt, doneAt: now(), failedAttempts, quiesced, confirmed: false });
+          break;
+        }
         const sentAt = now();
         const answer = await fetchAnswer(
           `${options.url}/admin/turno/${id}`,
@@ -274,13 +286,14 @@ export async function runWorkload(options: WorkloadOptions, stop: () => boolean)
         );
         const doneAt = now();
         if (answer !== undefined && answer.status >= 200 && answer.status < 300) {
-          adminOps.push({ id, op, value, sentAt, doneAt, failedAttempts, quiesced });
+          adminOps.push({ id, op, value, sentAt, doneAt, failedAttempts, quiesced, confirmed: true });
           break;
         }
         // The failed attempt may still be applied late (a paused host): wait it out, then pin the
         // state with another attempt; only the last, successful one is recorded as the boundary.
         failedAttempts++;
-        await Bun.sleep(STRAGGLER_WAIT_MS);
+        const until = now() + STRAGGLER_WAIT_MS;
+        while (now() < until && running()) await Bun.sleep(100);
       }
       paused.delete(id);
     }
