@@ -2,8 +2,8 @@
  * The short nemesis run (test/nemesis/nemesis.ts; docs/reports/nemesis.md): about 60 s of overlapping faults
  * drawn from a fixed seed on the netns topology with Redis + replicas + Sentinel, the mixed workload
  * through the LB, every fault healed, then the history checker over every request and the ledger of
- * every id. It fails on any violation. With seed 151 it fails today: duplicates after its forced
- * Sentinel failover (docs/reports/postmortems/2026-12-02-forced-failover-duplicates.md, an open bug).
+ * every id. It fails on any violation. With seed 151 it found duplicates after its forced Sentinel
+ * failover before the WAIT fix (docs/reports/postmortems/2026-12-02-forced-failover-duplicates.md).
  *
  * Negative control: the same run with the app hosts forgetting their record of the store after each
  * empty restart (`--negative-control`, the documented undetectable case): the service re-issues
