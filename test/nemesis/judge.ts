@@ -22,7 +22,7 @@
  *   whose response completed in a window where a delivery report can be dropped: from a flush
  *   interval (plus 1 s slack) before a process was killed to 1 s after, and from a flush interval
  *   before a store fault (primary killed or emptied, failover, app cut from Redis, slow link) to 1 s after it
- *   healed. This follows docs/metrics.md (`turnomatic_store_numbers_lost`: "delivered after that
+ *   healed. This follows docs/reference/metrics.md (`turnomatic_store_numbers_lost`: "delivered after that
  *   host's last report: an overcount bounded by --ledger-flush-ms of one host's deliveries";
  *   `turnomatic_ledger_unreported_numbers_total`: a failed report counts as lost). It is looser
  *   than the documented per-host bound: the history does not say which host served a response.
