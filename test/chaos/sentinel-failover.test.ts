@@ -1,6 +1,6 @@
 /**
  * Chaos: Sentinel failover. The primary is killed (-9) under load; the sentinels promote a replica
- * and the service follows. Every reservation waited for one replica (WAIT, the sentinel default), so
+ * and the service follows. Every reservation waited for every replica (WAIT, the sentinel default), so
  * the promoted replica has every number handed out: duplicates are counted and must be zero, gaps
  * stay within the failed requests, and the time to recover is measured.
  */
@@ -89,12 +89,17 @@ describe("chaos: forced Sentinel failover (SENTINEL FAILOVER), the host that saw
     await second?.stop("SIGKILL");
     second = undefined;
   });
-  test("zero duplicates across the two processes", async () => {
+  /** The scenario above; `waitReplicas` is host A's --redis-wait-replicas (undefined = the default). */
+  async function forcedFailover(waitReplicas?: string) {
     deployment = await startRedisSentinel({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
     const sentinels = deployment;
     // Host A takes numbers through the switch; host B joins after it (a new or restarted host, as
     // the autoscaler or a rolling restart adds them), with a state folder of its own.
-    const a = await startService({ store: sentinels.url, stateDir: mkdtempSync(join(tmpdir(), "turnomatic-host-a-")) });
+    const a = await startService({
+      store: sentinels.url,
+      stateDir: mkdtempSync(join(tmpdir(), "turnomatic-host-a-")),
+      ...(waitReplicas === undefined ? {} : { env: { TURNOMATIC_REDIS_WAIT_REPLICAS: waitReplicas } }),
+    });
     service = a;
     const history: HistoryEntry[] = [];
     const loop = (url: string, stop: () => boolean, index: number) =>
@@ -120,7 +125,15 @@ describe("chaos: forced Sentinel failover (SENTINEL FAILOVER), the host that saw
     const bUntil = performance.now() + 3000;
     await Promise.all(Array.from({ length: 8 }, (_, i) => loop(b.url, () => performance.now() >= bUntil, i)));
     const verdict = checkHistory(history, { faults: true });
-    console.log(`CHAOS forced failover: ${formatVerdict(verdict).split("\n")[0]}`);
-    expect(verdict.totals.duplicates).toBe(0);
+    console.log(`CHAOS forced failover (wait ${waitReplicas ?? "auto"}): ${formatVerdict(verdict).split("\n")[0]}`);
+    return verdict;
+  }
+
+  test("zero duplicates across the two processes", async () => {
+    expect((await forcedFailover()).totals.duplicates).toBe(0);
+  }, 240_000);
+
+  test("negative control: with WAIT 1 (the old default) the same run hands numbers out twice", async () => {
+    expect((await forcedFailover("1")).totals.duplicates).toBeGreaterThan(0);
   }, 240_000);
 });
