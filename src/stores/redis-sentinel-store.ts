@@ -95,30 +95,8 @@ class RedisSentinelCounterStore extends RedisCounterStore {
 
   /** SENTINEL REPLICAS <name> from the first sentinel that answers; [] when none does. */
   async #replicasFromSentinels(): Promise<HostPort[]> {
-    const { sentinels, name, sentinelUsername, sentinelPassword, sentinelTLS } = this.#redis.options;
-    for (const sentinel of sentinels ?? []) {
-      const probe = new Redis({
-        host: sentinel.host,
-        port: sentinel.port,
-        username: sentinelUsername ?? undefined,
-        password: sentinelPassword ?? undefined,
-        tls: sentinelTLS,
-        ...PROBE_OPTIONS,
-      });
-      probe.on("error", () => {});
-      try {
-        const replies = (await probe.call("SENTINEL", "REPLICAS", name as string)) as string[][];
-        return replies.map((fields) => ({
-          host: fields[fields.indexOf("ip") + 1] as string,
-          port: Number(fields[fields.indexOf("port") + 1]),
-        }));
-      } catch {
-        // Try the next sentinel.
-      } finally {
-        probe.disconnect();
-      }
-    }
-    return [];
+    const replies = await sentinelReplicas(this.#redis);
+    return (replies ?? []).map((fields) => ({ host: field(fields, "ip"), port: Number(field(fields, "port")) }));
   }
 
   /** A short-lived connection to one replica, with the data nodes' credentials and TLS settings. */
@@ -183,11 +161,18 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
   );
 }
 
-/**
- * SENTINEL REPLICAS <name> from the first sentinel that answers, as field maps; undefined when none
- * does. A short-lived connection per call: it runs once a second, off the request path.
- */
+/** The replicas the sentinels list, for the default WAIT count (replica-ack.ts LiveReplicaCount). */
 async function listReplicasFromSentinels(client: Redis): Promise<ListedReplica[] | undefined> {
+  const replies = await sentinelReplicas(client);
+  return replies?.map((fields) => ({ flags: field(fields, "flags"), masterLinkStatus: field(fields, "master-link-status") }));
+}
+
+/**
+ * SENTINEL REPLICAS <name> (each replica a flat list of field, value) from the first sentinel that
+ * answers; undefined when none does. A short-lived connection per call: it runs at most once a
+ * second, off the request path.
+ */
+async function sentinelReplicas(client: Redis): Promise<string[][] | undefined> {
   const { sentinels, name, sentinelUsername, sentinelPassword, sentinelTLS } = client.options;
   for (const sentinel of sentinels ?? []) {
     const probe = new Redis({
@@ -200,9 +185,7 @@ async function listReplicasFromSentinels(client: Redis): Promise<ListedReplica[]
     });
     probe.on("error", () => {});
     try {
-      const replies = (await probe.call("SENTINEL", "REPLICAS", name as string)) as string[][];
-      const field = (fields: string[], name: string) => fields[fields.indexOf(name) + 1] ?? "";
-      return replies.map((fields) => ({ flags: field(fields, "flags"), masterLinkStatus: field(fields, "master-link-status") }));
+      return (await probe.call("SENTINEL", "REPLICAS", name as string)) as string[][];
     } catch {
       // Try the next sentinel.
     } finally {
@@ -210,4 +193,10 @@ async function listReplicasFromSentinels(client: Redis): Promise<ListedReplica[]
     }
   }
   return undefined;
+}
+
+/** The value after `name` in a flat field, value list ("" when absent). */
+function field(fields: readonly string[], name: string): string {
+  const at = fields.indexOf(name);
+  return at < 0 ? "" : (fields[at + 1] ?? "");
 }
