@@ -22,23 +22,15 @@
  */
 import { writeFileSync } from "node:fs";
 import { namespaceTargetProblem } from "../../scripts/cluster/netns-guard.ts";
+import type { HistoryEntry } from "../../harness/history-checker.ts";
 import { RawKeepAliveConnection } from "../../harness/raw-keepalive-client.ts";
 import { prng } from "./schedule.ts";
 
 export type ClientClass = "raw" | "fetch" | "keyed" | "admin" | "batch";
 
-export interface WorkloadEntry {
-  readonly id: string;
+/** One request as the history checker reads it (a batch turn's range included), plus who sent it. */
+export interface WorkloadEntry extends HistoryEntry {
   readonly cls: ClientClass;
-  readonly sentAt: number;
-  readonly doneAt: number;
-  /** HTTP status; 0 = no answer (reset, refused, timed out). */
-  readonly status: number;
-  readonly turno?: number;
-  /** Batch turns: the range granted, and the count asked for. */
-  readonly first?: number;
-  readonly last?: number;
-  readonly count?: number;
   /** Idempotency-Key of a keyed request. */
   readonly key?: string;
   /** Problem code of a failed request. */
