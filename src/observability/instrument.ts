@@ -9,6 +9,7 @@ import packageJson from "../../package.json" with { type: "json" };
 import { EVENTS } from "../domain/events.ts";
 import type { AppOptions } from "../http/app.ts";
 import type { ConnectionStateListener } from "../stores/connection-events.ts";
+import { redactStoreUrl } from "../stores/store-url.ts";
 import type { Logger } from "./logger.ts";
 import { createMetrics } from "./metrics.ts";
 import { createStatusHandler, type MetricJson } from "./status.ts";
@@ -89,15 +90,10 @@ export function createInstruments(options: InstrumentOptions): Instruments {
 /** Logs a network store's connection state changes: errors as warnings, recovery as info. */
 export function storeStateLogger(logger: Logger, store: string): ConnectionStateListener {
   return (state, detail) => {
-    const fields = { event: `store.${state}`, store: redactUrl(store), ...detail };
+    const fields = { event: `store.${state}`, store: redactStoreUrl(store), ...detail };
     // The cause in the message too, so a reader of plain log lines sees it (store-errors.ts).
     const message = detail?.error === undefined ? `store connection ${state}` : `store connection ${state}: ${detail.error}`;
     if (state === "error" || state === "close" || state === "end" || state === "silent") logger.warn(message, fields);
     else logger.info(message, fields);
   };
-}
-
-/** Drops credentials from a store URL before it is logged (as redactConfig does). */
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, "//<redacted>@");
 }

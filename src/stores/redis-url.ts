@@ -33,7 +33,7 @@ const SCHEMES: Record<string, boolean> = {
 /** Parses a redis+cluster:// or redis+sentinel:// URL; throws ConfigError naming what to fix. */
 export function parseMultiHostUrl(url: string, defaultPort: number): MultiHostUrl {
   const scheme = Object.keys(SCHEMES).find((s) => url.startsWith(s));
-  if (scheme === undefined) throw new ConfigError(`TURNOMATIC_STORE '${redact(url)}' is not a multi-host Redis URL.`);
+  if (scheme === undefined) throw new ConfigError(`TURNOMATIC_STORE '${redactStoreUrl(url)}' is not a multi-host Redis URL.`);
   let rest = url.slice(scheme.length);
   const queryAt = rest.indexOf("?");
   const params = new URLSearchParams(queryAt === -1 ? "" : rest.slice(queryAt + 1));
@@ -62,12 +62,13 @@ function parseHostPort(entry: string, defaultPort: number, url: string): HostPor
   const port = Number(match?.[2] ?? defaultPort);
   if (match === null || port < 1 || port > 65535) {
     throw new ConfigError(
-      `TURNOMATIC_STORE '${redact(url)}' has a bad host '${entry}'; list hosts as host:port separated by commas, e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000`,
+      `TURNOMATIC_STORE '${redactStoreUrl(url)}' has a bad host '${entry}'; list hosts as host:port separated by commas, e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000`,
     );
   }
   return { host: (match[1] as string).replace(/^\[|\]$/g, ""), port };
 }
 
-function redact(url: string): string {
+/** A store URL as it may be logged or shown: the userinfo (password) cut out. */
+export function redactStoreUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, "//<redacted>@");
 }

@@ -9,7 +9,7 @@
  *   redis[s]+sentinel://h1:p1,h2:p2/<master-name>[?db=0&sentinelPassword=…&tls=true]
  */
 import { ConfigError } from "../domain/errors.ts";
-import { type MultiHostUrl, parseMultiHostUrl } from "./redis-url.ts";
+import { type MultiHostUrl, parseMultiHostUrl, redactStoreUrl } from "./redis-url.ts";
 
 export type StoreUrl =
   | { readonly kind: "memory"; readonly text: string }
@@ -92,7 +92,4 @@ export function usesTls(url: StoreUrl): boolean {
   return url.kind !== "memory" && url.kind !== "sqlite" && url.tls;
 }
 
-/** The URL as it may be logged: the userinfo (password) cut out. */
-export function redactStoreUrl(text: string): string {
-  return text.replace(/\/\/([^@/]*)@/, "//<redacted>@");
-}
+export { redactStoreUrl };
