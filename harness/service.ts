@@ -5,6 +5,21 @@ import type { Subprocess } from "bun";
 import { freePort, waitFor } from "./ports.ts";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
+
+/** One line of the service's JSON log. */
+export interface LogLine {
+  level: string;
+  event?: string;
+  [key: string]: unknown;
+}
+
+/** The service's JSON log lines in `text` (what `logs()` returns); other lines (Bun's own) are skipped. */
+export function parseLogLines(text: string): LogLine[] {
+  return text
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line) as LogLine);
+}
 const MAIN = join(import.meta.dir, "../src/main.ts");
 
 export interface ServiceProcess {

@@ -9,19 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import packageJson from "../../package.json" with { type: "json" };
 import { freePort } from "../../harness/ports.ts";
-import { startService } from "../../harness/service.ts";
+import { parseLogLines, startService } from "../../harness/service.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
-
-interface LogLine {
-  event?: string;
-  [key: string]: unknown;
-}
-const parse = (text: string): LogLine[] =>
-  text
-    .split("\n")
-    .filter((line) => line.startsWith("{"))
-    .map((line) => JSON.parse(line) as LogLine);
 
 /** Runs main.ts to its exit (it must exit on its own) and returns the code and what it printed. */
 async function runToExit(args: readonly string[], env: Record<string, string>) {
@@ -60,7 +50,7 @@ describe("start log line", () => {
   test("names the version, the API URL, the metrics URL and the status page URL", async () => {
     const service = await startService({ store: "memory:" });
     try {
-      const start = parse(service.logs()).find((line) => line.event === "start");
+      const start = parseLogLines(service.logs()).find((line) => line.event === "start");
       expect(start).toMatchObject({
         version: packageJson.version,
         url: service.url,
@@ -79,7 +69,7 @@ describe("start log line", () => {
   test("with METRICS_PORT=0 it names no metrics URL", async () => {
     const service = await startService({ store: "memory:", env: { METRICS_PORT: "0" } });
     try {
-      const start = parse(service.logs()).find((line) => line.event === "start");
+      const start = parseLogLines(service.logs()).find((line) => line.event === "start");
       expect(start?.version).toBe(packageJson.version);
       expect(start?.metricsUrl).toBeUndefined();
       expect(start?.statusPageUrl).toBeUndefined();
@@ -129,7 +119,7 @@ describe("a metrics port already in use", () => {
       expect(second.stderr).not.toContain('"event":"worker.start"');
       const metrics = await fetch(`http://127.0.0.1:${first.metricsPort}/metrics`);
       expect(metrics.status).toBe(200);
-      const supervisorStart = parse(first.logs()).find((line) => line.event === "supervisor.start");
+      const supervisorStart = parseLogLines(first.logs()).find((line) => line.event === "supervisor.start");
       expect(supervisorStart).toMatchObject({
         version: packageJson.version,
         metricsUrl: `http://127.0.0.1:${first.metricsPort}/metrics`,

@@ -5,19 +5,8 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startRedis, type RedisProcess } from "../../../harness/redis-server.ts";
-import { ADMIN_TOKEN, startService } from "../../../harness/service.ts";
+import { ADMIN_TOKEN, parseLogLines, startService } from "../../../harness/service.ts";
 import { waitFor } from "../../../harness/ports.ts";
-
-interface LogLine {
-  level: string;
-  event?: string;
-  [key: string]: unknown;
-}
-const parse = (text: string): LogLine[] =>
-  text
-    .split("\n")
-    .filter((line) => line.startsWith("{"))
-    .map((line) => JSON.parse(line) as LogLine);
 
 const PASSWORD = "s3cret-redis-password";
 let redis: RedisProcess;
@@ -34,7 +23,7 @@ test("start is logged with secrets redacted; a store outage is a handful of line
   const url = redis.url.replace("redis://", `redis://:${PASSWORD}@`);
   const service = await startService({ store: url, env: { TURNOMATIC_DEADLINE_MS: "200" } });
   try {
-    const start = parse(service.logs()).find((line) => line.event === "start");
+    const start = parseLogLines(service.logs()).find((line) => line.event === "start");
     expect(start?.level).toBe("info");
     expect(JSON.stringify(start)).not.toContain(PASSWORD);
     expect(JSON.stringify(start)).not.toContain(ADMIN_TOKEN);
@@ -50,9 +39,11 @@ test("start is logged with secrets redacted; a store outage is a handful of line
     await redis.restart();
     await waitFor(
       "store.ready after the restart",
-      () => parse(service.logs()).filter((l) => l.event === "store.ready").length >= 2,
+      () => parseLogLines(service.logs()).filter((l) => l.event === "store.ready").length >= 2,
     );
-    const store = parse(service.logs()).filter((line) => line.event?.startsWith("store.") && line.event !== "store.durability");
+    const store = parseLogLines(service.logs()).filter(
+      (line) => line.event?.startsWith("store.") && line.event !== "store.durability",
+    );
     const outage = store.slice(store.findIndex((line) => line.event === "store.close"));
     expect(outage[0]?.level).toBe("warn");
     expect(outage.some((line) => line.event === "store.reconnecting")).toBe(true);
@@ -61,7 +52,7 @@ test("start is logged with secrets redacted; a store outage is a handful of line
     // ioredis retried about every 50..1000 ms for 4 s; the log says it once, plus distinct errors.
     expect(outage.length).toBeLessThanOrEqual(8);
     expect(service.logs()).not.toContain(PASSWORD);
-    expect(parse(service.logs()).some((line) => line.event === "http.access")).toBe(false);
+    expect(parseLogLines(service.logs()).some((line) => line.event === "http.access")).toBe(false);
   } finally {
     await service.stop("SIGKILL");
   }
@@ -74,10 +65,10 @@ test("sampled access log: one line per response at ratio 1", async () => {
     await fetch(`${service.url}/nowhere`);
     await waitFor(
       "access lines",
-      () => parse(service.logs()).filter((l) => l.event === "http.access" && l.route !== "healthz").length >= 6,
+      () => parseLogLines(service.logs()).filter((l) => l.event === "http.access" && l.route !== "healthz").length >= 6,
     );
     // (startService's /healthz probes are logged too; count the requests made here.)
-    const access = parse(service.logs()).filter((line) => line.event === "http.access" && line.route !== "healthz");
+    const access = parseLogLines(service.logs()).filter((line) => line.event === "http.access" && line.route !== "healthz");
     expect(access.length).toBe(6);
     expect(access[0]).toMatchObject({ route: "turno", method: "POST", status: 200 });
     expect(access.at(-1)).toMatchObject({ route: "not_found", status: 404 });
