@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { ClusterError, moduleOfTheClusterTool } from "./errors.ts";
 import { checkWindowMs, type LbMode } from "./haproxy-config.ts";
 import { listNamespaces, validName } from "./namespaces.ts";
-import { STATE_ROOT } from "./netns-guard.ts";
+import { DEFAULT_SUBNET, STATE_ROOT } from "./netns-guard.ts";
 
 export { STATE_ROOT };
 
@@ -30,7 +30,7 @@ export const CLUSTER_DEFAULTS = {
   apps: 2,
   workers: 1,
   store: "redis",
-  subnet: "10.200.0.0/24",
+  subnet: DEFAULT_SUBNET,
   lbMode: "keepalive",
 } as const;
 
