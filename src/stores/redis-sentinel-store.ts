@@ -58,16 +58,25 @@ export interface RedisSentinelStoreOptions {
  */
 class RedisSentinelCounterStore extends RedisCounterStore {
   readonly #redis: Redis;
+  readonly #sentinels: SentinelLister;
   readonly #liveReplicas: LiveReplicaCount | undefined;
 
-  constructor(redis: Redis, keyPrefix: string, options: RedisCounterStoreOptions, liveReplicas?: LiveReplicaCount) {
+  constructor(
+    redis: Redis,
+    keyPrefix: string,
+    options: RedisCounterStoreOptions,
+    sentinels: SentinelLister,
+    liveReplicas: LiveReplicaCount | undefined,
+  ) {
     super("redis-sentinel", redis as unknown as ScriptedClient, keyPrefix, options);
     this.#redis = redis;
+    this.#sentinels = sentinels;
     this.#liveReplicas = liveReplicas;
   }
 
   override async close(): Promise<void> {
     this.#liveReplicas?.close();
+    this.#sentinels.close();
     await super.close();
   }
 
@@ -95,7 +104,7 @@ class RedisSentinelCounterStore extends RedisCounterStore {
 
   /** SENTINEL REPLICAS <name> from the first sentinel that answers; [] when none does. */
   async #replicasFromSentinels(): Promise<HostPort[]> {
-    const replies = await sentinelReplicas(this.#redis);
+    const replies = await this.#sentinels.replicas();
     return (replies ?? []).map((fields) => ({ host: field(fields, "ip"), port: Number(field(fields, "port")) }));
   }
 
@@ -139,7 +148,8 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
   });
   const first = url.hosts[0] as { host: string; port: number };
   const connection = watchConnection(client, options.onStateChange, { ...first, tls: tlsSettings });
-  const liveReplicas = options.waitReplicas === "all" ? new LiveReplicaCount(() => listReplicasFromSentinels(client)) : undefined;
+  const lister = new SentinelLister(client);
+  const liveReplicas = options.waitReplicas === "all" ? new LiveReplicaCount(() => lister.listed()) : undefined;
   const replicas = liveReplicas === undefined ? (options.waitReplicas as number) : () => liveReplicas.value;
   const ack =
     replicas !== 0
@@ -157,24 +167,69 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
       connection,
       checks: options.checks,
     },
+    lister,
     liveReplicas,
   );
 }
 
-/** The replicas the sentinels list, for the default WAIT count (replica-ack.ts LiveReplicaCount). */
-async function listReplicasFromSentinels(client: Redis): Promise<ListedReplica[] | undefined> {
-  const replies = await sentinelReplicas(client);
-  return replies?.map((fields) => ({ flags: field(fields, "flags"), masterLinkStatus: field(fields, "master-link-status") }));
-}
-
 /**
- * SENTINEL REPLICAS <name> (each replica a flat list of field, value) from the first sentinel that
- * answers; undefined when none does. A short-lived connection per call: it runs at most once a
- * second, off the request path.
+ * SENTINEL REPLICAS <name> (each replica a flat list of field, value), asked of the sentinels in
+ * turn. The connection to the one that answered is kept for the next call (the WAIT count asks once a
+ * second); one that fails is dropped and the next sentinel tried.
  */
-async function sentinelReplicas(client: Redis): Promise<string[][] | undefined> {
-  const { sentinels, name, sentinelUsername, sentinelPassword, sentinelTLS } = client.options;
-  for (const sentinel of sentinels ?? []) {
+class SentinelLister {
+  readonly #client: Redis;
+  #kept: Redis | undefined;
+  #closed = false;
+
+  constructor(client: Redis) {
+    this.#client = client;
+  }
+
+  /** undefined when no sentinel answers. */
+  async replicas(): Promise<string[][] | undefined> {
+    const { sentinels, name } = this.#client.options;
+    if (this.#kept !== undefined) {
+      const replies = await this.#ask(this.#kept, name as string);
+      if (replies !== undefined) return replies;
+    }
+    for (const sentinel of sentinels ?? []) {
+      const probe = this.#connect(sentinel);
+      const replies = await this.#ask(probe, name as string);
+      if (replies !== undefined) {
+        // Kept unless closed meanwhile or another call kept one first (then this one goes).
+        if (this.#closed || this.#kept !== undefined) probe.disconnect();
+        else this.#kept = probe;
+        return replies;
+      }
+    }
+    return undefined;
+  }
+
+  /** The replicas as LiveReplicaCount reads them. */
+  async listed(): Promise<ListedReplica[] | undefined> {
+    const replies = await this.replicas();
+    return replies?.map((fields) => ({ flags: field(fields, "flags"), masterLinkStatus: field(fields, "master-link-status") }));
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#kept?.disconnect();
+    this.#kept = undefined;
+  }
+
+  async #ask(probe: Redis, name: string): Promise<string[][] | undefined> {
+    try {
+      return (await probe.call("SENTINEL", "REPLICAS", name)) as string[][];
+    } catch {
+      probe.disconnect();
+      if (this.#kept === probe) this.#kept = undefined;
+      return undefined;
+    }
+  }
+
+  #connect(sentinel: Partial<HostPort>): Redis {
+    const { sentinelUsername, sentinelPassword, sentinelTLS } = this.#client.options;
     const probe = new Redis({
       host: sentinel.host,
       port: sentinel.port,
@@ -184,15 +239,8 @@ async function sentinelReplicas(client: Redis): Promise<string[][] | undefined> 
       ...PROBE_OPTIONS,
     });
     probe.on("error", () => {});
-    try {
-      return (await probe.call("SENTINEL", "REPLICAS", name as string)) as string[][];
-    } catch {
-      // Try the next sentinel.
-    } finally {
-      probe.disconnect();
-    }
+    return probe;
   }
-  return undefined;
 }
 
 /** The value after `name` in a flat field, value list ("" when absent). */
