@@ -31,7 +31,7 @@ export interface SentinelStoreUrl extends MultiHostUrl {
 }
 
 /** The schemes, as a user would write them (for messages and --help). */
-export const STORE_SCHEMES = [
+const STORE_SCHEMES = [
   "sqlite:",
   "memory:",
   "redis://",
