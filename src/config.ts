@@ -220,7 +220,7 @@ export const OPTION_TABLE = {
     flag: "redis-wait-replicas",
     env: "TURNOMATIC_REDIS_WAIT_REPLICAS",
     fallback: "auto",
-    help: "replicas that must acknowledge each reservation (WAIT); 0 = don't wait; auto = every replica up for redis+sentinel:// (what survives a forced failover), else 0",
+    help: "replicas that must acknowledge each reservation (WAIT); 0 = don't wait; auto = every replica Sentinel could promote for redis+sentinel:// (what survives a forced failover), else 0",
     parse: waitReplicas,
   },
   redisWaitTimeoutMs: {
@@ -386,8 +386,8 @@ function checkCombinations(config: Config): void {
 }
 
 /**
- * Replicas each reservation waits for. "auto" is "all" for Sentinel: every replica the sentinels
- * list as up (a forced failover must not lose issued numbers: replica-ack.ts LiveReplicaCount), and
+ * Replicas each reservation waits for. "auto" is "all" for Sentinel: every replica Sentinel could
+ * promote (a forced failover must not lose issued numbers: replica-ack.ts LiveReplicaCount), and
  * 0 for every other store.
  */
 export function waitReplicasOf(config: Pick<Config, "store" | "redisWaitReplicas">): number | "all" {

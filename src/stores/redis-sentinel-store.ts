@@ -38,9 +38,8 @@ export interface RedisSentinelStoreOptions {
   /** Told about connection state changes (for the logs). Default: none. */
   readonly onStateChange?: ConnectionStateListener;
   /**
-   * Replicas that must acknowledge each reservation; 0 = no WAIT; "all" = every replica the
-   * sentinels list as up, at least one (replica-ack.ts LiveReplicaCount: what survives a forced
-   * failover).
+   * Replicas that must acknowledge each reservation; 0 = no WAIT; "all" = every replica Sentinel
+   * could promote, at least one (replica-ack.ts LiveReplicaCount).
    */
   readonly waitReplicas: number | "all";
   /** Longest WAIT (ms). */
@@ -209,7 +208,14 @@ class SentinelLister {
   /** The replicas as LiveReplicaCount reads them. */
   async listed(): Promise<ListedReplica[] | undefined> {
     const replies = await this.replicas();
-    return replies?.map((fields) => ({ flags: field(fields, "flags"), masterLinkStatus: field(fields, "master-link-status") }));
+    return replies?.map((fields) => ({
+      name: field(fields, "name"),
+      flags: field(fields, "flags"),
+      roleReported: field(fields, "role-reported"),
+      masterLinkStatus: field(fields, "master-link-status"),
+      masterLinkDownTimeMs: Number(field(fields, "master-link-down-time")),
+      downAfterMs: Number(field(fields, "down-after-milliseconds")),
+    }));
   }
 
   close(): void {

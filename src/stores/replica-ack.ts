@@ -79,36 +79,66 @@ export class ReplicaAck {
   }
 }
 
-/** One replica as a sentinel lists it (SENTINEL REPLICAS). */
+/** One replica as a sentinel lists it (SENTINEL REPLICAS), the fields this module reads. */
 export interface ListedReplica {
-  /** e.g. "slave", "s_down,slave", "slave,disconnected". */
+  /** "ip:port". */
+  readonly name: string;
+  /** e.g. "slave", "s_down,slave", "slave,disconnected", "slave,promoted". */
   readonly flags: string;
-  /** "ok", or "err" while the replica reports no working link to its primary (also before it first did). */
+  /** The role the replica's own INFO last reported: "slave", or "master" once promoted or restarted as one. */
+  readonly roleReported: string;
+  /** "ok", or "err" while the replica reported no working link to its primary (also before it first did). */
   readonly masterLinkStatus: string;
+  /** How long its link had been down when the sentinel last read its INFO (ms; -1000 = never up since it started). */
+  readonly masterLinkDownTimeMs: number;
+  /** The sentinels' down-after-milliseconds for this primary. */
+  readonly downAfterMs: number;
 }
 
+/** A counted replica stays counted this long after it stops looking like one (the promoted one of a failover). */
+const PROMOTION_GRACE_MS = 10_000;
+
 /**
- * How many replicas a WAIT must reach under Sentinel by default: every replica the sentinels list
- * that is up and replicating (no s_down, o_down or disconnected flag, master-link-status ok), at
- * least one. Why every one and not
- * one: in a forced failover (SENTINEL FAILOVER) Sentinel promotes one replica while the old primary
- * keeps taking writes for a second or two, and the other replica keeps acknowledging them; those
- * writes exist on no server of the new topology (postmortem 2026-12-02-forced-failover-duplicates).
- * The promoted replica stops acknowledging the old primary at once, so a WAIT for every replica fails
- * in that window (a 503, numbers skipped) instead of vouching for numbers a failover will lose; the
- * sentinels still list it with the link status it last reported (ok: a primary reports none), so it
- * still counts. A replica that dies makes WAITs fail until the sentinels flag it down
- * (down-after-milliseconds); one that is not (yet) replicating, like a restarted old primary before
- * Sentinel converts it, reports its link down and does not count. Read from the sentinels every `intervalMs`, off the request path; a failed
- * read keeps the last count.
+ * How many replicas a WAIT must reach under Sentinel by default: every replica Sentinel could
+ * promote, at least one. A write that one of them lacks is lost if Sentinel promotes that one, so
+ * the count follows Sentinel's own choice of candidates (sentinelSelectSlave): a replica counts
+ * unless it is flagged s_down, o_down or disconnected, or its link to the primary has been down for
+ * longer than 10 x down-after-milliseconds (then Sentinel will not promote it either).
+ *
+ * Why not only the replicas whose link is up (the rule before): a replica cut off from the primary
+ * for a few seconds stays a candidate, and leaving it out dropped the count to 1, so the other
+ * replica alone acknowledged the writes of those seconds; a forced failover then promoted the cut-off
+ * one and lost them (nemesis seed 20261202, t+375 s; postmortem
+ * 2026-12-02-link-down-replica-promoted). Now a WAIT fails while a candidate is cut off or syncing
+ * (a 503, its numbers skipped): that is the price of a failover to it losing nothing. The operator
+ * who prefers availability sets --redis-wait-replicas to a number.
+ *
+ * Why every candidate and not one: in a forced failover (SENTINEL FAILOVER) Sentinel promotes one
+ * replica while the old primary keeps taking writes for a second or two, and the other replica keeps
+ * acknowledging them; those writes exist on no server of the new topology (postmortem
+ * 2026-12-02-forced-failover-duplicates). The promoted replica stops acknowledging the old primary at
+ * once; it is listed with the flag "promoted" by the sentinel that leads the failover and with role
+ * master by the others, and counts either way (a replica counted at a refresh stays counted for
+ * PROMOTION_GRACE_MS after it last reported role slave), so a WAIT fails in that window instead of
+ * vouching for numbers the failover will lose.
+ *
+ * Not counted: an instance that reports role master and was not counted before, like a restarted
+ * old primary that Sentinel has not converted yet; it replicates nothing, so a WAIT for it could
+ * never succeed. A replica that dies makes WAITs fail until the sentinels flag it down
+ * (down-after-milliseconds). Read from the sentinels every `intervalMs`, off the request path; a
+ * failed read keeps the last count.
  */
 export class LiveReplicaCount {
   #count = 1;
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #list: () => Promise<readonly ListedReplica[] | undefined>;
+  readonly #now: () => number;
+  /** When each replica (by name) last counted. */
+  readonly #countedAt = new Map<string, number>();
 
-  constructor(list: () => Promise<readonly ListedReplica[] | undefined>, intervalMs = 1000) {
+  constructor(list: () => Promise<readonly ListedReplica[] | undefined>, intervalMs = 1000, now: () => number = Date.now) {
     this.#list = list;
+    this.#now = now;
     this.#timer = setInterval(() => void this.refresh(), intervalMs);
     (this.#timer as { unref?: () => void }).unref?.();
     void this.refresh();
@@ -122,8 +152,12 @@ export class LiveReplicaCount {
     try {
       const replicas = await this.#list();
       if (replicas !== undefined) {
-        const up = replicas.filter((r) => !/s_down|o_down|disconnected/.test(r.flags) && r.masterLinkStatus === "ok");
-        this.#count = Math.max(1, up.length);
+        const now = this.#now();
+        const counted = replicas.filter((replica) => this.#counts(replica, now));
+        // The grace runs from the last refresh at which it counted as a replica, not as a former one.
+        for (const replica of counted) if (replica.roleReported === "slave") this.#countedAt.set(replica.name, now);
+        for (const [name, at] of this.#countedAt) if (now - at > PROMOTION_GRACE_MS) this.#countedAt.delete(name);
+        this.#count = Math.max(1, counted.length);
       }
     } catch {
       // Keep the last count: the sentinels answer again soon, or the WAITs tell.
@@ -133,5 +167,15 @@ export class LiveReplicaCount {
 
   close(): void {
     clearInterval(this.#timer);
+  }
+
+  #counts(replica: ListedReplica, now: number): boolean {
+    if (/s_down|o_down|disconnected/.test(replica.flags)) return false;
+    if (replica.flags.includes("promoted")) return true;
+    if (replica.roleReported !== "slave") {
+      const at = this.#countedAt.get(replica.name);
+      return at !== undefined && now - at <= PROMOTION_GRACE_MS;
+    }
+    return replica.masterLinkStatus === "ok" || replica.masterLinkDownTimeMs <= 10 * replica.downAfterMs;
   }
 }

@@ -10,8 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkHistory, formatVerdict, type HistoryEntry } from "../../harness/history-checker.ts";
 import { MASTER_NAME, type RedisSentinelProcess, startRedisSentinel } from "../../harness/redis-sentinel.ts";
+import type { RedisProcess } from "../../harness/redis-server.ts";
 import { type ServiceProcess, startService } from "../../harness/service.ts";
-import { waitFor } from "../../harness/ports.ts";
+import { freePort, waitFor } from "../../harness/ports.ts";
 import { requestTurn } from "../../harness/turn-load.ts";
 import { countFences, expectVerdictOk, FULL, figures, runChaos, FAILOVER_PHASES } from "./chaos-run.ts";
 
@@ -89,8 +90,11 @@ describe("chaos: forced Sentinel failover (SENTINEL FAILOVER), the host that saw
     await second?.stop("SIGKILL");
     second = undefined;
   });
-  /** The scenario above; `waitReplicas` is host A's --redis-wait-replicas (undefined = the default). */
-  async function forcedFailover(waitReplicas?: string) {
+  /**
+   * The scenario above; `waitReplicas` is host A's --redis-wait-replicas (undefined = the default).
+   * `cutOff`: the failover promotes a replica whose link to the primary went down seconds before.
+   */
+  async function forcedFailover(waitReplicas?: string, cutOff = false) {
     deployment = await startRedisSentinel({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
     const sentinels = deployment;
     // Host A takes numbers through the switch; host B joins after it (a new or restarted host, as
@@ -111,6 +115,7 @@ describe("chaos: forced Sentinel failover (SENTINEL FAILOVER), the host that saw
     const aLoad = Promise.all(Array.from({ length: 20 }, (_, i) => loop(a.url, () => aStopped, i)));
     await Bun.sleep(1000);
     const old = await sentinels.currentPrimary();
+    if (cutOff) await cutOffThePromotedReplica(sentinels, old);
     await sentinels.sentinelCli("SENTINEL", "FAILOVER", MASTER_NAME);
     // The replica is promoted within ~100 ms; the old primary keeps taking (acknowledged) writes
     // until the other replica is moved, ~1 s later. A dies inside that window, before any
@@ -136,4 +141,39 @@ describe("chaos: forced Sentinel failover (SENTINEL FAILOVER), the host that saw
   test("negative control: with WAIT 1 (the old default) the same run hands numbers out twice", async () => {
     expect((await forcedFailover("1")).totals.duplicates).toBeGreaterThan(0);
   }, 240_000);
+
+  // Regression for docs/reports/postmortems/2026-12-02-link-down-replica-promoted.md (nemesis seed
+  // 20261202, t+375 s): the count of replicas to wait for left out a replica whose link to the primary
+  // was down, so it was 1, the WAIT 1 of the negative control above; the forced failover promoted that
+  // replica and lost every write of the seconds its link was down.
+  test("zero duplicates when the forced failover promotes a replica whose link to the primary is down", async () => {
+    expect((await forcedFailover(undefined, true)).totals.duplicates).toBe(0);
+  }, 240_000);
 });
+
+/**
+ * Cuts one replica off the primary (REPLICAOF a closed port) and makes the other unpromotable
+ * (replica-priority 0; it still acknowledges writes), then waits until the first sentinel, the one
+ * the service asks, lists both: the forced failover that follows must promote the cut-off replica,
+ * which Sentinel does while its link has been down for less than 10 x down-after-milliseconds.
+ */
+async function cutOffThePromotedReplica(sentinels: RedisSentinelProcess, primary: RedisProcess): Promise<void> {
+  const [cut, kept] = sentinels.servers.filter((server) => server !== primary) as [RedisProcess, RedisProcess];
+  const listed = async (replica: RedisProcess, name: string) => {
+    const fields = (await sentinels.sentinelCli("SENTINEL", "REPLICAS", MASTER_NAME)).split("\n");
+    const at = fields.findIndex((value, i) => value === "name" && fields[i + 1] === `127.0.0.1:${replica.port}`);
+    const next = fields.indexOf("name", at + 2);
+    const own = fields.slice(at, next < 0 ? undefined : next);
+    return own[own.indexOf(name) + 1];
+  };
+  await kept.cli("CONFIG", "SET", "replica-priority", "0");
+  await cut.cli("REPLICAOF", "127.0.0.1", String(await freePort()));
+  await waitFor(
+    "the sentinel to list one replica cut off and the other unpromotable",
+    async () => (await listed(cut, "master-link-status")) === "err" && (await listed(kept, "slave-priority")) === "0",
+    30_000,
+    100,
+  );
+  // The service refreshes its count once a second: let it read this listing.
+  await Bun.sleep(1500);
+}

@@ -1,35 +1,88 @@
 /**
- * Sentinel's default WAIT count (replica-ack.ts LiveReplicaCount): every replica the sentinels list
- * that is not down, at least one; a failed read keeps the last count.
+ * Sentinel's default WAIT count (replica-ack.ts LiveReplicaCount): every replica Sentinel could
+ * promote, at least one; a failed read keeps the last count.
  */
 import { expect, test } from "bun:test";
 import { type ListedReplica, LiveReplicaCount, ReplicaAck } from "../../src/stores/replica-ack.ts";
 
-test("counts the replicas without a down flag, at least one, and keeps the last count when the sentinels do not answer", async () => {
-  const ok = (flags: string): ListedReplica => ({ flags, masterLinkStatus: "ok" });
-  let answer: ListedReplica[] | undefined | Error = [ok("slave"), ok("slave")];
+let port = 7000;
+/** A replica as the sentinels list it: by default a new, healthy one (down-after 1 s). */
+function listed(fields: Partial<ListedReplica> = {}): ListedReplica {
+  return {
+    name: `10.0.0.1:${port++}`,
+    flags: "slave",
+    roleReported: "slave",
+    masterLinkStatus: "ok",
+    masterLinkDownTimeMs: 0,
+    downAfterMs: 1000,
+    ...fields,
+  };
+}
+
+test("counts every replica Sentinel could promote, at least one, and keeps the last count when the sentinels do not answer", async () => {
+  let answer: ListedReplica[] | undefined | Error = [listed(), listed()];
   const count = new LiveReplicaCount(async () => {
     if (answer instanceof Error) throw answer;
     return answer;
   }, 60_000);
   try {
     expect(await count.refresh()).toBe(2);
-    answer = [ok("slave"), ok("s_down,slave"), ok("slave,disconnected"), ok("o_down,slave")];
+    answer = [
+      listed(),
+      listed({ flags: "s_down,slave" }),
+      listed({ flags: "slave,disconnected" }),
+      listed({ flags: "o_down,slave" }),
+    ];
     expect(await count.refresh()).toBe(1);
-    // A replica that is not replicating (e.g. a restarted old primary Sentinel has not converted yet).
-    answer = [ok("slave"), { flags: "slave", masterLinkStatus: "err" }];
+    // Link listed as down, for less than 10 x down-after (or never up since it started: -1000):
+    // Sentinel may still promote it, so it counts.
+    answer = [
+      listed(),
+      listed({ masterLinkStatus: "err", masterLinkDownTimeMs: 2000 }),
+      listed({ masterLinkStatus: "err", masterLinkDownTimeMs: -1000 }),
+    ];
+    expect(await count.refresh()).toBe(3);
+    // Down for longer than 10 x down-after: Sentinel will not promote it, nor does the count wait for it.
+    answer = [listed(), listed({ masterLinkStatus: "err", masterLinkDownTimeMs: 10_001 })];
     expect(await count.refresh()).toBe(1);
-    // The promoted replica of a forced failover: still "ok" as last reported, so it still counts.
-    answer = [ok("slave,promoted"), ok("slave")];
+    // A restarted old primary Sentinel has not converted yet: role master, never counted: it replicates nothing.
+    answer = [listed(), listed({ roleReported: "master", masterLinkStatus: "err" })];
+    expect(await count.refresh()).toBe(1);
+    // The promoted replica of a failover, as the leading sentinel lists it: counts whatever its link and role.
+    answer = [listed({ flags: "slave,promoted", roleReported: "master", masterLinkStatus: "err" }), listed()];
     expect(await count.refresh()).toBe(2);
-    answer = [ok("s_down,slave")];
+    answer = [listed({ flags: "s_down,slave" })];
     expect(await count.refresh()).toBe(1); // never 0: a WAIT 0 would vouch for nothing
-    answer = [ok("slave"), ok("slave"), ok("slave")];
+    answer = [listed(), listed(), listed()];
     expect(await count.refresh()).toBe(3);
     answer = new Error("no sentinel answers");
     expect(await count.refresh()).toBe(3);
     answer = undefined;
     expect(await count.refresh()).toBe(3);
+  } finally {
+    count.close();
+  }
+});
+
+test("a replica that turns master (promoted, as another sentinel lists it) still counts for 10 s, then no longer", async () => {
+  let now = 1_000_000;
+  const a = listed();
+  const b = listed();
+  let answer: ListedReplica[] = [a, b];
+  const count = new LiveReplicaCount(
+    async () => answer,
+    60_000,
+    () => now,
+  );
+  try {
+    expect(await count.refresh()).toBe(2);
+    now += 1000;
+    answer = [a, { ...b, roleReported: "master", masterLinkStatus: "err" }];
+    expect(await count.refresh()).toBe(2);
+    now += 9000;
+    expect(await count.refresh()).toBe(2);
+    now += 1001;
+    expect(await count.refresh()).toBe(1);
   } finally {
     count.close();
   }
