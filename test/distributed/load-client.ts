@@ -66,6 +66,27 @@ async function requestTurn(connection: Connection, id: string, timeoutMs: number
   return { id, sentAt, doneAt, status: 200, turno: body.turno };
 }
 
+/**
+ * The id's counter after the run (GET /actual), asked until it answers 200 for up to 15 s: right after
+ * a fault a host may still answer 503 (its store reconnecting) or not at all.
+ */
+async function currentTurn(url: string, id: string): Promise<number> {
+  const until = performance.now() + 15_000;
+  let last = "";
+  while (performance.now() < until) {
+    try {
+      const response = await fetch(`${url}/turno/${id}/actual`, { signal: AbortSignal.timeout(5000) });
+      const body = await response.text();
+      if (response.status === 200) return (JSON.parse(body) as { turno: number }).turno;
+      last = `${response.status} ${body.slice(0, 200)}`;
+    } catch (error) {
+      last = String(error);
+    }
+    await Bun.sleep(200);
+  }
+  throw new Error(`GET /turno/${id}/actual never answered 200 in 15 s (last: ${last})`);
+}
+
 async function main(options: LoadClientOptions): Promise<void> {
   const history: HistoryEntry[] = [];
   const startedAt = now();
@@ -90,10 +111,7 @@ async function main(options: LoadClientOptions): Promise<void> {
   clearInterval(progress);
   const endedAt = now();
   const after: Record<string, number> = {};
-  for (const id of options.ids) {
-    const response = await fetch(`${options.url}/turno/${id}/actual`, { signal: AbortSignal.timeout(5000) });
-    after[id] = ((await response.json()) as { turno: number }).turno;
-  }
+  for (const id of options.ids) after[id] = await currentTurn(options.url, id);
   const result: LoadClientResult = { history, after, startedAt, endedAt };
   writeFileSync(options.out, JSON.stringify(result));
   process.stdout.write(`done ${history.length}\n`);
