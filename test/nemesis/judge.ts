@@ -7,8 +7,8 @@
  *   attempt and completed with its first success; every success of a key must carry the same turno
  *   (a different one is a violation, unless the store lost its data in between: then it is excused
  *   and counted). A key that never succeeded is one failed request.
- * - Segments. An admin set or reset starts a new epoch of its id (the workload quiesced the id: no
- *   request of its own was in flight); an operator's recovery after a store loss (floor F) starts a
+ * - Segments. An admin set or reset, and a daily reset (the workload set a schedule and quiesced the
+ *   id across its boundary), start a new epoch of its id (no request of its own was in flight); an operator's recovery after a store loss (floor F) starts a
  *   new store life for every id. A request belongs to the epoch and life in force when it was sent,
  *   except that a request in flight across a recovery belongs to the new life only if its turno is
  *   above F. Each (id, epoch, life) is judged as its own id, starting from the value that began it
@@ -216,6 +216,19 @@ export function judge(input: JudgeInput): Judgement {
     const list = segmentEntries.get(seg);
     if (list === undefined) segmentEntries.set(seg, [e]);
     else list.push(e);
+  }
+  // A daily reset in a recovered store life: a counter not written since the recovery starts the new
+  // day above the floor, one written since at 1 (docs/guides/operations.md, daily resets). Which one
+  // the store did shows in the day's first numbers; either start is correct, and I1 and I3 within the
+  // segment do not depend on it.
+  for (const [seg, list] of segmentEntries) {
+    const [base, e, l] = seg.split("|") as [string, string, string];
+    const op = (opsById.get(base) ?? [])[Number(e.slice(1)) - 1];
+    const rec = recoveries[Number(l.slice(1)) - 1];
+    if (op?.op !== "daily" || rec === undefined || op.doneAt <= rec.at) continue;
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const entry of list) for (const n of numbersOf(entry)) lowest = Math.min(lowest, n);
+    if (lowest > rec.floor) before.set(seg, rec.floor);
   }
   const after = new Map<string, number>();
   for (const [id, value] of Object.entries(input.actual)) {

@@ -87,6 +87,8 @@ export interface NemesisReport {
   readonly recoveries: readonly Recovery[];
   readonly rollbackRecoveries: ReadonlyArray<{ at: number; floor: number; reason: string }>;
   readonly adminOps: number;
+  /** Admin operations by kind: set, reset, daily (a daily reset across its boundary). */
+  readonly adminOpsByKind: Record<string, number>;
   readonly faultsByKind: Record<string, number>;
   readonly statuses: Record<string, number>;
   readonly codes: Record<string, number>;
@@ -530,7 +532,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
     `nemesis: seed ${options.seed}, store ${options.store}, ${options.minutes} min, ${options.apps} app hosts x ${options.workers} workers`,
   );
   log(`faults: ${options.faults.join(",")}${options.amnesia ? " (negative control: amnesia after empty restarts)" : ""}`);
-  log(`schedule (${schedule.length} faults${options.faults.includes("admin") ? " + admin set/reset by the workload" : ""}):`);
+  log(
+    `schedule (${schedule.length} faults${options.faults.includes("admin") ? " + admin set/reset and daily resets by the workload" : ""}):`,
+  );
   for (const fault of schedule) log(`  ${formatFault(fault)}`);
   const startedAtIso = new Date().toISOString();
   const wallStart = performance.now();
@@ -681,6 +685,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
       recoveries: rt.recoveries,
       rollbackRecoveries: rt.rollbackRecoveries,
       adminOps: result.adminOps.length,
+      adminOpsByKind: count(result.adminOps, (op) => op.op),
       faultsByKind: {
         ...count(executed, (f) => f.kind),
         ...(result.adminOps.length > 0 ? { admin: result.adminOps.length } : {}),
@@ -723,6 +728,7 @@ function printSummary(report: NemesisReport, log: (line: string) => void): void 
   for (const text of report.violationsText.slice(0, 50)) log(text);
   if (report.violationsText.length > 50) log(`... ${report.violationsText.length - 50} more violations`);
   log(`faults injected by kind: ${JSON.stringify(report.faultsByKind)}; skipped: ${report.skipped.length}`);
+  log(`admin operations by kind: ${JSON.stringify(report.adminOpsByKind)}`);
   log(
     `recoveries after empty restarts: ${report.recoveries.length}; of a halted store at the heal: ${report.rollbackRecoveries.length}`,
   );

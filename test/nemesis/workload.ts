@@ -13,9 +13,11 @@
  * replaying client's silent gaps never hide in the history of a client that must have none.
  *
  * - "batch": batch turns, `POST /turno/:id?count=k` (k from 1 to 20) -> {"id","first","last"}.
- * Extension point: the daily reset schedule API (`PUT /admin/turno/:id/schedule`) was not on main
- * when this was written; it would be one more admin operation like set/reset (an epoch boundary at
- * each daily boundary it causes).
+ * - "daily" (an admin operation too): a daily reset (`PUT /admin/turno/:id/schedule`) at the start
+ *   of a UTC minute a little ahead; the id is quiesced across that boundary as for set/reset, and the
+ *   operation is recorded when the workload has seen, after the boundary, that the store still holds
+ *   the schedule (the next turn is the new day's). When it does not (the PUT never succeeded, or the
+ *   store lost it with its data), the workload resets the id itself, so the boundary is there anyway.
  *
  *   bun test/nemesis/workload.ts run '<json WorkloadOptions>'
  *   bun test/nemesis/workload.ts read '<json ReadOptions>'     (counters and ledgers after the run)
@@ -39,8 +41,8 @@ export interface WorkloadEntry extends HistoryEntry {
 
 export interface AdminOp {
   readonly id: string;
-  readonly op: "set" | "reset";
-  /** set: the counter's new value (the next turn is value + 1); reset: 0. */
+  readonly op: "set" | "reset" | "daily";
+  /** set: the counter's new value (the next turn is value + 1); reset and daily: 0. */
   readonly value: number;
   /** Send time of the attempt that succeeded, and its completion. */
   readonly sentAt: number;
@@ -242,6 +244,77 @@ export async function runWorkload(options: WorkloadOptions, stop: () => boolean)
       await pause(entry.status !== 200);
     }
   };
+  const adminHeaders = { authorization: `Bearer ${options.adminToken}`, "content-type": "application/json" };
+  /** Quiesces `id`: no new request of the workload for it, and waits (up to 15 s) for those in flight. */
+  const quiesce = async (id: string) => {
+    paused.add(id);
+    const until = now() + 15_000;
+    while ((inFlight.get(id) ?? 0) > 0 && now() < until) await Bun.sleep(5);
+    return (inFlight.get(id) ?? 0) === 0;
+  };
+  /** An admin set or reset of a quiesced id, retried until it succeeds; recorded either way. */
+  const setOrReset = async (id: string, op: "set" | "reset", value: number, quiesced: boolean) => {
+    let failedAttempts = 0;
+    const firstSentAt = now();
+    for (;;) {
+      // The run ended while the operation kept failing (a halted store refuses it): whether an
+      // attempt took effect is unknown, and the judge starts an epoch of unknown start there.
+      if (!running()) {
+        adminOps.push({ id, op, value, sentAt: firstSentAt, doneAt: now(), failedAttempts, quiesced, confirmed: false });
+        return;
+      }
+      const sentAt = now();
+      const answer = await fetchAnswer(
+        `${options.url}/admin/turno/${id}`,
+        {
+          method: op === "set" ? "PUT" : "DELETE",
+          headers: adminHeaders,
+          ...(op === "set" ? { body: JSON.stringify({ turno: value }) } : {}),
+        },
+        options.timeoutMs,
+      );
+      const doneAt = now();
+      if (answer !== undefined && answer.status >= 200 && answer.status < 300) {
+        adminOps.push({ id, op, value, sentAt, doneAt, failedAttempts, quiesced, confirmed: true });
+        return;
+      }
+      // The failed attempt may still be applied late (a paused host): wait it out, then pin the
+      // state with another attempt; only the last, successful one is recorded as the boundary.
+      failedAttempts++;
+      const until = now() + STRAGGLER_WAIT_MS;
+      while (now() < until && running()) await Bun.sleep(100);
+    }
+  };
+  /**
+   * A daily reset at the start of a UTC minute far enough ahead to set the schedule and drain the id
+   * before it. False when the run ends too soon for one.
+   */
+  const dailyReset = async (id: string, lastAt: number): Promise<boolean> => {
+    const boundary = Math.ceil((now() + options.timeoutMs + 20_000) / 60_000) * 60_000;
+    if (boundary + 5000 >= lastAt) return false;
+    const daily = new Date(boundary).toISOString().slice(11, 16);
+    const url = `${options.url}/admin/turno/${id}/schedule`;
+    const drainAt = boundary - options.timeoutMs - 2000;
+    let scheduled = false;
+    while (!scheduled && now() < drainAt && running()) {
+      const body = JSON.stringify({ daily, timeZone: "UTC" });
+      const answer = await fetchAnswer(url, { method: "PUT", headers: adminHeaders, body }, options.timeoutMs);
+      scheduled = answer?.status === 200;
+      if (!scheduled) await Bun.sleep(1000);
+    }
+    while (now() < drainAt && running()) await Bun.sleep(50);
+    const quiesced = await quiesce(id);
+    // Nothing of the workload's own is in flight for the id across the boundary (a request that timed
+    // out may still be applied late: a gap, counted as failed).
+    while (now() < boundary + 500 && running()) await Bun.sleep(20);
+    if (!running()) return true;
+    const sentAt = now();
+    const kept = await fetchAnswer(url, { headers: adminHeaders }, options.timeoutMs);
+    const held = kept?.status === 200 && (JSON.parse(kept.body) as { daily?: string }).daily === daily;
+    if (held) adminOps.push({ id, op: "daily", value: 0, sentAt, doneAt: now(), failedAttempts: 0, quiesced, confirmed: true });
+    else await setOrReset(id, "reset", 0, quiesced);
+    return true;
+  };
   const adminLoop = async () => {
     if (!options.admin || ids.admin.length === 0) return;
     const random = prng(options.seed ^ 0x5eed5eed);
@@ -251,41 +324,13 @@ export async function runWorkload(options: WorkloadOptions, stop: () => boolean)
       if (now() + gap >= lastAt) break;
       await Bun.sleep(gap);
       const id = ids.admin[Math.floor(random() * ids.admin.length)] as string;
-      const op: AdminOp["op"] = random() < 0.5 ? "set" : "reset";
+      const draw = random();
+      const op: AdminOp["op"] = draw < 0.2 ? "daily" : draw < 0.6 ? "set" : "reset";
       const value = op === "set" ? 1000 + Math.floor(random() * 1_000_000) : 0;
-      paused.add(id);
-      const quiesceUntil = now() + 15_000;
-      while ((inFlight.get(id) ?? 0) > 0 && now() < quiesceUntil) await Bun.sleep(5);
-      const quiesced = (inFlight.get(id) ?? 0) === 0;
-      let failedAttempts = 0;
-      const firstSentAt = now();
-      for (;;) {
-        // The run ended while the operation kept failing (a halted store refuses it): whether an
-        // attempt took effect is unknown, and the judge starts an epoch of unknown start there.
-        if (!running()) {
-          adminOps.push({ id, op, value, sentAt: firstSentAt, doneAt: now(), failedAttempts, quiesced, confirmed: false });
-          break;
-        }
-        const sentAt = now();
-        const answer = await fetchAnswer(
-          `${options.url}/admin/turno/${id}`,
-          {
-            method: op === "set" ? "PUT" : "DELETE",
-            headers: { authorization: `Bearer ${options.adminToken}`, "content-type": "application/json" },
-            ...(op === "set" ? { body: JSON.stringify({ turno: value }) } : {}),
-          },
-          options.timeoutMs,
-        );
-        const doneAt = now();
-        if (answer !== undefined && answer.status >= 200 && answer.status < 300) {
-          adminOps.push({ id, op, value, sentAt, doneAt, failedAttempts, quiesced, confirmed: true });
-          break;
-        }
-        // The failed attempt may still be applied late (a paused host): wait it out, then pin the
-        // state with another attempt; only the last, successful one is recorded as the boundary.
-        failedAttempts++;
-        const until = now() + STRAGGLER_WAIT_MS;
-        while (now() < until && running()) await Bun.sleep(100);
+      if (op === "daily") {
+        if (!(await dailyReset(id, lastAt))) await setOrReset(id, "reset", 0, await quiesce(id));
+      } else {
+        await setOrReset(id, op, value, await quiesce(id));
       }
       paused.delete(id);
     }

@@ -112,6 +112,46 @@ describe("nemesis judge", () => {
     expect(verdict.segments).toBe(5);
   });
 
+  test("a daily reset starts an epoch at 0, or above the floor in a recovered life; a repeat within the day is I1", () => {
+    const daily = (id: string, at: number): AdminOp => ({
+      id,
+      op: "daily",
+      value: 0,
+      sentAt: at,
+      doneAt: at + 1,
+      failedAttempts: 0,
+      quiesced: true,
+      confirmed: true,
+    });
+    const recoveries = [{ lossAt: T0 + 3000, at: T0 + 4000, floor: 1_000_000_000 }];
+    // d: reset at 1 before the recovery; f: after it, a counter not written since starts above the
+    // floor; g: one written since starts at 1.
+    const entries = [
+      ...run("d", "admin", 1, 20),
+      ...run("d", "admin", 1, 20, T0 + 2000),
+      ...run("f", "admin", 1, 20),
+      ...run("f", "admin", 1_000_000_001, 20, T0 + 6000),
+      ...run("g", "admin", 1, 20),
+      ...run("g", "admin", 1_000_000_001, 5, T0 + 4500),
+      ...run("g", "admin", 1, 20, T0 + 6000),
+    ];
+    const ops = [daily("d", T0 + 1000), daily("f", T0 + 5000), daily("g", T0 + 5000)];
+    const clean = judge(
+      input({
+        entries,
+        adminOps: ops,
+        recoveries,
+        actual: { d: 20, f: 1_000_000_020, g: 20 },
+        ledgers: { d: ledger("d", 0), f: ledger("f", 20), g: ledger("g", 25) },
+      }),
+    );
+    expect(clean.violations).toEqual([]);
+    // The same day handing out 5 again is a duplicate.
+    const repeat = [...run("d", "admin", 1, 20), ...run("d", "admin", 1, 20, T0 + 2000), ...run("d", "admin", 5, 1, T0 + 2500)];
+    const verdict = judge(input({ entries: repeat, adminOps: [daily("d", T0 + 1000)] }));
+    expect(verdict.violations.map((v) => v.invariant)).toContain("I1");
+  });
+
   test("a duplicate is reported under I1 with the faults around it", () => {
     const entries = run("r", "raw", 1, 20);
     entries.push({ id: "r", cls: "raw", sentAt: T0 + 500, doneAt: T0 + 505, status: 200, turno: 7 });
