@@ -37,7 +37,6 @@ import {
   FAULT_KINDS,
   type FaultKind,
   formatFault,
-  kindsFor,
   type PlannedFault,
   parseFaults,
   resourcesOf,
@@ -153,7 +152,7 @@ export function parseArgs(argv: readonly string[]): NemesisOptions | "help" {
   };
   const store = values.get("--store") ?? "sentinel";
   if (store !== "sentinel" && store !== "cluster") throw new RangeError(`--store must be sentinel or cluster; got '${store}'`);
-  const faults = kindsFor(store, values.has("--faults") ? parseFaults(values.get("--faults") as string) : [...FAULT_KINDS]);
+  const faults = values.has("--faults") ? parseFaults(values.get("--faults") as string) : [...FAULT_KINDS];
   const seed = values.has("--seed") ? number("--seed", 0, 0, 2 ** 32 - 1) : Math.floor(Math.random() * 2 ** 31);
   if (!Number.isInteger(seed)) throw new RangeError("--seed must be an integer");
   return {
@@ -324,7 +323,7 @@ async function execute(rt: Runtime, fault: PlannedFault): Promise<string> {
       return `killed primary :${port}, restarted from its AOF`;
     }
     case "redis-empty":
-      return emptyRestart(rt);
+      return emptyRestart(rt, fault.n);
     case "failover": {
       const answer = await redis.failover();
       await Bun.sleep(1000);
@@ -385,15 +384,18 @@ async function execute(rt: Runtime, fault: PlannedFault): Promise<string> {
  * replicas copy the empty data set. The service must refuse; then the operator's recovery (runbook
  * TurnomaticStoreRefusing) with a floor above every number ever issued.
  */
-async function emptyRestart(rt: Runtime): Promise<string> {
+async function emptyRestart(rt: Runtime, n: number): Promise<string> {
   const { redis, state } = rt;
-  const [port] = await redis.primaries();
+  const primaries = await redis.primaries();
+  const port = primaries[n % Math.max(1, primaries.length)];
   if (port === undefined) return "no primary";
-  // The sentinels are paused meanwhile: on a loaded machine a restart may take longer than their
-  // down-after (1 s), and a failover would turn the fault into a plain kill.
+  // No failover meanwhile: on a loaded machine a restart may take longer than the sentinels'
+  // down-after or the Cluster's node timeout (1 s), and a failover would turn the fault into a plain
+  // kill. The sentinels are paused; a Cluster primary's replica may not take over.
   redis.pauseSentinels(true);
+  await redis.holdFailover(port, true);
   const lossAt = wallNow();
-  let marker = "?";
+  let lost = false;
   let keys = "?";
   try {
     redis.kill(port);
@@ -402,18 +404,25 @@ async function emptyRestart(rt: Runtime): Promise<string> {
     await redis.restart(port, { asPrimary: true });
     await waitUntil(`:${port} answers again`, 10_000, async () => (await redis.cli(port, "PING")) === "PONG");
     // Its replicas reconnect and copy the empty data set.
+    const replicas = redis.store === "sentinel" ? 2 : 1;
     await waitUntil("the replicas copied the empty primary", 10_000, async () => {
       const info = await redis.cli(port, "INFO", "replication");
-      return (info.match(/state=online/g) ?? []).length === 2;
+      return (info.match(/state=online/g) ?? []).length === replicas;
     }).catch(() => {});
-    marker = await redis.cli(port, "EXISTS", `${KEY_PREFIX}marker`);
     keys = await redis.cli(port, "DBSIZE");
+    // Sentinel: the store's marker is gone. Cluster: the node came back as a primary with no keys
+    // (each slot's marker went with them).
+    lost =
+      redis.store === "sentinel"
+        ? (await redis.cli(port, "EXISTS", `${KEY_PREFIX}marker`)) === "0"
+        : keys === "0" && (await redis.primaries()).includes(port);
   } finally {
     redis.pauseSentinels(false);
+    await redis.holdFailover(port, false).catch(() => {});
   }
-  if (marker !== "0") {
+  if (!lost) {
     await redis.waitHealthy(30_000).catch(() => {});
-    return `degenerated: no loss (marker ${marker}, ${keys} keys)`;
+    return `degenerated: no loss (${keys} keys)`;
   }
   if (rt.amnesia) {
     // Negative control: the app hosts forget the store and start again: nothing can tell the loss.

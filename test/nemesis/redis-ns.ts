@@ -4,7 +4,7 @@
  * primaries + 3 replicas. Every data server has AOF with appendfsync always, as in production. The
  * processes are children of the run; `down` kills them with the namespace.
  */
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { type ClusterState, spawnIn } from "../../scripts/cluster/topology.ts";
@@ -34,8 +34,16 @@ export interface RedisDeployment {
   kill(port: number): void;
   /** Starts a killed server again from its files (AOF; a Cluster node also from nodes.conf). */
   restart(port: number, options?: { asPrimary?: boolean }): Promise<void>;
-  /** Deletes a killed server's files (its AOF): the next restart is empty. */
+  /**
+   * Deletes a killed server's data (its AOF): the next restart is empty. A Cluster node keeps its
+   * nodes.conf, so it comes back as the same node, owning the same slots, with no keys.
+   */
   wipe(port: number): void;
+  /**
+   * Cluster: forbids (true) or allows again (false) the failover of `primary` by its replica
+   * (cluster-replica-no-failover), so that its empty restart is not turned into a failover.
+   */
+  holdFailover(primary: number, held: boolean): Promise<void>;
   running(port: number): boolean;
   failover(): Promise<string>;
   /** SIGSTOP (true) or SIGCONT (false) every sentinel: while paused, nobody notices a primary's death. */
@@ -230,7 +238,23 @@ export async function deployRedis(state: ClusterState, store: Store): Promise<Re
     },
     wipe: (port) => {
       const server = servers.get(port);
-      if (server !== undefined) rmSync(server.dir, { recursive: true, force: true });
+      if (server === undefined) return;
+      if (store === "sentinel") return rmSync(server.dir, { recursive: true, force: true });
+      for (const name of readdirSync(server.dir)) {
+        if (name !== "nodes.conf") rmSync(join(server.dir, name), { recursive: true, force: true });
+      }
+    },
+    holdFailover: async (primary, held) => {
+      if (store !== "cluster") return;
+      const id = (await cli(primary, "CLUSTER", "MYID")).trim();
+      for (const port of ports) {
+        if (port === primary || !running(port)) continue;
+        const info = await cli(port, "INFO", "replication").catch(() => "");
+        const nodes = await cli(port, "CLUSTER", "NODES").catch(() => "");
+        const mine = nodes.split("\n").find((line) => line.includes("myself"));
+        if (info.includes("role:slave") && mine?.split(" ")[3] === id)
+          await cli(port, "CONFIG", "SET", "cluster-replica-no-failover", held ? "yes" : "no");
+      }
     },
     failover: async () => {
       if (store === "sentinel") return sentinelCli("SENTINEL", "FAILOVER", MASTER_NAME);

@@ -46,7 +46,7 @@ export const FAULT_HELP: Record<FaultKind, string> = {
   "worker-pause": "SIGSTOP one worker, SIGCONT after 0.5-3 s",
   "redis-kill": "kill -9 the Redis primary (a Cluster: one shard's); restarted from its AOF",
   "redis-empty":
-    "Sentinel only: the primary restarted empty before Sentinel notices (its replicas copy the empty data set); the service must refuse, the run then recovers it (POST /admin/store/recover)",
+    "the primary (a Cluster: one shard's) restarted empty before a failover (its replicas copy the empty data set); the service must refuse, the run then recovers it (POST /admin/store/recover)",
   failover: "SENTINEL FAILOVER (Cluster: CLUSTER FAILOVER on a replica)",
   "part-app-redis": "one app host cut from Redis: out (app->redis), in (redis->app) or both ways",
   "part-lb-app": "the LB cut from one app host: out (lb->app), in (app->lb) or both ways",
@@ -90,11 +90,6 @@ export interface ScheduleOptions {
   readonly tailMs?: number;
   /** Mean time between two fault starts (ms). Default 2500. */
   readonly meanGapMs?: number;
-}
-
-/** Kinds that make sense for a store (redis-empty needs one primary whose replicas follow it). */
-export function kindsFor(store: Store, kinds: readonly FaultKind[]): FaultKind[] {
-  return kinds.filter((kind) => !(store === "cluster" && kind === "redis-empty"));
 }
 
 export function parseFaults(list: string): FaultKind[] {
@@ -163,10 +158,7 @@ function between(random: () => number, low: number, high: number): number {
 
 export function buildSchedule(options: ScheduleOptions): PlannedFault[] {
   const random = prng(options.seed);
-  const kinds = kindsFor(
-    options.store,
-    options.faults.filter((kind) => !WORKLOAD_KINDS.includes(kind)),
-  );
+  const kinds = options.faults.filter((kind) => !WORKLOAD_KINDS.includes(kind));
   const warmupMs = options.warmupMs ?? 4000;
   const lastStart = options.durationMs - (options.tailMs ?? 12_000);
   const meanGapMs = options.meanGapMs ?? 2500;

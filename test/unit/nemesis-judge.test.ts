@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { type ExecutedFault, formatViolation, type JudgeInput, judge } from "../nemesis/judge.ts";
-import { buildSchedule, FAULT_KINDS, kindsFor, parseFaults, resourcesOf } from "../nemesis/schedule.ts";
+import { buildSchedule, FAULT_KINDS, parseFaults, resourcesOf } from "../nemesis/schedule.ts";
 import type { AdminOp, ClientClass, Ledger, WorkloadEntry } from "../nemesis/workload.ts";
 
 const T0 = 1_000_000;
@@ -80,8 +80,11 @@ describe("nemesis schedule", () => {
     expect(resourcesOf({ kind: "rolling-restart", target: "all" }, 3)).toEqual(["proc:app1", "proc:app2", "proc:app3"]);
   });
 
-  test("a Cluster run has no empty restart; --faults is checked", () => {
-    expect(kindsFor("cluster", [...FAULT_KINDS])).not.toContain("redis-empty");
+  test("a Cluster run has empty restarts too; --faults is checked", () => {
+    const kinds = buildSchedule({ seed: 7, durationMs: 600_000, apps: 2, faults: [...FAULT_KINDS], store: "cluster" }).map(
+      (f) => f.kind,
+    );
+    expect(kinds).toContain("redis-empty");
     expect(parseFaults("app-kill, failover")).toEqual(["app-kill", "failover"]);
     expect(() => parseFaults("app-kill,meteor")).toThrow(/unknown fault 'meteor'/);
   });
