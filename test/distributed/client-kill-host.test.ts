@@ -14,25 +14,17 @@
  * every call still succeeded, so they are not excused by failures either (up to three kills, as
  * the numbers in flight at a kill vary).
  */
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { APP_PORT, type ClusterState, startHost, stopHost, waitLbState, waitReady } from "../../scripts/cluster/topology.ts";
 import { checkHistory, formatVerdict, type Verdict } from "../../harness/history-checker.ts";
-import {
-  FULL,
-  requireClusterPrerequisites,
-  removeCluster,
-  startCluster,
-  startRunner,
-  statusCounts,
-  uniqueIds,
-} from "./cluster-harness.ts";
+import { FULL, startRunner, statusCounts, uniqueIds, useCluster } from "./cluster-harness.ts";
 import type { ExactlyOnceLoadOptions, ExactlyOnceLoadResult } from "./exactly-once-load.ts";
 
 const NAME = "dclient";
 const CALLERS = 64;
 const RUNNER = join(import.meta.dir, "exactly-once-load.ts");
-afterAll(() => removeCluster(NAME));
+const startCluster = useCluster(NAME);
 
 interface KilledRun {
   readonly result: ExactlyOnceLoadResult;
@@ -64,8 +56,7 @@ async function runWithKill(state: ClusterState, mode: ExactlyOnceLoadOptions["mo
 }
 
 test("exactly-once client through the keep-alive LB, kill -9 of an app host: zero gaps, zero duplicates; a fresh-key control shows gaps", async () => {
-  requireClusterPrerequisites();
-  const state = await startCluster(NAME, 2, 2);
+  const state = await startCluster(2, 2);
   const calls = FULL ? 100_000 : 20_000;
 
   const exact = await runWithKill(state, "same-key", calls);

@@ -2,6 +2,7 @@
  * Shared steps of the distributed tests: bring a named cluster up (and always down), run the load
  * client inside the client namespace, and judge its whole history with the history checker.
  */
+import { afterAll } from "bun:test";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -26,6 +27,19 @@ export function requireClusterPrerequisites(): void {
 /** For afterAll: removes the cluster (a no-op without root, where the test already failed loudly). */
 export function removeCluster(name: string): void {
   if (process.getuid?.() === 0) down(name);
+}
+
+/**
+ * One test file's cluster `name`: removed after the file's tests (and on Ctrl-C). The function it
+ * returns checks the prerequisites (failing loudly without root or a binary) and brings the cluster
+ * up, again, for one test; `lbMode` defaults to the production default (keepalive).
+ */
+export function useCluster(name: string): (apps?: number, workers?: number, lbMode?: LbMode) => Promise<ClusterState> {
+  afterAll(() => removeCluster(name));
+  return (apps, workers, lbMode) => {
+    requireClusterPrerequisites();
+    return startCluster(name, apps, workers, lbMode);
+  };
 }
 
 /** Brings a cluster up for one test; `lbMode` defaults to the production default (keepalive). */

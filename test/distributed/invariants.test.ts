@@ -2,26 +2,16 @@
  * 2 app hosts x 2 workers behind HAProxy, >= 64 connections: I1-I4 hold over every request
  * (>= 100k with TURNOMATIC_FULL=1; a shorter run in CI).
  */
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { APP_METRICS_PORT, type ClusterState, lbServerCounter, spawnIn, waitReady } from "../../scripts/cluster/topology.ts";
 import { formatVerdict } from "../../harness/history-checker.ts";
-import {
-  FULL,
-  judge,
-  requireClusterPrerequisites,
-  removeCluster,
-  startCluster,
-  startLoad,
-  statusCounts,
-  uniqueIds,
-} from "./cluster-harness.ts";
+import { FULL, judge, startLoad, statusCounts, uniqueIds, useCluster } from "./cluster-harness.ts";
 
 const NAME = "dinv";
-afterAll(() => removeCluster(NAME));
+const startCluster = useCluster(NAME);
 
 test("2 hosts x 2 workers through HAProxy: every request gets a unique, gap-free, ordered turno", async () => {
-  requireClusterPrerequisites();
-  const state = await startCluster(NAME, 2, 2);
+  const state = await startCluster(2, 2);
   const requests = FULL ? 100_000 : 20_000;
   // A few hot ids (contended by every worker of both hosts) and many cooler ones.
   const ids = [...uniqueIds("hot", 4), ...uniqueIds("cool", 60)];

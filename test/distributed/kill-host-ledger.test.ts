@@ -30,7 +30,7 @@
  *    (TURNOMATIC_LEDGER_REPORTS=false): every number counts as lost, so the upper bound of 1 fails
  *    for every id. It proves the bound tests the reports, not a ledger that could never be wrong.
  */
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import {
   adminToken,
   APP_PORT,
@@ -46,24 +46,14 @@ import {
   waitReady,
 } from "../../scripts/cluster/topology.ts";
 import { formatVerdict, type Verdict } from "../../harness/history-checker.ts";
-import {
-  FULL,
-  failures,
-  judge,
-  requireClusterPrerequisites,
-  removeCluster,
-  startCluster,
-  startLoad,
-  statusCounts,
-  uniqueIds,
-} from "./cluster-harness.ts";
+import { FULL, failures, judge, startLoad, statusCounts, uniqueIds, useCluster } from "./cluster-harness.ts";
 
 const NAME = "dledger";
 const CLIENTS = 64;
 const LEDGER_FLUSH_MS = Number(process.env.TURNOMATIC_LEDGER_FLUSH_MS ?? 1000);
 const SAMPLE_MS = 100;
 const TIMER_SLACK_MS = 250;
-afterAll(() => removeCluster(NAME));
+const startCluster = useCluster(NAME);
 
 interface Ledger {
   readonly id: string;
@@ -137,8 +127,7 @@ function perIdBounds(verdict: Verdict, ledgers: Map<string, Ledger>, b: number) 
 
 for (const client of ["fetch", "raw"] as const) {
   test(`kill -9 of an app host behind the keepalive LB (${client} clients): no duplicates, gaps <= ledger lost <= gaps + failed + B`, async () => {
-    requireClusterPrerequisites();
-    const state = await startCluster(NAME, 2, 2);
+    const state = await startCluster(2, 2);
     expect(state.lbMode).toBe("keepalive");
     const requests = FULL ? 150_000 : 40_000;
     const ids = [...uniqueIds("hot", 4), ...uniqueIds("cool", 28)];
@@ -177,8 +166,7 @@ for (const client of ["fetch", "raw"] as const) {
 }
 
 test("rolling restart behind the keepalive LB (replaying clients): nothing failed, ledger lost == 0 for every id", async () => {
-  requireClusterPrerequisites();
-  const state = await startCluster(NAME, 2, 2);
+  const state = await startCluster(2, 2);
   const ids = [...uniqueIds("hot", 4), ...uniqueIds("cool", 28)];
   const load = startLoad(state, {
     ids,
@@ -210,11 +198,10 @@ test("rolling restart behind the keepalive LB (replaying clients): nothing faile
 }, 600_000);
 
 test("negative control: with delivery reports off, the ledger's upper bound fails for every id", async () => {
-  requireClusterPrerequisites();
   process.env.TURNOMATIC_LEDGER_REPORTS = "false";
   let state: ClusterState;
   try {
-    state = await startCluster(NAME, 2, 1);
+    state = await startCluster(2, 1);
   } finally {
     delete process.env.TURNOMATIC_LEDGER_REPORTS;
   }

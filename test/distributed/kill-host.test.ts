@@ -7,32 +7,21 @@
  * the default keepalive mode, where a replaying client's gap is counted by the store's ledger
  * instead, is tested in kill-host-ledger.test.ts.
  */
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { checkWindowMs } from "../../scripts/cluster/haproxy-config.ts";
 import { CHECK, stopHost, waitLbState } from "../../scripts/cluster/topology.ts";
 import { formatVerdict } from "../../harness/history-checker.ts";
-import {
-  FULL,
-  failures,
-  judge,
-  requireClusterPrerequisites,
-  removeCluster,
-  startCluster,
-  startLoad,
-  statusCounts,
-  uniqueIds,
-} from "./cluster-harness.ts";
+import { FULL, failures, judge, startLoad, statusCounts, uniqueIds, useCluster } from "./cluster-harness.ts";
 
 const NAME = "dkill";
 const CLIENTS = 64;
-afterAll(() => removeCluster(NAME));
+const startCluster = useCluster(NAME);
 
 // "fetch": Bun's fetch, which (like browsers) silently resends a GET when a keep-alive connection
 // drops; the HAProxy template must leave it nothing to resend. "raw": a client that never resends.
 for (const client of ["raw", "fetch"] as const) {
   test(`strict LB, kill -9 of one app host mid-run (${client} client): no duplicates, failures only for its in-flight requests`, async () => {
-    requireClusterPrerequisites();
-    const state = await startCluster(NAME, 2, 2, "strict");
+    const state = await startCluster(2, 2, "strict");
     const requests = FULL ? 150_000 : 40_000;
     const ids = [...uniqueIds("hot", 4), ...uniqueIds("cool", 28)];
     const load = startLoad(state, { ids, clients: CLIENTS, requests, durationMs: FULL ? 600_000 : 120_000, client });

@@ -3,24 +3,14 @@
  * then comes back: zero duplicates, a bounded number of failed requests (those stuck on the cut
  * host), and the host rejoins the rotation once its link is up.
  */
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { lbServerCounter, setLink, waitLbState } from "../../scripts/cluster/topology.ts";
 import { formatVerdict } from "../../harness/history-checker.ts";
-import {
-  FULL,
-  failures,
-  judge,
-  requireClusterPrerequisites,
-  removeCluster,
-  startCluster,
-  startLoad,
-  statusCounts,
-  uniqueIds,
-} from "./cluster-harness.ts";
+import { FULL, failures, judge, startLoad, statusCounts, uniqueIds, useCluster } from "./cluster-harness.ts";
 
 const NAME = "dlink";
 const CLIENTS = 64;
-afterAll(() => removeCluster(NAME));
+const startCluster = useCluster(NAME);
 
 /**
  * After the link returns, a worker's store may still be reconnecting: its Redis connection went
@@ -33,8 +23,7 @@ afterAll(() => removeCluster(NAME));
 const REJOIN_MS = 5000;
 
 test("link of one app host down mid-run and back: no duplicates, bounded failures, recovery", async () => {
-  requireClusterPrerequisites();
-  const state = await startCluster(NAME, 2, 2);
+  const state = await startCluster(2, 2);
   const ids = [...uniqueIds("hot", 4), ...uniqueIds("cool", 28)];
   const load = startLoad(state, { ids, clients: CLIENTS, requests: 10_000_000, durationMs: 120_000 });
   await load.reach(3000);

@@ -3,7 +3,7 @@
  * out of rotation, it finishes what it accepted and exits), is started again and waits until HAProxy
  * has it UP before the next one goes. Zero failed requests, zero duplicates, I1-I4 hold.
  */
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import {
   APP_PORT,
   appNames,
@@ -16,23 +16,13 @@ import {
   waitReady,
 } from "../../scripts/cluster/topology.ts";
 import { formatVerdict } from "../../harness/history-checker.ts";
-import {
-  FULL,
-  judge,
-  requireClusterPrerequisites,
-  removeCluster,
-  startCluster,
-  startLoad,
-  statusCounts,
-  uniqueIds,
-} from "./cluster-harness.ts";
+import { FULL, judge, startLoad, statusCounts, uniqueIds, useCluster } from "./cluster-harness.ts";
 
 const NAME = "droll";
-afterAll(() => removeCluster(NAME));
+const startCluster = useCluster(NAME);
 
 test("rolling restart of every app host under load: zero failed requests, zero duplicates", async () => {
-  requireClusterPrerequisites();
-  const state = await startCluster(NAME, 2, 2);
+  const state = await startCluster(2, 2);
   const ids = [...uniqueIds("hot", 4), ...uniqueIds("cool", 28)];
   // Bounded by time: the load must outlast the whole rolling restart (and is capped by count).
   const load = startLoad(state, {
