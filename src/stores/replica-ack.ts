@@ -95,9 +95,6 @@ export interface ListedReplica {
   readonly downAfterMs: number;
 }
 
-/** A counted replica stays counted this long after it stops looking like one (the promoted one of a failover). */
-const PROMOTION_GRACE_MS = 10_000;
-
 /**
  * How many replicas a WAIT must reach under Sentinel by default: every replica Sentinel could
  * promote, at least one. A write that one of them lacks is lost if Sentinel promotes that one, so
@@ -118,11 +115,13 @@ const PROMOTION_GRACE_MS = 10_000;
  * acknowledging them; those writes exist on no server of the new topology (postmortem
  * 2026-12-02-forced-failover-duplicates). The promoted replica stops acknowledging the old primary at
  * once; it is listed with the flag "promoted" by the sentinel that leads the failover and with role
- * master by the others, and counts either way (a replica counted at a refresh stays counted for
- * PROMOTION_GRACE_MS after it last reported role slave), so a WAIT fails in that window instead of
- * vouching for numbers the failover will lose.
+ * master by the others, and counts either way: a replica that counted at the last refresh and now
+ * reports role master still counts, for as long as the sentinels list it as a replica (until the
+ * switch, however long the failover takes; a 10 s limit let the old primary's writes of the 11th
+ * second through, nemesis seed 20261202 after the second fix, t+448 s). So a WAIT fails in that
+ * window instead of vouching for numbers the failover will lose.
  *
- * Not counted: an instance that reports role master and was not counted before, like a restarted
+ * Not counted: an instance that reports role master and did not count at the last refresh, like a restarted
  * old primary that Sentinel has not converted yet; it replicates nothing, so a WAIT for it could
  * never succeed. A replica that dies makes WAITs fail until the sentinels flag it down
  * (down-after-milliseconds). Read from the sentinels every `intervalMs`, off the request path; a
@@ -132,13 +131,11 @@ export class LiveReplicaCount {
   #count = 1;
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #list: () => Promise<readonly ListedReplica[] | undefined>;
-  readonly #now: () => number;
-  /** When each replica (by name) last counted. */
-  readonly #countedAt = new Map<string, number>();
+  /** The replicas (by name) that counted at the last refresh. */
+  #counted = new Set<string>();
 
-  constructor(list: () => Promise<readonly ListedReplica[] | undefined>, intervalMs = 1000, now: () => number = Date.now) {
+  constructor(list: () => Promise<readonly ListedReplica[] | undefined>, intervalMs = 1000) {
     this.#list = list;
-    this.#now = now;
     this.#timer = setInterval(() => void this.refresh(), intervalMs);
     (this.#timer as { unref?: () => void }).unref?.();
     void this.refresh();
@@ -152,11 +149,8 @@ export class LiveReplicaCount {
     try {
       const replicas = await this.#list();
       if (replicas !== undefined) {
-        const now = this.#now();
-        const counted = replicas.filter((replica) => this.#counts(replica, now));
-        // The grace runs from the last refresh at which it counted as a replica, not as a former one.
-        for (const replica of counted) if (replica.roleReported === "slave") this.#countedAt.set(replica.name, now);
-        for (const [name, at] of this.#countedAt) if (now - at > PROMOTION_GRACE_MS) this.#countedAt.delete(name);
+        const counted = replicas.filter((replica) => this.#counts(replica));
+        this.#counted = new Set(counted.map((replica) => replica.name));
         this.#count = Math.max(1, counted.length);
       }
     } catch {
@@ -169,13 +163,10 @@ export class LiveReplicaCount {
     clearInterval(this.#timer);
   }
 
-  #counts(replica: ListedReplica, now: number): boolean {
+  #counts(replica: ListedReplica): boolean {
     if (/s_down|o_down|disconnected/.test(replica.flags)) return false;
     if (replica.flags.includes("promoted")) return true;
-    if (replica.roleReported !== "slave") {
-      const at = this.#countedAt.get(replica.name);
-      return at !== undefined && now - at <= PROMOTION_GRACE_MS;
-    }
+    if (replica.roleReported !== "slave") return this.#counted.has(replica.name);
     return replica.masterLinkStatus === "ok" || replica.masterLinkDownTimeMs <= 10 * replica.downAfterMs;
   }
 }

@@ -243,7 +243,7 @@ export function judge(input: JudgeInput): Judgement {
     from: Math.min(...list.map((e) => e.sentAt)),
     to: Math.max(...list.map((e) => e.doneAt)),
   });
-  const gapsByBase = new Map<string, { gaps: number; failed: number; from: number; to: number }>();
+  const gapsByBase = new Map<string, { gaps: number; failed: number; from: number; to: number; parts: string[] }>();
   for (const v of verdict.ids) {
     const base = v.id.split("|")[0] as string;
     const list = segmentEntries.get(v.id) ?? [];
@@ -270,12 +270,20 @@ export function judge(input: JudgeInput): Judgement {
       });
     if (v.outOfRange > 0)
       violations.push({ invariant: "I4", id: base, message: `${v.outOfRange} turnos outside [1, MAX_SAFE_INTEGER]`, ...where });
-    const g = gapsByBase.get(base) ?? { gaps: 0, failed: 0, from: where.from, to: where.to };
+    const g = gapsByBase.get(base) ?? { gaps: 0, failed: 0, from: where.from, to: where.to, parts: [] };
+    if (v.gaps > v.failedNumbers) {
+      // Where the gaps are: the segment, the value it starts from and the numbers seen in it.
+      let lo = Number.POSITIVE_INFINITY;
+      let hi = 0;
+      for (const e of list) for (const n of numbersOf(e)) [lo, hi] = [Math.min(lo, n), Math.max(hi, n)];
+      g.parts.push(`${v.id} from ${before.get(v.id) ?? 0}: seen ${lo}..${hi}, ${v.gaps} gaps, ${v.failed} failed`);
+    }
     gapsByBase.set(base, {
       gaps: g.gaps + v.gaps,
       failed: g.failed + v.failedNumbers,
       from: Math.min(g.from, where.from),
       to: Math.max(g.to, where.to),
+      parts: g.parts,
     });
   }
   for (const [base, g] of gapsByBase) {
@@ -284,7 +292,7 @@ export function judge(input: JudgeInput): Judgement {
       violations.push({
         invariant: "I2",
         id: base,
-        message: `${g.gaps} numbers no client got, but only ${g.failed} requests failed (a client that never resends must see every loss)`,
+        message: `${g.gaps} numbers no client got, but only ${g.failed} requests failed (a client that never resends must see every loss); segments: ${g.parts.slice(0, 5).join("; ")}`,
         from: g.from,
         to: g.to,
       });
