@@ -547,6 +547,13 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
   for (const fault of schedule) log(`  ${formatFault(fault)}`);
   const startedAtIso = new Date().toISOString();
   const wallStart = performance.now();
+  // The app hosts the run starts (also those it restarts) flush their ledger reports this often; put
+  // back as it was when the run ends, for whatever runs next in this process (the test suite).
+  const previousFlushMs = process.env.TURNOMATIC_LEDGER_FLUSH_MS;
+  const restoreFlushMs = () => {
+    if (previousFlushMs === undefined) delete process.env.TURNOMATIC_LEDGER_FLUSH_MS;
+    else process.env.TURNOMATIC_LEDGER_FLUSH_MS = previousFlushMs;
+  };
   process.env.TURNOMATIC_LEDGER_FLUSH_MS = String(LEDGER_FLUSH_MS);
   down(options.name);
   let redis: RedisDeployment | undefined;
@@ -558,6 +565,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
       redis = await deployRedis(s, options.store);
       return redis.url;
     },
+  }).catch((error: unknown) => {
+    restoreFlushMs();
+    throw error;
   });
   try {
     if (redis === undefined) throw new Error("the Redis deployment did not start");
@@ -729,6 +739,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
     return report;
   } finally {
     down(options.name);
+    restoreFlushMs();
   }
 }
 
