@@ -148,8 +148,9 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
   const first = url.hosts[0] as { host: string; port: number };
   const connection = watchConnection(client, options.onStateChange, { ...first, tls: tlsSettings });
   const lister = new SentinelLister(client);
-  const liveReplicas = options.waitReplicas === "all" ? new LiveReplicaCount(() => lister.listed()) : undefined;
-  const replicas = liveReplicas === undefined ? (options.waitReplicas as number) : () => liveReplicas.value;
+  const liveReplicas =
+    options.waitReplicas === "all" ? new LiveReplicaCount(() => lister.listed(), 1000, options.waitTimeoutMs) : undefined;
+  const replicas = liveReplicas === undefined ? (options.waitReplicas as number) : () => liveReplicas.current();
   const ack =
     replicas !== 0
       ? new ReplicaAck(client, { replicas, timeoutMs: options.waitTimeoutMs, translate: connection.translate })

@@ -24,9 +24,9 @@ export interface WaitClient {
 export interface ReplicaAckOptions {
   /**
    * Replicas that must acknowledge (>= 1), or a function read at each WAIT (Sentinel's "every
-   * replica that is up", kept current by LiveReplicaCount).
+   * replica it could promote", kept current by LiveReplicaCount; a promise until it is known).
    */
-  readonly replicas: number | (() => number);
+  readonly replicas: number | (() => number | Promise<number>);
   /** Longest WAIT (ms); Redis answers with the count reached by then. */
   readonly timeoutMs: number;
   /** Names the cause of a failed WAIT (connection-events.ts translate). Default: the error as is. */
@@ -62,7 +62,7 @@ export class ReplicaAck {
 
   async #wait(): Promise<void> {
     const { timeoutMs } = this.#options;
-    const replicas = typeof this.#options.replicas === "number" ? this.#options.replicas : this.#options.replicas();
+    const replicas = typeof this.#options.replicas === "number" ? this.#options.replicas : await this.#options.replicas();
     this.stats.waits++;
     let acknowledged: number;
     try {
@@ -121,37 +121,68 @@ export interface ListedReplica {
  * second through, nemesis seed 20261202 after the second fix, t+448 s). So a WAIT fails in that
  * window instead of vouching for numbers the failover will lose.
  *
- * Not counted: an instance that reports role master and did not count at the last refresh, like a restarted
+ * Not counted: an instance that reports role master and did not count at the last refresh (at the
+ * first refresh of a process, it counts: see #counted), like a restarted
  * old primary that Sentinel has not converted yet; it replicates nothing, so a WAIT for it could
  * never succeed. A replica that dies makes WAITs fail until the sentinels flag it down
  * (down-after-milliseconds). Read from the sentinels every `intervalMs`, off the request path; a
  * failed read keeps the last count.
  */
 export class LiveReplicaCount {
-  #count = 1;
+  /** Undefined until the sentinels first answered. */
+  #count: number | undefined;
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #list: () => Promise<readonly ListedReplica[] | undefined>;
-  /** The replicas (by name) that counted at the last refresh. */
-  #counted = new Set<string>();
+  readonly #waitMs: number;
+  /**
+   * The replicas (by name) that counted at the last refresh; undefined before the first, when a
+   * process that starts during a failover cannot tell a replica being promoted from a restarted old
+   * primary: both count then (the safe side; a WAIT fails until Sentinel converts the old primary).
+   */
+  #counted: Set<string> | undefined;
+  readonly #known: Promise<void>;
+  #markKnown: () => void = () => {};
 
-  constructor(list: () => Promise<readonly ListedReplica[] | undefined>, intervalMs = 1000) {
+  /** `waitMs`: how long a WAIT waits for the first count before it fails (the WAIT timeout). */
+  constructor(list: () => Promise<readonly ListedReplica[] | undefined>, intervalMs = 1000, waitMs = 1000) {
     this.#list = list;
+    this.#waitMs = waitMs;
+    this.#known = new Promise((resolve) => {
+      this.#markKnown = resolve;
+    });
     this.#timer = setInterval(() => void this.refresh(), intervalMs);
     (this.#timer as { unref?: () => void }).unref?.();
     void this.refresh();
   }
 
-  get value(): number {
+  /** The count; until the sentinels first answered, a promise of it (rejected after `waitMs`). */
+  current(): number | Promise<number> {
+    if (this.#count !== undefined) return this.#count;
+    return this.#firstCount();
+  }
+
+  async #firstCount(): Promise<number> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#waitMs);
+    });
+    await Promise.race([this.#known, late]);
+    clearTimeout(timer);
+    if (this.#count === undefined)
+      throw new StoreUnavailableError(
+        "no sentinel has listed the replicas yet, so the replicas to wait for are unknown; the reservation's numbers are skipped, never re-issued",
+      );
     return this.#count;
   }
 
-  async refresh(): Promise<number> {
+  async refresh(): Promise<number | undefined> {
     try {
       const replicas = await this.#list();
       if (replicas !== undefined) {
         const counted = replicas.filter((replica) => this.#counts(replica));
         this.#counted = new Set(counted.map((replica) => replica.name));
         this.#count = Math.max(1, counted.length);
+        this.#markKnown();
       }
     } catch {
       // Keep the last count: the sentinels answer again soon, or the WAITs tell.
@@ -166,7 +197,7 @@ export class LiveReplicaCount {
   #counts(replica: ListedReplica): boolean {
     if (/s_down|o_down|disconnected/.test(replica.flags)) return false;
     if (replica.flags.includes("promoted")) return true;
-    if (replica.roleReported !== "slave") return this.#counted.has(replica.name);
+    if (replica.roleReported !== "slave") return this.#counted?.has(replica.name) ?? true;
     return replica.masterLinkStatus === "ok" || replica.masterLinkDownTimeMs <= 10 * replica.downAfterMs;
   }
 }

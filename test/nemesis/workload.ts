@@ -15,9 +15,10 @@
  * - "batch": batch turns, `POST /turno/:id?count=k` (k from 1 to 20) -> {"id","first","last"}.
  * - "daily" (an admin operation too): a daily reset (`PUT /admin/turno/:id/schedule`) at the start
  *   of a UTC minute a little ahead; the id is quiesced across that boundary as for set/reset, and the
- *   operation is recorded when the workload has seen, after the boundary, that the store still holds
- *   the schedule (the next turn is the new day's). When it does not (the PUT never succeeded, or the
- *   store lost it with its data), the workload resets the id itself, so the boundary is there anyway.
+ *   operation is recorded when the workload has seen, after the boundary, that the store is in the
+ *   new day (`/actual` names it, with a number below the old day's). When it is not (the PUT never
+ *   succeeded, the store lost the schedule with its data, a late copy of the PUT restarted the day in
+ *   progress), the workload resets the id itself, so the boundary is there anyway.
  *
  *   bun test/nemesis/workload.ts run '<json WorkloadOptions>'
  *   bun test/nemesis/workload.ts read '<json ReadOptions>'     (counters and ledgers after the run)
@@ -106,6 +107,12 @@ export interface Ledger {
   readonly issued: number;
   readonly delivered: number;
   readonly lost: number;
+}
+
+/** GET /turno/:id/actual's answer. */
+interface CounterRead {
+  readonly turno: number;
+  readonly dayStart?: string;
 }
 
 export interface ReadResult {
@@ -305,15 +312,35 @@ export async function runWorkload(options: WorkloadOptions, stop: () => boolean)
     while (now() < drainAt && running()) await Bun.sleep(50);
     const quiesced = await quiesce(id);
     // Nothing of the workload's own is in flight for the id across the boundary (a request that timed
-    // out may still be applied late: a gap, counted as failed).
+    // out may still be applied late: a gap, counted as failed). The old day's last number, just
+    // before the boundary:
+    let before: CounterRead | undefined;
+    while (before === undefined && now() < boundary - 500 && running()) {
+      before = await readActual(id);
+      if (before === undefined) await Bun.sleep(200);
+    }
     while (now() < boundary + 500 && running()) await Bun.sleep(20);
     if (!running()) return true;
+    // The store is in the new day when it names the boundary as the day's start with a number below
+    // the old day's last (0 when no turn came since). Not when the schedule is gone (an empty
+    // restart), or when a late copy of the PUT, applied after the boundary, restarted the day in
+    // progress (the number then goes on from the old day's): then the workload resets the id itself.
     const sentAt = now();
-    const kept = await fetchAnswer(url, { headers: adminHeaders }, options.timeoutMs);
-    const held = kept?.status === 200 && (JSON.parse(kept.body) as { daily?: string }).daily === daily;
-    if (held) adminOps.push({ id, op: "daily", value: 0, sentAt, doneAt: now(), failedAttempts: 0, quiesced, confirmed: true });
+    const after = await readActual(id);
+    const newDay =
+      before !== undefined &&
+      after?.dayStart === new Date(boundary).toISOString() &&
+      (after.turno === 0 || after.turno < before.turno);
+    if (scheduled && newDay)
+      adminOps.push({ id, op: "daily", value: 0, sentAt, doneAt: now(), failedAttempts: 0, quiesced, confirmed: true });
     else await setOrReset(id, "reset", 0, quiesced);
     return true;
+  };
+  /** GET /turno/:id/actual: the last number and, for a scheduled id, the start of its day. */
+  const readActual = async (id: string): Promise<CounterRead | undefined> => {
+    const answer = await fetchAnswer(`${options.url}/turno/${id}/actual`, {}, options.timeoutMs);
+    if (answer?.status !== 200) return undefined;
+    return JSON.parse(answer.body) as CounterRead;
   };
   const adminLoop = async () => {
     if (!options.admin || ids.admin.length === 0) return;

@@ -84,6 +84,38 @@ test("a replica that turns master (being promoted, as a sentinel other than the 
   }
 });
 
+test("a process that starts during a failover counts the replica being promoted (role master) at its first refresh", async () => {
+  const promoted = listed({ roleReported: "master", masterLinkStatus: "err" });
+  let answer: ListedReplica[] = [listed(), promoted];
+  const count = new LiveReplicaCount(async () => answer, 60_000);
+  try {
+    expect(await count.refresh()).toBe(2);
+    expect(await count.refresh()).toBe(2); // and keeps counting it while it is listed
+    answer = [listed(), listed({ roleReported: "master" })];
+    expect(await count.refresh()).toBe(1); // a newcomer with role master, after the first refresh: no
+  } finally {
+    count.close();
+  }
+});
+
+test("until the sentinels first answer, a WAIT waits for the count, and fails after the WAIT timeout", async () => {
+  let answer: ListedReplica[] | undefined;
+  const count = new LiveReplicaCount(async () => answer, 60_000, 50);
+  try {
+    await count.refresh();
+    const first = count.current();
+    expect(first).toBeInstanceOf(Promise);
+    await expect(first).rejects.toThrow("replicas to wait for are unknown");
+    answer = [listed(), listed()];
+    const waiting = count.current();
+    await count.refresh();
+    expect(await waiting).toBe(2);
+    expect(count.current()).toBe(2);
+  } finally {
+    count.close();
+  }
+});
+
 test("a WAIT reads the count when it is sent, and fails short of it", async () => {
   let live = 2;
   const asked: number[] = [];
