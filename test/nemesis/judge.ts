@@ -16,7 +16,8 @@
  * - I2 (numbers no client got) is summed per id over its segments: gaps <= failed requests, for the
  *   classes whose clients never resend (raw, admin, keyed). The replaying class's silent gaps are
  *   judged by the ledger instead.
- * - The ledger (issued, delivered, lost) covers the id's current store life: unseen = issued minus
+ * - The ledger (issued, delivered, lost) covers the store lives since the last loss of the id's data
+ *   (every id's on a single primary; on a Cluster only the ids of the lost shard's slots): unseen = issued minus
  *   the distinct numbers clients saw in that life; unseen <= lost (never an undercount), and
  *   lost - unseen (the overcount: numbers a client saw that no report counted) <= the seen numbers
  *   whose response completed in a window where a delivery report can be dropped: from a flush
@@ -27,6 +28,7 @@
  *   `turnomatic_ledger_unreported_numbers_total`: a failed report counts as lost). It is looser
  *   than the documented per-host bound: the history does not say which host served a response.
  */
+import calculateSlot from "cluster-key-slot";
 import { checkHistory, type HistoryEntry } from "../../harness/history-checker.ts";
 import type { AdminOp, ClientClass, Ledger, WorkloadEntry } from "./workload.ts";
 
@@ -45,6 +47,11 @@ export interface Recovery {
   readonly lossAt: number;
   readonly at: number;
   readonly floor: number;
+  /**
+   * Redis Cluster: the slot ranges of the shard that lost its data; the counters (and ledgers) of
+   * the other slots survived. Absent: every id's data was lost.
+   */
+  readonly slots?: ReadonlyArray<readonly [number, number]>;
 }
 
 export interface JudgeInput {
@@ -335,10 +342,20 @@ function judgeLedger(
         : ([from, f.endAt + REPORT_SLACK_MS] as const);
     });
   const inRisk = (t: number) => windows.some(([a, b]) => t >= a && t <= b);
-  const finalLife = recoveries.length;
+  // The ledger of an id holds the store lives since the last recovery that wiped that id's data: on
+  // a Cluster, a shard's loss wipes only the ids of its slots.
+  const ledgerLife = new Map<string, number>();
+  for (const id of input.ids.keys()) {
+    const slot = calculateSlot(id);
+    let life = 0;
+    recoveries.forEach((r, i) => {
+      if (r.slots === undefined || r.slots.some(([lo, hi]) => slot >= lo && slot <= hi)) life = i + 1;
+    });
+    ledgerLife.set(id, life);
+  }
   const byId = new Map<string, Judged[]>();
   for (const e of plain) {
-    if (numbersOf(e).length === 0 || lifeOf(e, recoveries) !== finalLife) continue;
+    if (numbersOf(e).length === 0 || lifeOf(e, recoveries) < (ledgerLife.get(e.base) ?? 0)) continue;
     const list = byId.get(e.base);
     if (list === undefined) byId.set(e.base, [e]);
     else list.push(e);
@@ -353,7 +370,8 @@ function judgeLedger(
     const opsDone = input.adminOps.filter((op) => op.id === id).map((op) => op.doneAt);
     for (const e of list) {
       const epoch = opsDone.filter((d) => d <= e.sentAt).length;
-      for (const n of numbersOf(e)) distinct.set(`${epoch}:${n}`, e);
+      const life = lifeOf(e, recoveries);
+      for (const n of numbersOf(e)) distinct.set(`${life}:${epoch}:${n}`, e);
     }
     const seen = distinct.size;
     const bound = [...distinct.values()].filter((e) => inRisk(e.doneAt)).length;

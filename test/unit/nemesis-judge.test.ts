@@ -202,6 +202,35 @@ describe("nemesis judge", () => {
     expect(judge(input({ entries, faults: [far], ...over })).violations.map((v) => v.invariant)).toEqual(["ledger-upper"]);
   });
 
+  test("a Cluster shard's loss wipes the ledgers of its slots only: the others count every life", async () => {
+    const { default: calculateSlot } = await import("cluster-key-slot");
+    const [a, b] = ["r", "s"];
+    const slot = calculateSlot(a);
+    expect(calculateSlot(b)).not.toBe(slot);
+    // The lost shard served a's slot only; b's ledger kept its first life's 20 numbers.
+    const everyId = { lossAt: T0 + 3000, at: T0 + 4000, floor: 1_000_000_000 };
+    const recoveries = [{ ...everyId, slots: [[slot, slot]] as [number, number][] }];
+    const entries = [
+      ...run(a, "raw", 1, 20),
+      ...run(a, "raw", 1_000_000_001, 10, T0 + 5000),
+      ...run(b, "raw", 1, 20),
+      ...run(b, "raw", 1_000_000_001, 10, T0 + 5000),
+    ];
+    const actual = { [a]: 1_000_000_010, [b]: 1_000_000_010 };
+    const right = judge(input({ entries, recoveries, actual, ledgers: { [a]: ledger(a, 10), [b]: ledger(b, 30) } }));
+    expect(right.violations).toEqual([]);
+    // Judged as if b's ledger had been wiped too, its 20 older numbers would be an undercount.
+    const wrong = judge(
+      input({
+        entries,
+        recoveries: [everyId],
+        actual,
+        ledgers: { [a]: ledger(a, 10), [b]: ledger(b, 30) },
+      }),
+    );
+    expect(wrong.violations.map((v) => `${v.invariant} ${v.id}`)).toEqual([`ledger-lower ${b}`]);
+  });
+
   test("batch ranges: a range that overlaps another request's number is I1; the ledger counts every number of a range", () => {
     const entries: WorkloadEntry[] = [
       { id: "b", cls: "batch", sentAt: T0, doneAt: T0 + 5, status: 200, first: 1, last: 5, count: 5 },
