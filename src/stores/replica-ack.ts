@@ -121,12 +121,13 @@ export interface ListedReplica {
  * second through, nemesis seed 20261202 after the second fix, t+448 s). So a WAIT fails in that
  * window instead of vouching for numbers the failover will lose.
  *
- * Not counted: an instance that reports role master and did not count at the last refresh (at the
- * first refresh of a process, it counts: see #counted), like a restarted
- * old primary that Sentinel has not converted yet; it replicates nothing, so a WAIT for it could
- * never succeed. A replica that dies makes WAITs fail until the sentinels flag it down
- * (down-after-milliseconds). Read from the sentinels every `intervalMs`, off the request path; a
- * failed read keeps the last count.
+ * Not counted: an instance that reports role master and did not count at the last refresh, like a
+ * restarted old primary that Sentinel has not converted yet; it replicates nothing, so a WAIT for it
+ * could never succeed. (At a process's first refresh it counts: see #counted. Before that first
+ * answer a WAIT waits for it; counting 1 meanwhile let a process started inside a forced failover
+ * vouch for writes the failover lost, nemesis seed 20261202, 20 min, t+850 s.) A replica that dies
+ * makes WAITs fail until the sentinels flag it down (down-after-milliseconds). Read from the
+ * sentinels every `intervalMs`, off the request path; a failed read keeps the last count.
  */
 export class LiveReplicaCount {
   /** Undefined until the sentinels first answered. */
