@@ -9,7 +9,7 @@
  *
  * Run it under `flock /tmp/netns.lock` (needs root, ip, haproxy, redis-server, redis-sentinel, tc).
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   adminToken,
@@ -63,6 +63,8 @@ export interface NemesisOptions {
   readonly name: string;
   /** Result file (JSON); default none. */
   readonly out?: string;
+  /** Copy the Redis, Sentinel and app host logs into this folder before the topology is removed. */
+  readonly logs?: string;
   /** Fewer clients (the suite's short variant on a shared machine). */
   readonly clients?: { raw: number; fetch: number; keyed: number; batch: number };
   /**
@@ -117,6 +119,7 @@ options:
   --workers N        worker processes per app host (default 2)
   --name NAME        cluster name (default nemesis)
   --out FILE         write the run's report (JSON) there
+  --logs DIR         copy the Redis, Sentinel and app host logs there before the topology goes
   --negative-control after each empty restart the app hosts also forget the store (their witness):
                      the service re-issues numbers and the judge must report duplicates
   --help             this text
@@ -141,7 +144,7 @@ export function parseArgs(argv: readonly string[]): NemesisOptions | "help" {
     values.set(arg, value);
     i++;
   }
-  const known = ["--minutes", "--seed", "--faults", "--store", "--apps", "--workers", "--name", "--out"];
+  const known = ["--minutes", "--seed", "--faults", "--store", "--apps", "--workers", "--name", "--out", "--logs"];
   for (const key of values.keys()) if (!known.includes(key)) throw new RangeError(`unknown option '${key}'`);
   const number = (key: string, fallback: number, low: number, high: number) => {
     const raw = values.get(key);
@@ -164,6 +167,7 @@ export function parseArgs(argv: readonly string[]): NemesisOptions | "help" {
     workers: number("--workers", 2, 1, 8),
     name: values.get("--name") ?? "nemesis",
     ...(values.has("--out") ? { out: values.get("--out") as string } : {}),
+    ...(values.has("--logs") ? { logs: values.get("--logs") as string } : {}),
     amnesia: flags.has("--negative-control"),
   };
 }
@@ -751,9 +755,25 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
     }
     return report;
   } finally {
+    if (options.logs !== undefined) keepLogs(state.stateDir, options.logs, log);
     down(options.name);
     restoreFlushMs();
   }
+}
+
+/** Copies every *.log of the cluster's state folder (app hosts, HAProxy, Redis, Sentinel) to `dir`. */
+function keepLogs(stateDir: string, dir: string, log: (line: string) => void): void {
+  mkdirSync(dir, { recursive: true });
+  const copied: string[] = [];
+  for (const folder of [stateDir, join(stateDir, "nemesis-redis")]) {
+    if (!existsSync(folder)) continue;
+    for (const name of readdirSync(folder)) {
+      if (!name.endsWith(".log")) continue;
+      copyFileSync(join(folder, name), join(dir, name));
+      copied.push(name);
+    }
+  }
+  log(`logs copied to ${dir}: ${copied.join(", ")}`);
 }
 
 function printSummary(report: NemesisReport, log: (line: string) => void): void {
