@@ -402,7 +402,7 @@ async function emptyRestart(rt: Runtime, n: number): Promise<string> {
   let lost = false;
   let keys = "?";
   // A Cluster shard's loss wipes the counters (and their ledgers) of its slots only.
-  const slots = redis.store === "cluster" ? await ownSlots(redis, port) : undefined;
+  const slots = await redis.slotsOf(port);
   try {
     redis.kill(port);
     await Bun.sleep(50);
@@ -455,17 +455,6 @@ async function emptyRestart(rt: Runtime, n: number): Promise<string> {
   rt.recoveries.push({ lossAt, at: wallNow(), floor, ...(slots === undefined ? {} : { slots }) });
   await redis.waitHealthy(30_000).catch(() => {});
   return `primary :${port} restarted empty (${keys} keys); ${refused === "" ? "refusal not seen on /readyz" : "refused"}; recovered with floor ${floor}`;
-}
-
-/** The slot ranges a Cluster node serves (its own line of CLUSTER NODES: "lo-hi" or "n" fields). */
-async function ownSlots(redis: RedisDeployment, port: number): Promise<Array<[number, number]>> {
-  const mine = (await redis.cli(port, "CLUSTER", "NODES")).split("\n").find((line) => line.includes("myself"));
-  return (mine?.split(" ").slice(8) ?? [])
-    .filter((field) => /^\d+(-\d+)?$/.test(field))
-    .map((field) => {
-      const [lo, hi] = field.split("-").map(Number) as [number, number | undefined];
-      return [lo, hi ?? lo];
-    });
 }
 
 /**

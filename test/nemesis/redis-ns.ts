@@ -44,6 +44,8 @@ export interface RedisDeployment {
    * (cluster-replica-no-failover), so that its empty restart is not turned into a failover.
    */
   holdFailover(primary: number, held: boolean): Promise<void>;
+  /** Cluster: the slot ranges a node serves; undefined under Sentinel (one primary holds every key). */
+  slotsOf(port: number): Promise<Array<[number, number]> | undefined>;
   running(port: number): boolean;
   failover(): Promise<string>;
   /** SIGSTOP (true) or SIGCONT (false) every sentinel: while paused, nobody notices a primary's death. */
@@ -168,6 +170,12 @@ export async function deployRedis(state: ClusterState, store: Store): Promise<Re
     }
     return "";
   };
+  /** A Cluster node's own line of CLUSTER NODES, split: id, address, flags, primary's id, ..., slots from field 8. */
+  const ownLine = async (port: number) =>
+    (await cli(port, "CLUSTER", "NODES"))
+      .split("\n")
+      .find((line) => line.includes("myself"))
+      ?.split(" ") ?? [];
   const running = (port: number) => {
     const child = servers.get(port)?.process;
     return child !== undefined && child.exitCode === null && child.signalCode === null;
@@ -250,11 +258,20 @@ export async function deployRedis(state: ClusterState, store: Store): Promise<Re
       for (const port of ports) {
         if (port === primary || !running(port)) continue;
         const info = await cli(port, "INFO", "replication").catch(() => "");
-        const nodes = await cli(port, "CLUSTER", "NODES").catch(() => "");
-        const mine = nodes.split("\n").find((line) => line.includes("myself"));
-        if (info.includes("role:slave") && mine?.split(" ")[3] === id)
+        const mine = await ownLine(port).catch(() => []);
+        if (info.includes("role:slave") && mine[3] === id)
           await cli(port, "CONFIG", "SET", "cluster-replica-no-failover", held ? "yes" : "no");
       }
+    },
+    slotsOf: async (port) => {
+      if (store !== "cluster") return undefined;
+      return (await ownLine(port))
+        .slice(8)
+        .filter((field) => /^\d+(-\d+)?$/.test(field))
+        .map((field) => {
+          const [lo, hi] = field.split("-").map(Number) as [number, number | undefined];
+          return [lo, hi ?? lo];
+        });
     },
     failover: async () => {
       if (store === "sentinel") return sentinelCli("SENTINEL", "FAILOVER", MASTER_NAME);
