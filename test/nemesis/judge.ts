@@ -205,37 +205,39 @@ export function judge(input: JudgeInput): Judgement {
     for (const op of ops) if (op.doneAt <= e.sentAt) epoch++;
     return { epoch, life: lifeOf(e, recoveries) };
   };
-  /** The counter's value when a segment began: the later of its admin op and its recovery. */
-  const startOf = (base: string, epoch: number, life: number) => {
+  /**
+   * The counter's value when a segment began: the later of its admin op and its recovery. `lowest`:
+   * the smallest number its requests got (Infinity when they got none; 0 when not looked at).
+   */
+  const startOf = (base: string, epoch: number, life: number, lowest = 0) => {
     const op = epoch > 0 ? (opsById.get(base) ?? [])[epoch - 1] : undefined;
     const rec = life > 0 ? recoveries[life - 1] : undefined;
-    if (op !== undefined && (rec === undefined || op.doneAt > rec.at)) return op.confirmed === false ? 0 : op.value;
+    if (op !== undefined && (rec === undefined || op.doneAt > rec.at)) {
+      if (op.confirmed === false) return 0;
+      // A daily reset in a recovered store life: a counter not written since the recovery starts the
+      // new day above the floor, one written since at 1 (docs/guides/operations.md, daily resets).
+      // Which one the store did shows in the day's first numbers; either start is correct, and I1
+      // and I3 within the segment do not depend on it.
+      if (op.op === "daily" && rec !== undefined && lowest > rec.floor) return rec.floor;
+      return op.value;
+    }
     return rec?.floor ?? 0;
   };
   const segmented: HistoryEntry[] = [];
-  const before = new Map<string, number>();
-  const segmentEntries = new Map<string, Judged[]>();
+  const segments = new Map<string, { base: string; epoch: number; life: number; entries: Judged[] }>();
   for (const e of plain) {
     const { epoch, life } = segmentOf(e);
     const seg = `${e.base}|e${epoch}|l${life}`;
-    before.set(seg, startOf(e.base, epoch, life));
     segmented.push({ ...e, id: seg });
-    const list = segmentEntries.get(seg);
-    if (list === undefined) segmentEntries.set(seg, [e]);
-    else list.push(e);
+    const segment = segments.get(seg);
+    if (segment === undefined) segments.set(seg, { base: e.base, epoch, life, entries: [e] });
+    else segment.entries.push(e);
   }
-  // A daily reset in a recovered store life: a counter not written since the recovery starts the new
-  // day above the floor, one written since at 1 (docs/guides/operations.md, daily resets). Which one
-  // the store did shows in the day's first numbers; either start is correct, and I1 and I3 within the
-  // segment do not depend on it.
-  for (const [seg, list] of segmentEntries) {
-    const [base, e, l] = seg.split("|") as [string, string, string];
-    const op = (opsById.get(base) ?? [])[Number(e.slice(1)) - 1];
-    const rec = recoveries[Number(l.slice(1)) - 1];
-    if (op?.op !== "daily" || rec === undefined || op.doneAt <= rec.at) continue;
+  const before = new Map<string, number>();
+  for (const [seg, { base, epoch, life, entries }] of segments) {
     let lowest = Number.POSITIVE_INFINITY;
-    for (const entry of list) for (const n of numbersOf(entry)) lowest = Math.min(lowest, n);
-    if (lowest > rec.floor) before.set(seg, rec.floor);
+    for (const entry of entries) for (const n of numbersOf(entry)) lowest = Math.min(lowest, n);
+    before.set(seg, startOf(base, epoch, life, lowest));
   }
   const after = new Map<string, number>();
   for (const [id, value] of Object.entries(input.actual)) {
@@ -253,7 +255,7 @@ export function judge(input: JudgeInput): Judgement {
   const gapsByBase = new Map<string, { gaps: number; failed: number; from: number; to: number; parts: string[] }>();
   for (const v of verdict.ids) {
     const base = v.id.split("|")[0] as string;
-    const list = segmentEntries.get(v.id) ?? [];
+    const list = segments.get(v.id)?.entries ?? [];
     const where = list.length > 0 ? span(list) : { from: 0, to: 0 };
     if (v.duplicates > 0 || v.belowStart > 0) {
       const seen = new Map<number, number>();
