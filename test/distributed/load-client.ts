@@ -71,17 +71,13 @@ async function requestTurn(connection: Connection, id: string, timeoutMs: number
  * a fault a host may still answer 503 (its store reconnecting) or not at all.
  */
 async function currentTurn(url: string, id: string): Promise<number> {
+  const connection = fetchConnection(url);
   const until = performance.now() + 15_000;
   let last = "";
   while (performance.now() < until) {
-    try {
-      const response = await fetch(`${url}/turno/${id}/actual`, { signal: AbortSignal.timeout(5000) });
-      const body = await response.text();
-      if (response.status === 200) return (JSON.parse(body) as { turno: number }).turno;
-      last = `${response.status} ${body.slice(0, 200)}`;
-    } catch (error) {
-      last = String(error);
-    }
+    const answer = await connection.request(`/turno/${id}/actual`, 5000);
+    if (answer?.status === 200) return (JSON.parse(answer.body) as { turno: number }).turno;
+    last = answer === undefined ? "no answer" : `${answer.status} ${answer.body.slice(0, 200)}`;
     await Bun.sleep(200);
   }
   throw new Error(`GET /turno/${id}/actual never answered 200 in 15 s (last: ${last})`);
