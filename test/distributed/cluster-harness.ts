@@ -42,8 +42,8 @@ export function useCluster(name: string): (apps?: number, workers?: number, lbMo
   };
 }
 
-/** Brings a cluster up for one test; `lbMode` defaults to the production default (keepalive). */
-export async function startCluster(name: string, apps = 2, workers = 2, lbMode?: LbMode): Promise<ClusterState> {
+/** Brings a cluster up for one test (through useCluster). */
+async function startCluster(name: string, apps = 2, workers = 2, lbMode?: LbMode): Promise<ClusterState> {
   down(name); // leftovers of a crashed earlier run of this same test
   started.add(name);
   return up({ name, apps, workers, ...(lbMode === undefined ? {} : { lbMode }) });

@@ -292,6 +292,12 @@ export async function runWorkload(options: WorkloadOptions, stop: () => boolean)
       while (now() < until && running()) await Bun.sleep(100);
     }
   };
+  /** GET /turno/:id/actual: the last number and, for a scheduled id, the start of its day. */
+  const readActual = async (id: string): Promise<CounterRead | undefined> => {
+    const answer = await fetchAnswer(`${options.url}/turno/${id}/actual`, {}, options.timeoutMs);
+    if (answer?.status !== 200) return undefined;
+    return JSON.parse(answer.body) as CounterRead;
+  };
   /**
    * A daily reset at the start of a UTC minute far enough ahead to set the schedule and drain the id
    * before it. False when the run ends too soon for one.
@@ -335,12 +341,6 @@ export async function runWorkload(options: WorkloadOptions, stop: () => boolean)
       adminOps.push({ id, op: "daily", value: 0, sentAt, doneAt: now(), failedAttempts: 0, quiesced, confirmed: true });
     else await setOrReset(id, "reset", 0, quiesced);
     return true;
-  };
-  /** GET /turno/:id/actual: the last number and, for a scheduled id, the start of its day. */
-  const readActual = async (id: string): Promise<CounterRead | undefined> => {
-    const answer = await fetchAnswer(`${options.url}/turno/${id}/actual`, {}, options.timeoutMs);
-    if (answer?.status !== 200) return undefined;
-    return JSON.parse(answer.body) as CounterRead;
   };
   const adminLoop = async () => {
     if (!options.admin || ids.admin.length === 0) return;
