@@ -12,6 +12,7 @@
  * exports and bytes without decoding them (decoding in this process would take CPU from the services).
  * Usage: npm run bench:observability -- [--seconds 5] [--rounds 3] (--help)
  */
+import { Registry } from "prom-client";
 import { route } from "../src/http/router.ts";
 import { EVENTS } from "../src/domain/events.ts";
 import { createMetrics } from "../src/observability/metrics.ts";
@@ -101,7 +102,7 @@ async function nsPerCall(count: number, body: () => unknown): Promise<number> {
 }
 
 async function micro(): Promise<void> {
-  createMetrics({ waiting: () => 0, ping: async () => undefined, version: "bench" });
+  const metrics = createMetrics(new Registry(), { waiting: () => 0, ping: async () => undefined, version: "bench" });
   const startedAt = performance.now();
   // What the app does per answer: check the channel, publish the event the metrics listen to.
   const hook = await nsPerCall(500_000, () => {
@@ -118,6 +119,7 @@ async function micro(): Promise<void> {
   const plain = await nsPerCall(200_000, () => undefined);
   const traced = await nsPerCall(200_000, () => tracing?.traceRequest(request, where, undefined)?.end(200, undefined));
   await tracing?.shutdown();
+  metrics.close();
   console.log(`micro: onResponse hook ${hook.toFixed(0)} ns/request`);
   console.log(
     `micro: traceRequest at 1% (decision + 1 span in 100) ${traced.toFixed(0)} ns vs empty ${plain.toFixed(0)} ns (+${(traced - plain).toFixed(0)} ns/request)`,

@@ -179,11 +179,12 @@ function metricsSection(): Record<string, Sample[]> {
     registers: [registry],
   });
   const promHist = new Histogram({ name: "b_seconds", help: "b", labelNames: ["route"], registers: [registry] });
-  const leanCounter = new LeanCounter("bench_lean_requests_total", "b");
+  const leanCounter = new LeanCounter("bench_lean_requests_total", "b", registry);
   const leanHist = new LeanHistogram(
     "bench_lean_seconds",
     "b",
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registry,
   );
   const cells = new Map<string, { c: { value: number }; h: { observe(v: number): void } }>();
   for (const r of routes)

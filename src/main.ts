@@ -14,16 +14,20 @@ import { startServer } from "./http/server.ts";
 import { createInstruments, storeStateLogger, VERSION } from "./observability/instrument.ts";
 import { registerLedgerMetrics } from "./observability/ledger-metrics.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
-import { metricsUrls, renderLocalMetrics, startMetricsServer } from "./observability/metrics-server.ts";
-import { recordDurability, storeWriteObserver } from "./observability/store-metrics.ts";
+import { localMetricsRenderer, metricsUrls, startMetricsServer } from "./observability/metrics-server.ts";
+import { createStoreMetrics, type StoreMetrics } from "./observability/store-metrics.ts";
 import { readTracingSettings } from "./observability/trace-settings.ts";
 import { dirname } from "node:path";
+import { Registry } from "prom-client";
 import { checkStoreAtStart, createStore } from "./stores/create-store.ts";
 import { StoreGuard } from "./stores/store-guard.ts";
 import type { StoreUrl } from "./stores/store-url.ts";
 import { Witness } from "./stores/witness.ts";
 
 export async function runService(config: Config, logger: Logger): Promise<void> {
+  // The process's one registry: every metric registers here, /metrics and the supervisor read it.
+  const registry = new Registry();
+  const storeMetrics = createStoreMetrics(registry);
   const inner = createStore({
     url: config.store,
     redisKeyPrefix: config.redisKeyPrefix,
@@ -31,16 +35,17 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     redisWaitReplicas: waitReplicasOf(config),
     redisWaitTimeoutMs: config.redisWaitTimeoutMs,
     onStateChange: storeStateLogger(logger, config.store.text),
-    onWriteHealth: storeWriteObserver(logger),
+    onWriteHealth: storeMetrics.writeObserver(logger),
     redisTls: { caFile: config.redisTlsCa, certFile: config.redisTlsCert, keyFile: config.redisTlsKey },
     redisAllowEviction: config.redisAllowEviction,
   });
-  await runStoreChecks(inner, logger, Math.max(2000, 2 * config.deadlineMs));
+  await runStoreChecks(inner, logger, storeMetrics, Math.max(2000, 2 * config.deadlineMs));
   const guard = guardStore(inner, config, logger);
   const store = guard;
   await guard.start();
   const instruments = createInstruments({
     logger,
+    registry,
     metrics: config.metricsPort !== 0,
     env: process.env,
     accessLogSampleRatio: config.accessLogSampleRatio,
@@ -62,7 +67,8 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     },
     config.idempotencyTtlSeconds,
   );
-  if (config.metricsPort !== 0) registerLedgerMetrics({ totals: () => store.totals(), guard: () => guard.state, coalescer });
+  if (config.metricsPort !== 0)
+    registerLedgerMetrics(registry, { totals: () => store.totals(), guard: () => guard.state, coalescer });
   const app = createApp({
     coalescer,
     store,
@@ -80,7 +86,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
   const metricsServer =
     config.metricsPort === 0 || worker !== undefined
       ? undefined
-      : startMetricsServer(config.metricsPort, config.host, renderLocalMetrics, instruments.statusHandler);
+      : startMetricsServer(config.metricsPort, config.host, localMetricsRenderer(registry), instruments.statusHandler);
   const server = startServer(app, {
     port: config.port,
     host: config.host,
@@ -132,7 +138,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
-  if (worker !== undefined) attachWorkerIpc(() => void shutdown("supervisor-gone"), instruments.busiest);
+  if (worker !== undefined) attachWorkerIpc(registry, () => void shutdown("supervisor-gone"), instruments.busiest);
 }
 
 /**
@@ -141,21 +147,21 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
  * until it connects, and the checks run then; a refusal found then stops the process (exit 2), as
  * it would have at start.
  */
-async function runStoreChecks(store: CounterStore, logger: Logger, waitMs: number): Promise<void> {
+async function runStoreChecks(store: CounterStore, logger: Logger, metrics: StoreMetrics, waitMs: number): Promise<void> {
   const check = await checkStoreAtStart(store, waitMs);
   if (check.state === "unreachable") {
     logger.warn(
       `store unavailable at start: ${check.cause}. Serving 503 on turns and on /readyz until it connects; the persistence and eviction checks run then`,
       { event: "store.unavailable", store: store.kind },
     );
-    recordDurability(store.kind, "unknown");
+    metrics.recordDurability(store.kind, "unknown");
     void check.connected.then(async () => {
       logger.info("store connected after being unavailable at start; turns are served", {
         event: "store.connected",
         store: store.kind,
       });
       try {
-        await runStoreChecks(store, logger, waitMs);
+        await runStoreChecks(store, logger, metrics, waitMs);
       } catch (error) {
         logger.error(`store refused: ${(error as Error).message}`, { event: "start.failed", error });
         process.exit(error instanceof StartError ? 2 : 1);
@@ -165,7 +171,7 @@ async function runStoreChecks(store: CounterStore, logger: Logger, waitMs: numbe
   }
   for (const warning of check.warnings) logger.warn(warning, { event: "store.durability" });
   for (const note of check.notes) logger.info(note, { event: "store.durability" });
-  recordDurability(store.kind, check.state);
+  metrics.recordDurability(store.kind, check.state);
 }
 
 /**

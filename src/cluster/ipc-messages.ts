@@ -10,7 +10,7 @@ export interface MetricsRequest {
   readonly seq: number;
 }
 
-/** Worker -> supervisor: this worker's `register.getMetricsAsJSON()` and its busiest ids. */
+/** Worker -> supervisor: this worker's `registry.getMetricsAsJSON()` and its busiest ids. */
 export interface MetricsReply {
   readonly type: "metrics-reply";
   readonly seq: number;

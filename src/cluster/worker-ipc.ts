@@ -3,7 +3,7 @@
  * prom-client registry, and shuts the worker down when the supervisor is gone (its IPC channel
  * closes, e.g. after a kill -9), so no orphan keeps serving on the shared port unsupervised.
  */
-import { register } from "prom-client";
+import type { Registry } from "prom-client";
 import type { BusyId } from "../observability/busy-ids.ts";
 import { isMetricsRequest, type MetricsReply } from "./ipc-messages.ts";
 
@@ -16,15 +16,16 @@ export function workerId(env: Readonly<Record<string, string | undefined>> = pro
 }
 
 /**
- * Wires the IPC channel of a worker; `onOrphaned` runs once if the supervisor goes away. `busiest`
- * gives this worker's busiest ids for the host-wide status page.
+ * Wires the IPC channel of a worker; `onOrphaned` runs once if the supervisor goes away. Metrics
+ * requests are answered from `registry`; `busiest` gives this worker's busiest ids for the host-wide
+ * status page.
  */
-export function attachWorkerIpc(onOrphaned: () => void, busiest: () => readonly BusyId[] = () => []): void {
+export function attachWorkerIpc(registry: Registry, onOrphaned: () => void, busiest: () => readonly BusyId[] = () => []): void {
   const send = process.send?.bind(process);
   if (send === undefined) return;
   process.on("message", (message: unknown) => {
     if (!isMetricsRequest(message)) return;
-    void register.getMetricsAsJSON().then((metrics) => {
+    void registry.getMetricsAsJSON().then((metrics) => {
       const reply: MetricsReply = { type: "metrics-reply", seq: message.seq, metrics, busiest: busiest() };
       send(reply);
     });

@@ -4,7 +4,7 @@
  * hearing about it), the metrics server gets `statusHandler` (the status page lives on the metrics
  * port only), and shutdown calls `close()`, which also unsubscribes.
  */
-import { register } from "prom-client";
+import type { Registry } from "prom-client";
 import packageJson from "../../package.json" with { type: "json" };
 import { EVENTS } from "../domain/events.ts";
 import type { AppOptions } from "../http/app.ts";
@@ -23,6 +23,8 @@ export const VERSION: string = packageJson.version;
 
 export interface InstrumentOptions {
   readonly logger: Logger;
+  /** The process's registry (main.ts creates it); the metrics and the status page use it. */
+  readonly registry: Registry;
   /** False (METRICS_PORT=0) leaves the per-request hook and the status page out entirely. */
   readonly metrics: boolean;
   readonly env: Record<string, string | undefined>;
@@ -47,7 +49,9 @@ export interface Instruments {
 
 export function createInstruments(options: InstrumentOptions): Instruments {
   const { logger } = options;
-  const metrics = options.metrics ? createMetrics({ waiting: options.waiting, ping: options.ping, version: VERSION }) : undefined;
+  const metrics = options.metrics
+    ? createMetrics(options.registry, { waiting: options.waiting, ping: options.ping, version: VERSION })
+    : undefined;
   const tracing = createTracing(options.env, options.storeKind, VERSION);
   const unsubscribe = [
     EVENTS.fence.subscribe(({ id, floor }) =>
@@ -66,7 +70,10 @@ export function createInstruments(options: InstrumentOptions): Instruments {
     );
   }
   const busiest = () => metrics?.busyIds.top(STATUS_BUSIEST) ?? [];
-  const statusHandler = createStatusHandler(async () => (await register.getMetricsAsJSON()) as unknown as MetricJson[], busiest);
+  const statusHandler = createStatusHandler(
+    async () => (await options.registry.getMetricsAsJSON()) as unknown as MetricJson[],
+    busiest,
+  );
   if (tracing !== undefined) {
     const { exporters, protocol, url } = tracing.settings;
     logger.info("tracing on", {
@@ -82,6 +89,7 @@ export function createInstruments(options: InstrumentOptions): Instruments {
     tracing: tracing !== undefined,
     close: async () => {
       for (const stop of unsubscribe) stop();
+      metrics?.close();
       await tracing?.shutdown();
     },
   };

@@ -3,11 +3,11 @@
  * prom-client's own `labels(...).inc()` / `observe()` hash the label set on every call (about 1 µs
  * each on Bun, measured by bench/observability-overhead.ts's micro run), which is several percent of
  * a sub-50 µs request. These keep plain numbers per pre-resolved label set and only build
- * prom-client's value list when scraped. They register in prom-client's registry like its own
- * metrics (name, help, type, aggregator, get()), so text output and AggregatorRegistry merging across
- * workers work unchanged.
+ * prom-client's value list when scraped. They register in the prom-client Registry they are given like
+ * its own metrics (name, help, type, aggregator, get()), so text output and AggregatorRegistry merging
+ * across workers work unchanged.
  */
-import { type Metric, register } from "prom-client";
+import type { Metric, Registry } from "prom-client";
 
 type Labels = Readonly<Record<string, string>>;
 
@@ -30,8 +30,9 @@ export class LeanCounter {
   constructor(
     readonly name: string,
     readonly help: string,
+    registry: Registry,
   ) {
-    register.registerMetric(this as unknown as Metric);
+    registry.registerMetric(this as unknown as Metric);
   }
 
   /** A new cell for one label set; look it up once and keep it. */
@@ -81,8 +82,9 @@ export class LeanHistogram {
     readonly name: string,
     readonly help: string,
     readonly buckets: readonly number[],
+    registry: Registry,
   ) {
-    register.registerMetric(this as unknown as Metric);
+    registry.registerMetric(this as unknown as Metric);
   }
 
   /** A new series for one label set; look it up once and keep it. */

@@ -12,7 +12,7 @@
  */
 import { StartError } from "../domain/errors.ts";
 import type { Server } from "bun";
-import { register } from "prom-client";
+import type { Registry } from "prom-client";
 
 export interface RenderedMetrics {
   readonly contentType: string;
@@ -32,9 +32,9 @@ export class MetricsPortInUseError extends StartError {
   }
 }
 
-/** This process's prom-client default registry, in Prometheus text format. */
-export async function renderLocalMetrics(): Promise<RenderedMetrics> {
-  return { contentType: register.contentType, body: await register.metrics() };
+/** Renders this process's registry in Prometheus text format. */
+export function localMetricsRenderer(registry: Registry): MetricsRenderer {
+  return async () => ({ contentType: registry.contentType, body: await registry.metrics() });
 }
 
 /** Binds the metrics port exclusively; throws MetricsPortInUseError when another process holds it. */

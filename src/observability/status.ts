@@ -85,7 +85,6 @@ export function buildStatus(metrics: readonly MetricJson[], busiest: readonly Bu
 }
 
 const PAGE_URL = new URL("./status-page.html", import.meta.url);
-let page: string | undefined;
 
 /**
  * Answers `/` (the page) and `/status.json` (its data). `metrics` gives this process's registry as
@@ -95,6 +94,7 @@ export function createStatusHandler(
   metrics: () => Promise<readonly MetricJson[]>,
   busiest: () => readonly BusyId[],
 ): (path: string) => Promise<Response> {
+  let page: string | undefined;
   return async (path) => {
     if (path === "/status.json") {
       const snapshot = buildStatus(await metrics(), busiest());

@@ -7,20 +7,24 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AggregatorRegistry } from "prom-client";
+import { AggregatorRegistry, Registry } from "prom-client";
 import { EVENTS } from "../../../src/domain/events.ts";
 import { MAX_TURNO } from "../../../src/domain/limits.ts";
 import { BusyIds } from "../../../src/observability/busy-ids.ts";
 import { Coalescer } from "../../../src/allocation/coalescer.ts";
 import { registerLedgerMetrics } from "../../../src/observability/ledger-metrics.ts";
-import { createMetrics, register } from "../../../src/observability/metrics.ts";
+import { createMetrics } from "../../../src/observability/metrics.ts";
+import { createStoreMetrics } from "../../../src/observability/store-metrics.ts";
 import { MemoryStore } from "../../../src/stores/memory-store.ts";
 import { buildStatus, type MetricJson } from "../../../src/observability/status.ts";
 
 const DOC = readFileSync(join(import.meta.dir, "../../../docs/reference/metrics.md"), "utf8");
 
+// The registry and what registers in it, as main.ts builds them.
+const registry = new Registry();
+createStoreMetrics(registry);
 let storeAnswers = true;
-createMetrics({
+createMetrics(registry, {
   waiting: () => 7,
   ping: async () => {
     if (!storeAnswers) throw new Error("store down");
@@ -28,18 +32,18 @@ createMetrics({
   version: "test",
 });
 
-// The ledger and guard metrics, as main.ts registers them, over a memory store with a known ledger.
+// The ledger and guard metrics over a memory store with a known ledger.
 const ledgerStore = new MemoryStore();
 await ledgerStore.reserve({ id: "l", n: 5 });
 await ledgerStore.report(new Map([["l", 3]]));
-registerLedgerMetrics({
+registerLedgerMetrics(registry, {
   totals: () => ledgerStore.totals(),
   guard: () => ({ status: "ok", marker: { uid: "u", generation: 1, recovered: false, floor: 0, halted: undefined } }),
   coalescer: new Coalescer(ledgerStore, { deadlineMs: 100, maxBatch: 10, maxWaitingPerId: 10, maxWaiting: 10, fencing: true }),
 });
 
 async function json(): Promise<MetricJson[]> {
-  return (await register.getMetricsAsJSON()) as unknown as MetricJson[];
+  return (await registry.getMetricsAsJSON()) as unknown as MetricJson[];
 }
 function value(all: MetricJson[], name: string, labels: Record<string, string> = {}): number | undefined {
   const metric = all.find((m) => m.name === name);
@@ -135,6 +139,21 @@ describe("metrics", () => {
     expect(status.workers).toBe(2);
     expect(status.storeUp).toBe(false);
     expect(status.turns.total).toBe(a("turnomatic_http_request_duration_seconds", { route: "turno", le: "+Inf" }) * 2);
+  });
+
+  test("a second registry in the same process has metrics of its own, which stop counting at close", async () => {
+    const other = new Registry();
+    const metrics = createMetrics(other, { waiting: () => 3, ping: async () => undefined, version: "other" });
+    const read = async () => (await other.getMetricsAsJSON()) as unknown as MetricJson[];
+    EVENTS.overload.publish({});
+    metrics.close();
+    EVENTS.overload.publish({});
+    const mine = await read();
+    expect(value(mine, "turnomatic_waiting_requests")).toBe(3);
+    expect(value(mine, "turnomatic_build_info", { version: "other" })).toBe(1);
+    expect(value(mine, "turnomatic_overload_rejections_total")).toBe(1);
+    expect(value(await json(), "turnomatic_waiting_requests")).toBe(7);
+    expect(value(await json(), "turnomatic_build_info", { version: "other" })).toBeUndefined();
   });
 });
 
