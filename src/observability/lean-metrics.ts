@@ -22,12 +22,13 @@ export interface CounterCell {
   value: number;
 }
 
-export class LeanCounter {
-  readonly type = "counter";
+/** Registration, one part per label set, and the shape prom-client's registry reads at scrape time. */
+abstract class LeanMetric<Part> {
   readonly aggregator = "sum";
-  readonly #cells: Array<{ labels: Labels; cell: CounterCell }> = [];
+  readonly #parts: Array<{ labels: Labels; part: Part }> = [];
 
   constructor(
+    readonly type: "counter" | "histogram",
     readonly name: string,
     readonly help: string,
     registry: Registry,
@@ -35,21 +36,34 @@ export class LeanCounter {
     registry.registerMetric(this as unknown as Metric);
   }
 
-  /** A new cell for one label set; look it up once and keep it. */
-  cell(labels: Labels): CounterCell {
-    const cell = { value: 0 };
-    this.#cells.push({ labels, cell });
-    return cell;
+  /** Keeps `part` as the values of one label set; callers look it up once and keep it. */
+  protected add<P extends Part>(labels: Labels, part: P): P {
+    this.#parts.push({ labels, part });
+    return part;
   }
 
+  /** Appends the scraped values of one label set to `values`. */
+  protected abstract collect(labels: Labels, part: Part, values: MetricValue[]): void;
+
   get(): { name: string; help: string; type: string; aggregator: string; values: MetricValue[] } {
-    return {
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      aggregator: this.aggregator,
-      values: this.#cells.map(({ labels, cell }) => ({ labels: { ...labels }, value: cell.value })),
-    };
+    const values: MetricValue[] = [];
+    for (const { labels, part } of this.#parts) this.collect(labels, part, values);
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+}
+
+export class LeanCounter extends LeanMetric<CounterCell> {
+  constructor(name: string, help: string, registry: Registry) {
+    super("counter", name, help, registry);
+  }
+
+  /** A new cell for one label set; look it up once and keep it. */
+  cell(labels: Labels): CounterCell {
+    return this.add(labels, { value: 0 });
+  }
+
+  protected collect(labels: Labels, cell: CounterCell, values: MetricValue[]): void {
+    values.push({ labels: { ...labels }, value: cell.value });
   }
 }
 
@@ -73,39 +87,29 @@ export class HistogramSeries {
   }
 }
 
-export class LeanHistogram {
-  readonly type = "histogram";
-  readonly aggregator = "sum";
-  readonly #series: Array<{ labels: Labels; series: HistogramSeries }> = [];
-
+export class LeanHistogram extends LeanMetric<HistogramSeries> {
   constructor(
-    readonly name: string,
-    readonly help: string,
+    name: string,
+    help: string,
     readonly buckets: readonly number[],
     registry: Registry,
   ) {
-    registry.registerMetric(this as unknown as Metric);
+    super("histogram", name, help, registry);
   }
 
   /** A new series for one label set; look it up once and keep it. */
   series(labels: Labels = {}): HistogramSeries {
-    const series = new HistogramSeries(this.buckets);
-    this.#series.push({ labels, series });
-    return series;
+    return this.add(labels, new HistogramSeries(this.buckets));
   }
 
-  get(): { name: string; help: string; type: string; aggregator: string; values: MetricValue[] } {
-    const values: MetricValue[] = [];
-    for (const { labels, series } of this.#series) {
-      let cumulative = 0;
-      for (let i = 0; i <= this.buckets.length; i++) {
-        cumulative += series.counts[i] as number;
-        const le = i < this.buckets.length ? (this.buckets[i] as number) : "+Inf";
-        values.push({ labels: { ...labels, le }, value: cumulative, metricName: `${this.name}_bucket` });
-      }
-      values.push({ labels: { ...labels }, value: series.sum, metricName: `${this.name}_sum` });
-      values.push({ labels: { ...labels }, value: series.count, metricName: `${this.name}_count` });
+  protected collect(labels: Labels, series: HistogramSeries, values: MetricValue[]): void {
+    let cumulative = 0;
+    for (let i = 0; i <= this.buckets.length; i++) {
+      cumulative += series.counts[i] as number;
+      const le = i < this.buckets.length ? (this.buckets[i] as number) : "+Inf";
+      values.push({ labels: { ...labels, le }, value: cumulative, metricName: `${this.name}_bucket` });
     }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+    values.push({ labels: { ...labels }, value: series.sum, metricName: `${this.name}_sum` });
+    values.push({ labels: { ...labels }, value: series.count, metricName: `${this.name}_count` });
   }
 }
