@@ -61,6 +61,20 @@ end
 `;
 
 /**
+ * One keyed waiter's reply, appended to `out`: (turno, 0) when it was granted `turno`, else what its
+ * key `idem` recorded before (seen, 1), or ('0', 0) when nothing (a waiter that did not fit); leaves
+ * `seen` set for the caller. Both grant paths share it; inlined like NEW_DAY, not a Lua function.
+ */
+const KEY_REPLY = `
+      local slot, seen = #out, nil
+      if turno then
+        out[slot + 1], out[slot + 2] = turno, 0
+      else
+        seen = redis.call('GET', idem)
+        if seen then out[slot + 1], out[slot + 2] = seen, 1 else out[slot + 1], out[slot + 2] = '0', 0 end
+      end`;
+
+/**
  * The grant of an id whose waiters want several numbers each (batch turns), apart from the common
  * path so that path stays as it was. Greedy in waiter order, all or nothing per waiter, as
  * plan-reservation.ts's grantSized: a waiter that fits in what is left takes the next `size` numbers
@@ -87,14 +101,7 @@ local function grant_sized(ki, positions, sizes, k, w, value, left, ttl, out)
         local record = turno
         if size > 1 then record = turno .. ':' .. fmt(size) end
         if redis.call('SET', idem, record, 'PX', ttl, 'NX') then granted = granted + size else turno = nil end
-      end
-      local slot = #out
-      if turno then
-        out[slot + 1], out[slot + 2] = turno, 0
-      else
-        local seen = redis.call('GET', idem)
-        if seen then out[slot + 1], out[slot + 2] = seen, 1 else out[slot + 1], out[slot + 2] = '0', 0 end
-      end
+      end${KEY_REPLY}
       j = j + 1
       keyed_at = -1
       if j <= k then keyed_at = tonumber(ARGV[positions + j]) end
@@ -207,19 +214,8 @@ while ai <= #ARGV do
       if index < left then
         turno = fmt(value + 1 + index)
         if not redis.call('SET', idem, turno, 'PX', ttl, 'NX') then turno = nil end
-      end
-      local slot = #out
-      if turno then
-        out[slot + 1], out[slot + 2] = turno, 0
-      else
-        local seen = redis.call('GET', idem)
-        if seen then
-          out[slot + 1], out[slot + 2] = seen, 1
-          before = before + 1
-        else
-          out[slot + 1], out[slot + 2] = '0', 0
-        end
-      end
+      end${KEY_REPLY}
+      if seen then before = before + 1 end
     end
     want = n - before
     if want > left then want = left end
@@ -306,56 +302,45 @@ for i = 1, count do KEYS[i] = ARGV[1 + i] end
 local P = {}
 for i = count + 2, #ARGV do P[#P + 1] = ARGV[i] end`;
 
-const MARKER_FIELDS = "redis.call('HMGET', key, 'uid', 'gen', 'recovered', 'floor', 'halted', 'seq')";
-
-/** P: uid. Writes a first marker where none exists; returns each marker's fields. */
-export const INIT_MARKER_SCRIPT = `${MANY_MARKERS}
+/** A marker script: `body` (from a new line) runs once per marker key (`key`, index `i`) and sets `out[i]`, its reply. */
+function eachMarker(body: string): string {
+  return `${MANY_MARKERS}
 local out = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('HEXISTS', key, 'uid') == 0 then
-    redis.call('HSET', key, 'uid', P[1], 'gen', '1', 'recovered', '0', 'floor', '0')
-  end
-  out[i] = ${MARKER_FIELDS}
+for i, key in ipairs(KEYS) do${body}
 end
 return out
 `;
+}
+
+const MARKER_FIELDS = "redis.call('HMGET', key, 'uid', 'gen', 'recovered', 'floor', 'halted', 'seq')";
+
+/** P: uid. Writes a first marker where none exists; returns each marker's fields. */
+export const INIT_MARKER_SCRIPT = eachMarker(`
+  if redis.call('HEXISTS', key, 'uid') == 0 then
+    redis.call('HSET', key, 'uid', P[1], 'gen', '1', 'recovered', '0', 'floor', '0')
+  end
+  out[i] = ${MARKER_FIELDS}`);
 
 /**
  * P: uid, floor, after. An operator's recovery: a generation above the stored one and `after`,
  * no halt. The generation is the same on every key: the highest stored anywhere is passed as `after`
  * by the caller (read first).
  */
-export const RECOVER_MARKER_SCRIPT = `${MANY_MARKERS}
-local out = {}
-for i, key in ipairs(KEYS) do
+export const RECOVER_MARKER_SCRIPT = eachMarker(`
   local gen = math.max(tonumber(redis.call('HGET', key, 'gen') or '0'), tonumber(P[3])) + 1
   redis.call('HDEL', key, 'halted')
   redis.call('HSET', key, 'uid', P[1], 'gen', string.format('%d', gen), 'recovered', '1', 'floor', P[2])
-  out[i] = ${MARKER_FIELDS}
-end
-return out
-`;
+  out[i] = ${MARKER_FIELDS}`);
 
 /** P: reason. Halts every marker that exists (the first reason wins). */
-export const HALT_MARKER_SCRIPT = `${MANY_MARKERS}
-local out = {}
-for i, key in ipairs(KEYS) do
+export const HALT_MARKER_SCRIPT = eachMarker(`
   if redis.call('HEXISTS', key, 'uid') == 1 then redis.call('HSETNX', key, 'halted', P[1]) end
-  out[i] = 'OK'
-end
-return out
-`;
+  out[i] = 'OK'`);
 
 /** Reads each marker (uid, gen, recovered, floor, halted, seq). */
-export const READ_MARKER_SCRIPT = `${MANY_MARKERS}
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = ${MARKER_FIELDS} end
-return out
-`;
+export const READ_MARKER_SCRIPT = eachMarker(`
+  out[i] = ${MARKER_FIELDS}`);
 
 /** The store-wide ledger kept in each marker (ti, td). */
-export const TOTALS_SCRIPT = `${MANY_MARKERS}
-local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HMGET', key, 'ti', 'td') end
-return out
-`;
+export const TOTALS_SCRIPT = eachMarker(`
+  out[i] = redis.call('HMGET', key, 'ti', 'td')`);
