@@ -26,21 +26,25 @@ import { hostileRequest } from "./hostile.ts";
 
 declare const self: Worker;
 
-export interface WorkerJob {
+/** What a run sends, the same for the whole run (OpenLoopOptions) and for each worker's share of it. */
+export interface LoadSchedule {
   readonly target: string;
   /** Requests/s of the whole run (all workers together). */
   readonly rate: number;
   readonly seconds: number;
-  readonly index: number;
-  readonly workers: number;
-  /** This worker's connections (its in-flight cap). */
-  readonly connections: number;
   readonly ids: readonly string[];
   readonly dist: Distribution;
   readonly hostile: number;
   readonly timeoutMs: number;
   /** Keep the full history (id, sent, done, status, turno) for the I1-I4 checker. */
   readonly record: boolean;
+}
+
+export interface WorkerJob extends LoadSchedule {
+  readonly index: number;
+  readonly workers: number;
+  /** This worker's connections (its in-flight cap). */
+  readonly connections: number;
 }
 
 export interface WorkerHistory {

@@ -18,11 +18,11 @@ import type { HistoryEntry } from "../../harness/history-checker.ts";
 import { type Histogram, histogramPercentiles, mergeHistograms } from "../../bench/toolkit/hdr.ts";
 import type { Percentiles } from "../../bench/toolkit/stats.ts";
 import { allIds } from "../ids.ts";
-import type { Distribution, LoadOptions } from "../options.ts";
+import type { LoadOptions } from "../options.ts";
 import { progress } from "../result.ts";
 import { readCounters, verifyHistory } from "../verify.ts";
 import { non2xxOf, type ToolOutcome } from "./tool.ts";
-import type { WorkerJob, WorkerMessage, WorkerReply, WorkerReport } from "./turnoload-worker.ts";
+import type { LoadSchedule, WorkerJob, WorkerMessage, WorkerReply, WorkerReport } from "./turnoload-worker.ts";
 
 export { hostileRequest } from "./hostile.ts";
 export { turnoOf } from "./turnoload-worker.ts";
@@ -31,17 +31,9 @@ export const DEFAULT_RATE = 1000;
 /** Rate one worker thread is asked to carry at most when the worker count is automatic. */
 export const RATE_PER_WORKER = 40_000;
 
-export interface OpenLoopOptions {
-  readonly target: string;
-  readonly rate: number;
-  readonly seconds: number;
+export interface OpenLoopOptions extends LoadSchedule {
   /** Connections over all workers (each worker gets its share, at least 1). */
   readonly connections: number;
-  readonly ids: readonly string[];
-  readonly dist: Distribution;
-  readonly hostile: number;
-  readonly timeoutMs: number;
-  readonly record: boolean;
   readonly workers: number;
 }
 
