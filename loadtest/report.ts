@@ -108,6 +108,46 @@ function bars(title: string, values: { name: string; value: number }[], axis: st
   } as TopLevelSpec;
 }
 
+interface GroupedBarsSpec {
+  readonly values: ReadonlyArray<Record<string, string | number>>;
+  /** One row per value of `field`, in `sort` order when given; `fullLabels` never cuts a row's label. */
+  readonly y: { readonly field: string; readonly sort?: readonly string[]; readonly fullLabels?: boolean };
+  /** One bar per value of `field` in each row, a colour each; `title` names the legend (null: none). */
+  readonly group: {
+    readonly field: string;
+    readonly sort?: readonly string[];
+    readonly title: string | null;
+    readonly count: number;
+  };
+  readonly x: { readonly field: string; readonly title: string };
+  /** Height of one bar (px). */
+  readonly step: number;
+}
+
+/** Horizontal bars grouped by row, as `bars` but with several bars (groups) per row. */
+function groupedBars(title: ReturnType<typeof heading>, spec: GroupedBarsSpec): TopLevelSpec {
+  const { y, group, x } = spec;
+  return {
+    title,
+    data: { values: spec.values },
+    mark: "bar",
+    encoding: {
+      y: {
+        field: y.field,
+        type: "nominal",
+        title: null,
+        ...(y.sort === undefined ? {} : { sort: y.sort }),
+        ...(y.fullLabels === true ? { axis: { labelLimit: 0 } } : {}),
+      },
+      yOffset: { field: group.field, ...(group.sort === undefined ? {} : { sort: group.sort }) },
+      x: { field: x.field, type: "quantitative", title: x.title },
+      color: colour(group.field, group.title, group.count),
+    },
+    width: WIDTH,
+    height: { step: spec.step },
+  } as TopLevelSpec;
+}
+
 function stepSpecs(rows: StepRow[]): Record<string, TopLevelSpec> {
   const specs: Record<string, TopLevelSpec> = {};
   const wrk = rows.filter((r) => r.wrk !== undefined).map((r) => ({ name: r.step, value: r.wrk?.rps ?? 0 }));
@@ -132,19 +172,16 @@ function stepSpecs(rows: StepRow[]): Record<string, TopLevelSpec> {
       : (["p50", "p99"] as const).map((p) => ({ step: r.step, percentile: p, ms: r.turnoload?.latencyMs[p] ?? 0 })),
   );
   if (latency.length > 0)
-    specs["steps-latency.svg"] = {
-      title: heading("Build-up steps: latency at a fixed rate", "turnoload open loop, from intended send times"),
-      data: { values: latency },
-      mark: "bar",
-      encoding: {
-        y: { field: "step", type: "nominal", sort: rows.map((r) => r.step), title: null },
-        yOffset: { field: "percentile", sort: ["p50", "p99"] },
-        x: { field: "ms", type: "quantitative", title: "latency from intended send time (ms)" },
-        color: colour("percentile", null, 2),
+    specs["steps-latency.svg"] = groupedBars(
+      heading("Build-up steps: latency at a fixed rate", "turnoload open loop, from intended send times"),
+      {
+        values: latency,
+        y: { field: "step", sort: rows.map((r) => r.step) },
+        group: { field: "percentile", sort: ["p50", "p99"], title: null, count: 2 },
+        x: { field: "ms", title: "latency from intended send time (ms)" },
+        step: 14,
       },
-      width: WIDTH,
-      height: { step: 14 },
-    } as TopLevelSpec;
+    );
   return specs;
 }
 
@@ -232,40 +269,29 @@ export function chartSpecs(results: AnyResult[]): Record<string, TopLevelSpec> {
   const closed = runs.filter((r) => CLOSED_LOOP.has(r.tool) && !r.label.startsWith("step="));
   if (closed.length > 0) {
     const setups = new Set(closed.map(labelOf));
-    specs["closed-loop-throughput.svg"] = {
-      title: heading("Closed-loop throughput per tool", "not comparable with the open-loop rates above"),
-      data: { values: closed.map((r) => ({ tool: r.tool, setup: labelOf(r), rps: r.rps })) },
-      mark: "bar",
-      encoding: {
-        y: { field: "tool", type: "nominal", title: null },
-        yOffset: { field: "setup" },
-        x: { field: "rps", type: "quantitative", title: "requests/s" },
-        color: colour("setup", "setup", setups.size),
+    specs["closed-loop-throughput.svg"] = groupedBars(
+      heading("Closed-loop throughput per tool", "not comparable with the open-loop rates above"),
+      {
+        values: closed.map((r) => ({ tool: r.tool, setup: labelOf(r), rps: r.rps })),
+        y: { field: "tool" },
+        group: { field: "setup", title: "setup", count: setups.size },
+        x: { field: "rps", title: "requests/s" },
+        step: 12,
       },
-      width: WIDTH,
-      height: { step: 12 },
-    } as TopLevelSpec;
+    );
   }
   const withErrors = runs.filter((r) => r.errors + r.non2xx > 0);
   if (withErrors.length > 0)
-    specs["errors.svg"] = {
-      title: heading("Runs with transport errors or non-2xx responses"),
-      data: {
-        values: withErrors.flatMap((r) => [
-          { run: `${r.tool} ${labelOf(r)}`, kind: "transport errors", count: r.errors },
-          { run: `${r.tool} ${labelOf(r)}`, kind: "non-2xx", count: r.non2xx },
-        ]),
-      },
-      mark: "bar",
-      encoding: {
-        y: { field: "run", type: "nominal", title: null, axis: { labelLimit: 0 } },
-        yOffset: { field: "kind" },
-        x: { field: "count", type: "quantitative", title: "responses" },
-        color: colour("kind", null, 2),
-      },
-      width: WIDTH,
-      height: { step: 12 },
-    } as TopLevelSpec;
+    specs["errors.svg"] = groupedBars(heading("Runs with transport errors or non-2xx responses"), {
+      values: withErrors.flatMap((r) => [
+        { run: `${r.tool} ${labelOf(r)}`, kind: "transport errors", count: r.errors },
+        { run: `${r.tool} ${labelOf(r)}`, kind: "non-2xx", count: r.non2xx },
+      ]),
+      y: { field: "run", fullLabels: true },
+      group: { field: "kind", title: null, count: 2 },
+      x: { field: "count", title: "responses" },
+      step: 12,
+    });
   return specs;
 }
 
