@@ -21,6 +21,11 @@ async function reserveKeyed(store: CounterStore, id: string, key: string, ttlSec
   return result.keyed[0] as { turno: number; replayed: boolean };
 }
 
+/** A batch of `n` one-number waiters, some keyed (keys kept 60 s). */
+function reserveWithKeys(store: CounterStore, id: string, n: number, keys: KeyedWaiter[]): Promise<Reservation> {
+  return store.reserve({ id, n, keys, keyTtlSeconds: 60 });
+}
+
 /** A batch of waiters of these sizes (batch turns), some keyed. */
 function reserveSized(store: CounterStore, id: string, sizes: number[], keys?: KeyedWaiter[]): Promise<Reservation> {
   return store.reserve({ id, n: sizes.length, sizes, keys, keyTtlSeconds: keys === undefined ? undefined : 60 });
@@ -104,16 +109,11 @@ for (const makeFixture of STORE_FIXTURES) {
       const store = await fresh();
       await reserveKeyed(store, "mix", "seen", 60); // 1
       // Batch: plain, keyed new, keyed seen, plain, keyed new.
-      const result = await store.reserve({
-        id: "mix",
-        n: 5,
-        keys: [
-          { position: 1, key: "k-a" },
-          { position: 2, key: "seen" },
-          { position: 4, key: "k-b" },
-        ],
-        keyTtlSeconds: 60,
-      });
+      const result = await reserveWithKeys(store, "mix", 5, [
+        { position: 1, key: "k-a" },
+        { position: 2, key: "seen" },
+        { position: 4, key: "k-b" },
+      ]);
       expect(result).toMatchObject({ first: 2, count: 4 });
       expect(result.keyed).toEqual([
         { turno: 3, replayed: false },
@@ -127,12 +127,7 @@ for (const makeFixture of STORE_FIXTURES) {
     test("a key past the counter's end gets no number and is not recorded", async () => {
       const store = await fresh();
       await store.set("end", MAX_TURNO - 1);
-      const result = await store.reserve({
-        id: "end",
-        n: 2,
-        keys: [{ position: 1, key: "late" }],
-        keyTtlSeconds: 60,
-      });
+      const result = await reserveWithKeys(store, "end", 2, [{ position: 1, key: "late" }]);
       expect(result).toMatchObject({ first: MAX_TURNO, count: 1 });
       expect(result.keyed).toEqual([{ turno: 0, replayed: false }]);
       await store.set("end", 0);
@@ -238,15 +233,10 @@ for (const makeFixture of STORE_FIXTURES) {
         { turno: 11, replayed: false },
       ]);
       // Replays through the common (unsized) path tell the recorded count, or none for one number.
-      const replays = await store.reserve({
-        id: "kb",
-        n: 3,
-        keys: [
-          { position: 0, key: "order-2" },
-          { position: 1, key: "one" },
-        ],
-        keyTtlSeconds: 60,
-      });
+      const replays = await reserveWithKeys(store, "kb", 3, [
+        { position: 0, key: "order-2" },
+        { position: 1, key: "one" },
+      ]);
       expect(replays).toMatchObject({ first: 12, count: 1 });
       expect(replays.keyed).toEqual([
         { turno: 7, replayed: true, count: 4 },
@@ -280,15 +270,10 @@ for (const makeFixture of STORE_FIXTURES) {
 
     test("one key twice in one reservation: the second waiter replays the first, single or batch", async () => {
       const store = await fresh();
-      const singles = await store.reserve({
-        id: "dup",
-        n: 3,
-        keys: [
-          { position: 0, key: "twice" },
-          { position: 2, key: "twice" },
-        ],
-        keyTtlSeconds: 60,
-      });
+      const singles = await reserveWithKeys(store, "dup", 3, [
+        { position: 0, key: "twice" },
+        { position: 2, key: "twice" },
+      ]);
       expect(singles).toMatchObject({ first: 1, count: 2 });
       expect(singles.keyed).toEqual([
         { turno: 1, replayed: false },
