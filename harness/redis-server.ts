@@ -32,6 +32,20 @@ export interface RedisStartOptions {
   readonly cliUser?: { readonly user: string; readonly password: string };
 }
 
+/** A Redis ACL user for aclArgs; also the shape of RedisStartOptions.cliUser. */
+export interface AclUser {
+  readonly user: string;
+  readonly password: string;
+  /** Command rules after every key and channel (~* &*), e.g. ["+@all", "-@dangerous"]. */
+  readonly rules: readonly string[];
+}
+
+/** redis-server arguments that turn the `default` user off and add `users` (as a managed Redis has them). */
+export function aclArgs(...users: AclUser[]): string[] {
+  const defined = users.flatMap(({ user, password, rules }) => ["--user", user, "on", `>${password}`, "~*", "&*", ...rules]);
+  return ["--user", "default", "off", ...defined];
+}
+
 /** Starts a real redis-server on a free port with its data in a fresh temporary directory. */
 export async function startRedis(options: RedisStartOptions = {}): Promise<RedisProcess> {
   const binary = requireBinary("redis-server", "apt-get install redis-server");

@@ -9,7 +9,7 @@ import { createRedisStore } from "../src/stores/redis-store.ts";
 import { SqliteStore } from "../src/stores/sqlite-store.ts";
 import { type RedisClusterProcess, startRedisCluster } from "./redis-cluster.ts";
 import { type RedisSentinelProcess, startRedisSentinel } from "./redis-sentinel.ts";
-import { type RedisProcess, startRedis } from "./redis-server.ts";
+import { aclArgs, type RedisProcess, startRedis } from "./redis-server.ts";
 import { createTestPki, type TestPki } from "./redis-tls.ts";
 
 /** A store under test plus how to get a fresh one and clean up; every backend has one. */
@@ -72,11 +72,10 @@ export function redisTlsFixture(): StoreFixture {
   let pki: TestPki | undefined;
   let n = 0;
   // The test's own admin user empties the database between tests (FLUSHDB is @dangerous).
-  const acl = [
-    ["--user", "default", "off"],
-    ["--user", "app", "on", ">app-pass", "~*", "&*", "+@all", "-@dangerous"],
-    ["--user", "admin", "on", ">admin-pass", "~*", "&*", "+@all"],
-  ].flat();
+  const acl = aclArgs(
+    { user: "app", password: "app-pass", rules: ["+@all", "-@dangerous"] },
+    { user: "admin", password: "admin-pass", rules: ["+@all"] },
+  );
   const server = async () => {
     pki ??= createTestPki();
     redis ??= await startRedis({ tls: { pki }, args: acl, cliUser: { user: "admin", password: "admin-pass" } });

@@ -11,10 +11,12 @@ import { createRedisSentinelStore } from "../../src/stores/redis-sentinel-store.
 import { createRedisStore } from "../../src/stores/redis-store.ts";
 import { startRedisCluster } from "../../harness/redis-cluster.ts";
 import { startRedisSentinel } from "../../harness/redis-sentinel.ts";
-import { type RedisProcess, type RedisStartOptions, startRedis } from "../../harness/redis-server.ts";
+import { type AclUser, aclArgs, type RedisProcess, type RedisStartOptions, startRedis } from "../../harness/redis-server.ts";
 import { startService } from "../../harness/service.ts";
 
 const DURABLE = ["--appendonly", "yes", "--appendfsync", "always"];
+/** A user that may not run CONFIG. */
+const NO_CONFIG: AclUser = { user: "app", password: "pw", rules: ["+@all", "-config"] };
 const started: RedisProcess[] = [];
 afterAll(async () => {
   for (const server of started) await server.stop();
@@ -83,17 +85,8 @@ describe("maxmemory-policy on a single Redis", () => {
 
   test("CONFIG refused: the policy is read from INFO memory, and still refused", async () => {
     const server = await redis({
-      args: [...DURABLE, "--maxmemory-policy", "allkeys-random", "--user", "default", "off"].concat([
-        "--user",
-        "app",
-        "on",
-        ">pw",
-        "~*",
-        "&*",
-        "+@all",
-        "-config",
-      ]),
-      cliUser: { user: "app", password: "pw" },
+      args: [...DURABLE, "--maxmemory-policy", "allkeys-random", ...aclArgs(NO_CONFIG)],
+      cliUser: NO_CONFIG,
     });
     const store = createRedisStore({
       url: server.url.replace("redis://", "redis://app:pw@"),
@@ -110,10 +103,7 @@ describe("maxmemory-policy on a single Redis", () => {
   });
 
   test("CONFIG refused, INFO allowed, AOF on: appendfsync cannot be verified (unknown), not a refusal", async () => {
-    const server = await redis({
-      args: [...DURABLE, "--user", "default", "off", "--user", "app", "on", ">pw", "~*", "&*", "+@all", "-config"],
-      cliUser: { user: "app", password: "pw" },
-    });
+    const server = await redis({ args: [...DURABLE, ...aclArgs(NO_CONFIG)], cliUser: NO_CONFIG });
     const store = createRedisStore({
       url: server.url.replace("redis://", "redis://app:pw@"),
       keyPrefix: "e:",
@@ -129,24 +119,8 @@ describe("maxmemory-policy on a single Redis", () => {
   });
 
   test("neither CONFIG nor INFO readable: warns that it cannot verify, starts anyway (gauge 2)", async () => {
-    const server = await redis({
-      args: [
-        "--maxmemory-policy",
-        "allkeys-lru",
-        "--user",
-        "default",
-        "off",
-        "--user",
-        "app",
-        "on",
-        ">pw",
-        "~*",
-        "&*",
-        "+@all",
-        "-@dangerous",
-      ],
-      cliUser: { user: "app", password: "pw" },
-    });
+    const managed: AclUser = { user: "app", password: "pw", rules: ["+@all", "-@dangerous"] };
+    const server = await redis({ args: ["--maxmemory-policy", "allkeys-lru", ...aclArgs(managed)], cliUser: managed });
     const service = await startService({ store: server.url.replace("redis://", "redis://app:pw@") });
     try {
       expect(service.logs()).toContain("cannot be verified with this Redis user");

@@ -10,6 +10,7 @@ import { createRedisClusterStore } from "../../src/stores/redis-cluster-store.ts
 import { createRedisSentinelStore } from "../../src/stores/redis-sentinel-store.ts";
 import { startRedisCluster } from "../../harness/redis-cluster.ts";
 import { startRedisSentinel } from "../../harness/redis-sentinel.ts";
+import { aclArgs } from "../../harness/redis-server.ts";
 import { createTestPki, type TestPki } from "../../harness/redis-tls.ts";
 
 const DURABLE = ["--appendonly", "yes", "--appendfsync", "always"];
@@ -85,11 +86,10 @@ describe("Cluster over TLS", () => {
 
 describe("Sentinel over TLS with a managed ACL user (no CONFIG, no INFO)", () => {
   test("serves, and the checks find the replicas through the sentinels: 'cannot be verified' on each node", async () => {
-    const acl = [
-      ["--user", "default", "off"],
-      ["--user", "app", "on", ">app-pass", "~*", "&*", "+@all", "-@dangerous"],
-      ["--user", "admin", "on", ">admin-pass", "~*", "&*", "+@all"],
-    ].flat();
+    const acl = aclArgs(
+      { user: "app", password: "app-pass", rules: ["+@all", "-@dangerous"] },
+      { user: "admin", password: "admin-pass", rules: ["+@all"] },
+    );
     const deployment = await startRedisSentinel({
       args: [...DURABLE, ...acl],
       tls: { pki },

@@ -9,13 +9,13 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createServer, type Server } from "node:net";
 import { createRedisStore } from "../../src/stores/redis-store.ts";
 import { freePort, waitFor } from "../../harness/ports.ts";
-import { type RedisProcess, type RedisStartOptions, startRedis } from "../../harness/redis-server.ts";
+import { type AclUser, aclArgs, type RedisProcess, type RedisStartOptions, startRedis } from "../../harness/redis-server.ts";
 import { createTestPki, type TestPki } from "../../harness/redis-tls.ts";
 import { type ServiceProcess, startService } from "../../harness/service.ts";
 
 /** What a managed service gives you: `default` off, an app user with everything but @dangerous. */
-const MANAGED_ACL = ["--user", "default", "off", "--user", "app", "on", ">app-pass", "~*", "&*", "+@all", "-@dangerous"];
-const APP = { user: "app", password: "app-pass" };
+const APP: AclUser = { user: "app", password: "app-pass", rules: ["+@all", "-@dangerous"] };
+const MANAGED_ACL = aclArgs(APP);
 
 let pki: TestPki;
 const servers: RedisProcess[] = [];
@@ -186,21 +186,7 @@ describe("managed Redis: TLS on a private CA, an ACL user without @dangerous", (
   test("an ACL that denies a command the service needs: the 503 names the command", async () => {
     const server = await redis({
       tls: { pki },
-      args: [
-        "--user",
-        "default",
-        "off",
-        "--user",
-        "app",
-        "on",
-        ">app-pass",
-        "~*",
-        "&*",
-        "+@all",
-        "-@dangerous",
-        "-evalsha",
-        "-eval",
-      ],
+      args: aclArgs({ ...APP, rules: [...APP.rules, "-evalsha", "-eval"] }),
       cliUser: APP,
     });
     const s = await service(withUser(server.url, "app", "app-pass"), ["--redis-tls-ca", pki.ca]);
