@@ -48,6 +48,8 @@ function host(store: CounterStore, clock: () => number) {
 }
 
 const stamp = (start: number, schedule = MADRID): DayStamp => ({ schedule, start });
+/** The reservation fields of one keyed waiter at `position` (key kept 60 s). */
+const keyedAt = (position: number, key: string) => ({ keys: [{ position, key }], keyTtlSeconds: 60 });
 
 for (const makeFixture of STORE_FIXTURES) {
   const fixture = makeFixture();
@@ -82,20 +84,14 @@ for (const makeFixture of STORE_FIXTURES) {
       await store.reserve({ id: "s", n: 3 });
       await store.setSchedule("s", MADRID, DEC1);
       expect(await store.peek("s")).toEqual({ value: 3, epoch: 0, schedule: MADRID, day: DEC1 });
-      const unaware = await store.reserve({ id: "s", n: 2, keys: [{ position: 1, key: "k" }], keyTtlSeconds: 60 });
+      const unaware = await store.reserve({ id: "s", n: 2, ...keyedAt(1, "k") });
       expect(unaware).toMatchObject({ count: 0, scheduleChanged: { schedule: MADRID } });
       expect(unaware.keyed).toEqual([{ turno: 0, replayed: false }]);
       const other = await store.reserve({ id: "s", n: 1, day: stamp(DEC1, "07:00 Europe/Madrid") });
       expect(other).toMatchObject({ count: 0, scheduleChanged: { schedule: MADRID } });
       expect((await store.peek("s")).value).toBe(3);
       // The key of the refused reservation was not recorded: it gets a fresh number now.
-      const keyed = await store.reserve({
-        id: "s",
-        n: 1,
-        keys: [{ position: 0, key: "k" }],
-        keyTtlSeconds: 60,
-        day: stamp(DEC1),
-      });
+      const keyed = await store.reserve({ id: "s", n: 1, ...keyedAt(0, "k"), day: stamp(DEC1) });
       expect(keyed.keyed).toEqual([{ turno: 4, replayed: false }]);
       expect(keyed.scheduleChanged).toBeUndefined();
     });
@@ -103,18 +99,12 @@ for (const makeFixture of STORE_FIXTURES) {
     test("store: a later day starts at 1 with a new epoch; an older one is served in the store's day", async () => {
       const store = await fresh();
       await store.setSchedule("d", MADRID, DEC1);
-      const keyed = { keys: [{ position: 4, key: "kd" }], keyTtlSeconds: 60 };
+      const keyed = keyedAt(4, "kd");
       expect(await store.reserve({ id: "d", n: 5, ...keyed, day: stamp(DEC1) })).toMatchObject({ first: 1, count: 5, epoch: 0 });
       await store.report(new Map([["d", 5]]));
       expect(await store.reserve({ id: "d", n: 2, day: stamp(DEC2) })).toMatchObject({ first: 1, count: 2, epoch: 1 });
       // A key of the old day replays its number (the same request), taking none of the new day's.
-      const replay = await store.reserve({
-        id: "d",
-        n: 1,
-        keys: [{ position: 0, key: "kd" }],
-        keyTtlSeconds: 60,
-        day: stamp(DEC2),
-      });
+      const replay = await store.reserve({ id: "d", n: 1, ...keyedAt(0, "kd"), day: stamp(DEC2) });
       expect(replay).toMatchObject({ count: 0, keyed: [{ turno: 5, replayed: true }] });
       // A host whose clock is behind still says Dec 1: it gets the store's day, Dec 2.
       expect(await store.reserve({ id: "d", n: 1, day: stamp(DEC1) })).toMatchObject({ first: 3, count: 1, epoch: 1 });
@@ -135,8 +125,8 @@ for (const makeFixture of STORE_FIXTURES) {
       await store.reserve({ id: "m1", n: 4, day: stamp(DEC1) });
       await store.reserve({ id: "m2", n: 4 });
       const [a, b, c, d] = await Promise.all([
-        store.reserve({ id: "m2", n: 1, keys: [{ position: 0, key: "x" }], keyTtlSeconds: 60 }),
-        store.reserve({ id: "m1", n: 2, keys: [{ position: 1, key: "y" }], keyTtlSeconds: 60, day: stamp(DEC2) }),
+        store.reserve({ id: "m2", n: 1, ...keyedAt(0, "x") }),
+        store.reserve({ id: "m1", n: 2, ...keyedAt(1, "y"), day: stamp(DEC2) }),
         store.reserve({ id: "m1", n: 1 }),
         store.reserve({ id: "m2", n: 2 }),
       ]);
@@ -152,9 +142,9 @@ for (const makeFixture of STORE_FIXTURES) {
       await store.reserve({ id: "b1", n: 1, day: stamp(DEC1) });
       await store.setSchedule("b3", MADRID, DEC1);
       const [x, y, z, w] = await Promise.all([
-        store.reserve({ id: "b1", n: 2, sizes: [3, 2], keys: [{ position: 1, key: "bk" }], keyTtlSeconds: 60, day: stamp(DEC2) }),
+        store.reserve({ id: "b1", n: 2, sizes: [3, 2], ...keyedAt(1, "bk"), day: stamp(DEC2) }),
         store.reserve({ id: "b2", n: 2, sizes: [4, 1] }),
-        store.reserve({ id: "b3", n: 2, sizes: [5, 1], keys: [{ position: 0, key: "bk3" }], keyTtlSeconds: 60 }),
+        store.reserve({ id: "b3", n: 2, sizes: [5, 1], ...keyedAt(0, "bk3") }),
         store.reserve({ id: "b2", n: 1, sizes: [2] }),
       ]);
       expect(x).toMatchObject({ first: 1, count: 5, epoch: 1, keyed: [{ turno: 4, replayed: false }] });
@@ -162,14 +152,7 @@ for (const makeFixture of STORE_FIXTURES) {
       expect(z).toMatchObject({ count: 0, scheduleChanged: { schedule: MADRID }, keyed: [{ turno: 0, replayed: false }] });
       expect(w).toMatchObject({ first: 6, count: 2 });
       // The refused batch recorded nothing: its key takes a fresh range now.
-      const again = await store.reserve({
-        id: "b3",
-        n: 1,
-        sizes: [5],
-        keys: [{ position: 0, key: "bk3" }],
-        keyTtlSeconds: 60,
-        day: stamp(DEC1),
-      });
+      const again = await store.reserve({ id: "b3", n: 1, sizes: [5], ...keyedAt(0, "bk3"), day: stamp(DEC1) });
       expect(again).toMatchObject({ first: 1, count: 5, keyed: [{ turno: 1, replayed: false }] });
     });
 
