@@ -11,9 +11,9 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { waitFor } from "../../harness/ports.ts";
-import { type RedisClusterProcess, startRedisCluster } from "../../harness/redis-cluster.ts";
+import { type RedisClusterOptions, type RedisClusterProcess, startRedisCluster } from "../../harness/redis-cluster.ts";
 import { type ServiceProcess, startService } from "../../harness/service.ts";
-import { countFences, expectVerdictOk, FULL, figures, runChaos, FAILOVER_PHASES } from "./chaos-run.ts";
+import { type ChaosResult, countFences, expectVerdictOk, FULL, figures, runChaos, FAILOVER_PHASES } from "./chaos-run.ts";
 
 // Enough ids that every primary serves some of them.
 const IDS = Array.from({ length: 24 }, (_, i) => `cl${i}`);
@@ -27,30 +27,40 @@ afterEach(async () => {
   cluster = undefined;
 });
 
+/** A cluster and a service on it, loaded by 48 clients while `faults` works the cluster's nodes. */
+async function runOnCluster(
+  options: RedisClusterOptions,
+  faults: (nodes: RedisClusterProcess, mark: (label: string) => void) => Promise<void>,
+): Promise<{ nodes: RedisClusterProcess; service: ServiceProcess; result: ChaosResult }> {
+  const nodes = await startRedisCluster(options);
+  cluster = nodes;
+  const served = await startService({ store: nodes.url });
+  service = served;
+  const result = await runChaos({
+    url: served.url,
+    ids: IDS,
+    clients: 48,
+    ...FAILOVER_PHASES,
+    maxMs: 150_000,
+    faults: (mark) => faults(nodes, mark),
+  });
+  return { nodes, service: served, result };
+}
+
 describe("chaos: Redis Cluster failover", () => {
   test("a shard restarted empty under load: every turn refused (never re-issued), by running and new processes", async () => {
-    cluster = await startRedisCluster();
-    const nodes = cluster;
-    service = await startService({ store: nodes.url });
-    const result = await runChaos({
-      url: service.url,
-      ids: IDS,
-      clients: 48,
-      ...FAILOVER_PHASES,
-      maxMs: 150_000,
-      faults: async (mark) => {
-        const [shard] = await nodes.shards();
-        if (shard === undefined) throw new Error("no shard");
-        mark("fault");
-        for (const replica of shard.replicas) await replica.kill();
-        await shard.primary.kill();
-        await Bun.sleep(FULL ? 3000 : 1000);
-        // Same node id and slots (nodes.conf survives), no data: the shard went back to zero,
-        // its slot markers with it (cluster-markers.ts).
-        await shard.primary.restart();
-        for (const replica of shard.replicas) await replica.restart();
-        await nodes.waitHealthy(30_000);
-      },
+    const { nodes, result } = await runOnCluster({}, async (nodes, mark) => {
+      const [shard] = await nodes.shards();
+      if (shard === undefined) throw new Error("no shard");
+      mark("fault");
+      for (const replica of shard.replicas) await replica.kill();
+      await shard.primary.kill();
+      await Bun.sleep(FULL ? 3000 : 1000);
+      // Same node id and slots (nodes.conf survives), no data: the shard went back to zero,
+      // its slot markers with it (cluster-markers.ts).
+      await shard.primary.restart();
+      for (const replica of shard.replicas) await replica.restart();
+      await nodes.waitHealthy(30_000);
     });
     const f = figures("cluster-shard-empty-restart", result, "fault");
     expect(f.duplicates).toBe(0);
@@ -67,16 +77,9 @@ describe("chaos: Redis Cluster failover", () => {
   });
 
   test("kill -9 a primary under load, replica promoted: zero duplicates", async () => {
-    cluster = await startRedisCluster({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
-    const nodes = cluster;
-    service = await startService({ store: nodes.url });
-    const result = await runChaos({
-      url: service.url,
-      ids: IDS,
-      clients: 48,
-      ...FAILOVER_PHASES,
-      maxMs: 150_000,
-      faults: async (mark) => {
+    const { service, result } = await runOnCluster(
+      { args: ["--appendonly", "yes", "--appendfsync", "always"] },
+      async (nodes, mark) => {
         for (let round = 0; round < (FULL ? 3 : 1); round++) {
           const primaries = await nodes.primaries();
           const victim = primaries[round % primaries.length];
@@ -98,7 +101,7 @@ describe("chaos: Redis Cluster failover", () => {
           await Bun.sleep(FULL ? 3000 : 0);
         }
       },
-    });
+    );
     const f = figures("cluster-failover", result, "fault");
     const promotedAfterMs = Math.round((result.marks.get("promoted") ?? 0) - (result.marks.get("fault") ?? 0));
     console.log(`CHAOS cluster promotion took ${promotedAfterMs} ms; fences logged: ${countFences(service.logs())}`);

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { type FaultProxy, startFaultProxy } from "../../harness/fault-proxy.ts";
 import { type RedisProcess, startRedis } from "../../harness/redis-server.ts";
 import { type ServiceProcess, startService } from "../../harness/service.ts";
-import { expectVerdictOk, FULL, figures, runChaos } from "./chaos-run.ts";
+import { type ChaosResult, expectVerdictOk, FULL, figures, runChaos } from "./chaos-run.ts";
 
 const IDS = ["p0", "p1", "p2", "p3", "p4"];
 const DEADLINE_MS = 1000;
@@ -28,30 +28,34 @@ afterEach(async () => {
   redis = undefined;
 });
 
-async function setUp(): Promise<{ proxy: FaultProxy; service: ServiceProcess }> {
+/** Redis behind a fault proxy and a service on it, loaded by 40 clients while `faults` works the proxy. */
+async function runThroughProxy(
+  tailMs: number,
+  faults: (proxy: FaultProxy, mark: (label: string) => void) => Promise<void>,
+): Promise<ChaosResult> {
   redis = await startRedis({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
-  proxy = await startFaultProxy("127.0.0.1", redis.port);
-  service = await startService({ store: proxy.url, env: { TURNOMATIC_DEADLINE_MS: String(DEADLINE_MS) } });
-  return { proxy, service };
+  const between = await startFaultProxy("127.0.0.1", redis.port);
+  proxy = between;
+  service = await startService({ store: between.url, env: { TURNOMATIC_DEADLINE_MS: String(DEADLINE_MS) } });
+  return runChaos({
+    url: service.url,
+    ids: IDS,
+    clients: 40,
+    timeoutMs: 5 * DEADLINE_MS,
+    warmupMs: 1000,
+    tailMs,
+    faults: (mark) => faults(between, mark),
+  });
 }
 
 describe("chaos: partition between the service and Redis", () => {
   test("blackhole: 503s within the deadline, recovery after heal, zero duplicates", async () => {
-    const { proxy, service } = await setUp();
-    const result = await runChaos({
-      url: service.url,
-      ids: IDS,
-      clients: 40,
-      timeoutMs: 5 * DEADLINE_MS,
-      warmupMs: 1000,
-      tailMs: FULL ? 5000 : 2000,
-      faults: async (mark) => {
-        mark("fault");
-        proxy.blackhole();
-        await Bun.sleep(PARTITION_MS);
-        mark("heal");
-        proxy.heal();
-      },
+    const result = await runThroughProxy(FULL ? 5000 : 2000, async (proxy, mark) => {
+      mark("fault");
+      proxy.blackhole();
+      await Bun.sleep(PARTITION_MS);
+      mark("heal");
+      proxy.heal();
     });
     const f = figures("partition-blackhole", result, "fault", "heal");
     expectVerdictOk(result);
@@ -66,22 +70,13 @@ describe("chaos: partition between the service and Redis", () => {
   });
 
   test("connections reset: 503s within the deadline, reconnect, zero duplicates", async () => {
-    const { proxy, service } = await setUp();
-    const result = await runChaos({
-      url: service.url,
-      ids: IDS,
-      clients: 40,
-      timeoutMs: 5 * DEADLINE_MS,
-      warmupMs: 1000,
-      tailMs: 2000,
-      faults: async (mark) => {
-        // Spaced so the client reconnects in between: each reset is one fault cycle.
-        for (let i = 0; i < (FULL ? 10 : 3); i++) {
-          mark(i === 0 ? "fault" : `fault:${i}`);
-          proxy.reset();
-          await Bun.sleep(1500);
-        }
-      },
+    const result = await runThroughProxy(2000, async (proxy, mark) => {
+      // Spaced so the client reconnects in between: each reset is one fault cycle.
+      for (let i = 0; i < (FULL ? 10 : 3); i++) {
+        mark(i === 0 ? "fault" : `fault:${i}`);
+        proxy.reset();
+        await Bun.sleep(1500);
+      }
     });
     const f = figures("partition-reset", result, "fault");
     expectVerdictOk(result);
