@@ -13,12 +13,25 @@
  * WAIT pipelined behind the EVALSHA would have been answered before that EVAL was written, and would
  * vouch for nothing. A WAIT sent after the reply follows the write on the same connection for sure.
  * That costs one more round trip per batch, which the coalescer's batching absorbs.
+ *
+ * The WAIT must go out on the connection that carried the writes: WAIT counts the replicas that have
+ * this connection's last write, so on a fresh connection it vouches for nothing and answers at once.
+ * ioredis queues a command sent while it reconnects and writes it on the next connection, to the
+ * next primary after a failover. So the connection is noted when the replies arrive and checked just
+ * before the WAIT is written; if it changed (or is not ready), the WAIT is not sent and the
+ * reservations fail. (A WAIT delayed by the first replica count, a process started during a
+ * failover, went to the promoted replica and vouched for numbers the failover lost: nemesis seed
+ * 20261202, 20 min, t+548 s; postmortem 2026-12-02-wait-on-another-connection.)
  */
 import { StoreUnavailableError } from "../domain/errors.ts";
 
-/** The one command this module needs; ioredis's Redis has it. */
+/** What this module needs of a client; ioredis's Redis has it. */
 export interface WaitClient {
   wait(replicas: number, timeoutMs: number): Promise<number>;
+  /** "ready" when a command is written at once (otherwise ioredis queues it for the next connection). */
+  readonly status: string;
+  /** The current connection's socket: another object after every reconnect. */
+  readonly stream: unknown;
 }
 
 export interface ReplicaAckOptions {
@@ -51,18 +64,26 @@ export class ReplicaAck {
    */
   afterWrite(): Promise<void> {
     if (this.#next === undefined) {
+      // The replies of every caller that joins came on this connection (they arrive in one turn).
+      const written = this.#client.stream;
       this.#next = Promise.resolve().then(() => {
         // From here on, callers need a WAIT sent after their own reply: start a new one.
         this.#next = undefined;
-        return this.#wait();
+        return this.#wait(written);
       });
     }
     return this.#next;
   }
 
-  async #wait(): Promise<void> {
+  async #wait(written: unknown): Promise<void> {
     const { timeoutMs } = this.#options;
     const replicas = typeof this.#options.replicas === "number" ? this.#options.replicas : await this.#options.replicas();
+    if (this.#client.status !== "ready" || this.#client.stream !== written) {
+      this.stats.short++;
+      throw new StoreUnavailableError(
+        "the connection to Redis changed between the reservation and its WAIT (a WAIT on another connection would vouch for nothing); its numbers are skipped, never re-issued",
+      );
+    }
     this.stats.waits++;
     let acknowledged: number;
     try {

@@ -71,6 +71,40 @@ describe("WAIT after each reservation", () => {
   });
 });
 
+describe("WAIT on the connection of the writes", () => {
+  test("a WAIT delayed past a reconnect to another primary is not sent: there it would vouch for writes no replica has", async () => {
+    // The writes go to a primary without replicas; a failover would then point the client at
+    // another primary, whose replica acknowledges anything asked on that connection.
+    const old = await redis();
+    const promoted = await redis(["--repl-diskless-sync-delay", "0"]);
+    await redis(["--replicaof", "127.0.0.1", String(promoted.port)]);
+    await waitFor("replica online", async () => (await promoted.cli("INFO", "replication")).includes("state=online"));
+    const client = new Redis(old.url, { retryStrategy: () => 10 });
+    const ack = (count: () => Promise<number>) => new ReplicaAck(client, { replicas: count, timeoutMs: 500 });
+    // The count arrives only after ioredis reconnected (a process that learns it during a failover).
+    const afterFailover = async () => {
+      client.options.port = promoted.port;
+      client.disconnect(true);
+      await new Promise((resolve) => client.once("ready", resolve));
+      return 1;
+    };
+    try {
+      await client.incr("lost");
+      const delayed = ack(afterFailover);
+      const failure = await delayed.afterWrite().catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(StoreUnavailableError);
+      expect((failure as Error).message).toContain("connection to Redis changed");
+      expect(delayed.stats.waits).toBe(0);
+      // What that WAIT would have answered: the promoted primary's replica "acknowledges" it.
+      expect(await client.wait(1, 500)).toBe(1);
+      expect(await old.cli("GET", "lost")).toBe("1");
+      expect(await promoted.cli("GET", "lost")).toBe("");
+    } finally {
+      client.disconnect();
+    }
+  });
+});
+
 describe("durability check on a cluster", () => {
   test("reads every primary and names the one that could lose numbers", async () => {
     const cluster = await startRedisCluster({ args: ["--appendonly", "yes", "--appendfsync", "always"] });

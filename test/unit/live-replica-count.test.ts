@@ -121,6 +121,8 @@ test("a WAIT reads the count when it is sent, and fails short of it", async () =
   const asked: number[] = [];
   const ack = new ReplicaAck(
     {
+      status: "ready",
+      stream: {},
       wait: async (replicas) => {
         asked.push(replicas);
         return 1; // one replica acknowledges: the promoted one of a forced failover does not
@@ -132,4 +134,35 @@ test("a WAIT reads the count when it is sent, and fails short of it", async () =
   live = 1;
   await ack.afterWrite();
   expect(asked).toEqual([2, 1]);
+});
+
+test("a WAIT is not sent when the connection changed while it waited for the count", async () => {
+  const client = { status: "ready", stream: {} as unknown, waits: 0 };
+  let release: (count: number) => void = () => {};
+  const ack = new ReplicaAck(
+    {
+      get status() {
+        return client.status;
+      },
+      get stream() {
+        return client.stream;
+      },
+      wait: async () => {
+        client.waits++;
+        return 2; // a fresh connection's WAIT: every replica has its (no) writes
+      },
+    },
+    { replicas: () => new Promise<number>((resolve) => (release = resolve)), timeoutMs: 10 },
+  );
+  const reconnected = ack.afterWrite();
+  await Bun.sleep(1);
+  client.stream = {}; // ioredis reconnected: to the promoted replica after a failover
+  release(2);
+  await expect(reconnected).rejects.toThrow("connection to Redis changed");
+  const reconnecting = ack.afterWrite();
+  await Bun.sleep(1);
+  client.status = "reconnecting"; // a WAIT now would wait in ioredis's queue for the next connection
+  release(2);
+  await expect(reconnecting).rejects.toThrow("connection to Redis changed");
+  expect(client.waits).toBe(0);
 });
