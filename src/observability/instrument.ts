@@ -100,7 +100,12 @@ export function storeStateLogger(logger: Logger, store: string): ConnectionState
   return (state, detail) => {
     const fields = { event: `store.${state}`, store: redactStoreUrl(store), ...detail };
     // The cause in the message too, so a reader of plain log lines sees it (store-errors.ts).
-    const message = detail?.error === undefined ? `store connection ${state}` : `store connection ${state}: ${detail.error}`;
+    const message =
+      state === "replicas"
+        ? `store WAITs now wait for ${detail?.replicas} replicas (${detail?.counted || "none listed"})${detail?.left ? `; not counted: ${detail.left}` : ""}`
+        : detail?.error === undefined
+          ? `store connection ${state}`
+          : `store connection ${state}: ${detail.error}`;
     if (state === "error" || state === "close" || state === "end" || state === "silent") logger.warn(message, fields);
     else logger.info(message, fields);
   };

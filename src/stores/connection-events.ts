@@ -11,16 +11,25 @@ import { StoreUnavailableError, TurnoError } from "../domain/errors.ts";
 import { type ProbeTarget, probeConnection } from "./connection-probe.ts";
 import { classifyStoreError, type StoreCauseKind } from "./store-errors.ts";
 
-export type ConnectionState = "connect" | "ready" | "close" | "reconnecting" | "end" | "error" | "silent";
+export type ConnectionState = "connect" | "ready" | "close" | "reconnecting" | "end" | "error" | "silent" | "replicas";
 
 /**
  * Called on each state change; `detail` carries the cause in the service's words (`error`, with its
- * `cause` kind when known), the reconnect delay, or (for "silent", reported by silence-guard.ts, not
- * by ioredis) how long nothing came back.
+ * `cause` kind when known), the reconnect delay, for "silent" (reported by silence-guard.ts, not
+ * by ioredis) how long nothing came back, and for "replicas" (replica-ack.ts LiveReplicaCount) how
+ * many replicas each WAIT now waits for and why the others do not count.
  */
 export type ConnectionStateListener = (
   state: ConnectionState,
-  detail?: { error?: string; cause?: StoreCauseKind; delayMs?: number; silentMs?: number },
+  detail?: {
+    error?: string;
+    cause?: StoreCauseKind;
+    delayMs?: number;
+    silentMs?: number;
+    replicas?: number;
+    counted?: string;
+    left?: string;
+  },
 ) => void;
 
 interface Emitter {

@@ -149,7 +149,19 @@ export function createRedisSentinelStore(options: RedisSentinelStoreOptions): Re
   const connection = watchConnection(client, options.onStateChange, { ...first, tls: tlsSettings });
   const lister = new SentinelLister(client);
   const liveReplicas =
-    options.waitReplicas === "all" ? new LiveReplicaCount(() => lister.listed(), 1000, options.waitTimeoutMs) : undefined;
+    options.waitReplicas === "all"
+      ? new LiveReplicaCount(
+          () => lister.listed(),
+          1000,
+          options.waitTimeoutMs,
+          (change) =>
+            options.onStateChange?.("replicas", {
+              replicas: change.replicas,
+              counted: change.counted.join(" "),
+              left: change.left.join("; "),
+            }),
+        )
+      : undefined;
   const replicas = liveReplicas === undefined ? (options.waitReplicas as number) : () => liveReplicas.current();
   const ack =
     replicas !== 0

@@ -116,6 +116,18 @@ export interface ListedReplica {
   readonly downAfterMs: number;
 }
 
+/** What LiveReplicaCount reports when its count changes: the count, who counts, who not and why. */
+export interface CountChange {
+  readonly replicas: number;
+  readonly counted: readonly string[];
+  /** Each replica listed but not counted, with what the sentinel said of it. */
+  readonly left: readonly string[];
+}
+
+function sameNames(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  return a.size === b.size && [...a].every((name) => b.has(name));
+}
+
 /**
  * How many replicas a WAIT must reach under Sentinel by default: every replica Sentinel could
  * promote, at least one. A write that one of them lacks is lost if Sentinel promotes that one, so
@@ -165,10 +177,21 @@ export class LiveReplicaCount {
   readonly #known: Promise<void>;
   #markKnown: () => void = () => {};
 
-  /** `waitMs`: how long a WAIT waits for the first count before it fails (the WAIT timeout). */
-  constructor(list: () => Promise<readonly ListedReplica[] | undefined>, intervalMs = 1000, waitMs = 1000) {
+  readonly #onChange: ((change: CountChange) => void) | undefined;
+
+  /**
+   * `waitMs`: how long a WAIT waits for the first count before it fails (the WAIT timeout);
+   * `onChange`: told when the count or the replicas counted change (for the logs), not otherwise.
+   */
+  constructor(
+    list: () => Promise<readonly ListedReplica[] | undefined>,
+    intervalMs = 1000,
+    waitMs = 1000,
+    onChange?: (change: CountChange) => void,
+  ) {
     this.#list = list;
     this.#waitMs = waitMs;
+    this.#onChange = onChange;
     this.#known = new Promise((resolve) => {
       this.#markKnown = resolve;
     });
@@ -202,9 +225,11 @@ export class LiveReplicaCount {
       const replicas = await this.#list();
       if (replicas !== undefined) {
         const counted = replicas.filter((replica) => this.#counts(replica));
+        const before = this.#counted;
         this.#counted = new Set(counted.map((replica) => replica.name));
         this.#count = Math.max(1, counted.length);
         this.#markKnown();
+        if (before === undefined || !sameNames(before, this.#counted)) this.#report(replicas);
       }
     } catch {
       // Keep the last count: the sentinels answer again soon, or the WAITs tell.
@@ -214,6 +239,14 @@ export class LiveReplicaCount {
 
   close(): void {
     clearInterval(this.#timer);
+  }
+
+  #report(listed: readonly ListedReplica[]): void {
+    const counted = this.#counted ?? new Set<string>();
+    const left = listed
+      .filter((replica) => !counted.has(replica.name))
+      .map((r) => `${r.name} (${r.flags}, role ${r.roleReported}, link ${r.masterLinkStatus} ${r.masterLinkDownTimeMs} ms)`);
+    this.#onChange?.({ replicas: this.#count ?? 1, counted: [...counted], left });
   }
 
   #counts(replica: ListedReplica): boolean {

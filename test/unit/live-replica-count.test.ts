@@ -166,3 +166,24 @@ test("a WAIT is not sent when the connection changed while it waited for the cou
   await expect(reconnecting).rejects.toThrow("connection to Redis changed");
   expect(client.waits).toBe(0);
 });
+
+test("tells when the replicas counted change, with why the others do not count, and not otherwise", async () => {
+  const healthy = listed();
+  const other = listed();
+  let answer = [healthy, other];
+  const changes: Array<{ replicas: number; counted: readonly string[]; left: readonly string[] }> = [];
+  const count = new LiveReplicaCount(async () => answer, 60_000, 50, (change) => changes.push(change));
+  try {
+    await count.refresh();
+    await count.refresh();
+    answer = [healthy, { ...other, flags: "slave,disconnected" }];
+    await count.refresh();
+    await count.refresh();
+    expect(changes).toEqual([
+      { replicas: 2, counted: [healthy.name, other.name], left: [] },
+      { replicas: 1, counted: [healthy.name], left: [`${other.name} (slave,disconnected, role slave, link ok 0 ms)`] },
+    ]);
+  } finally {
+    count.close();
+  }
+});
