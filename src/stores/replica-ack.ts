@@ -132,8 +132,17 @@ function sameNames(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
  * How many replicas a WAIT must reach under Sentinel by default: every replica Sentinel could
  * promote, at least one. A write that one of them lacks is lost if Sentinel promotes that one, so
  * the count follows Sentinel's own choice of candidates (sentinelSelectSlave): a replica counts
- * unless it is flagged s_down, o_down or disconnected, or its link to the primary has been down for
- * longer than 10 x down-after-milliseconds (then Sentinel will not promote it either).
+ * unless it is flagged s_down or o_down, or its link to the primary has been down for longer than
+ * 10 x down-after-milliseconds (then Sentinel will not promote it either).
+ *
+ * Why "disconnected" does not leave a replica out: the flag says that the sentinel we asked has no
+ * link to it, not that the sentinel leading the next failover has none. Each switch of primary
+ * makes every sentinel list all replicas as disconnected for a moment (it starts them anew), and a
+ * sentinel's link can drop while the leader's stays up: nemesis seed 20261202 after the WAIT
+ * connection fix, t+834 s, listed the replica :6381 "disconnected" while the leader, over a 1 s old
+ * link, promoted it; the other replica alone had acknowledged the writes of that second (the store
+ * went back 297 reservations). A replica that really died makes WAITs fail until it is flagged
+ * s_down (down-after-milliseconds).
  *
  * Why not only the replicas whose link is up (the rule before): a replica cut off from the primary
  * for a few seconds stays a candidate, and leaving it out dropped the count to 1, so the other
@@ -250,7 +259,7 @@ export class LiveReplicaCount {
   }
 
   #counts(replica: ListedReplica): boolean {
-    if (/s_down|o_down|disconnected/.test(replica.flags)) return false;
+    if (/s_down|o_down/.test(replica.flags)) return false;
     if (replica.flags.includes("promoted")) return true;
     if (replica.roleReported !== "slave") return this.#counted?.has(replica.name) ?? true;
     return replica.masterLinkStatus === "ok" || replica.masterLinkDownTimeMs <= 10 * replica.downAfterMs;
