@@ -21,7 +21,7 @@
  * before the WAIT is written; if it changed (or is not ready), the WAIT is not sent and the
  * reservations fail. (A WAIT delayed by the first replica count, a process started during a
  * failover, went to the promoted replica and vouched for numbers the failover lost: nemesis seed
- * 20261202, 20 min, t+548 s; postmortem 2026-12-02-wait-on-another-connection.)
+ * 20261202, 20 min, t+548 s; postmortem 2026-12-02-link-down-replica-promoted, its update.)
  */
 import { StoreUnavailableError } from "../domain/errors.ts";
 
@@ -50,7 +50,7 @@ export class ReplicaAck {
   readonly #client: WaitClient;
   readonly #options: ReplicaAckOptions;
   #next: Promise<void> | undefined;
-  /** WAITs sent and WAITs that came back short, for tests and logs. */
+  /** WAITs sent, and WAITs that came back short or were not sent (the connection changed), for tests and logs. */
   readonly stats = { waits: 0, short: 0 };
 
   constructor(client: WaitClient, options: ReplicaAckOptions) {
@@ -233,12 +233,12 @@ export class LiveReplicaCount {
     try {
       const replicas = await this.#list();
       if (replicas !== undefined) {
-        const counted = replicas.filter((replica) => this.#counts(replica));
         const before = this.#counted;
-        this.#counted = new Set(counted.map((replica) => replica.name));
-        this.#count = Math.max(1, counted.length);
+        const counted = new Set(replicas.filter((replica) => this.#counts(replica)).map((replica) => replica.name));
+        this.#counted = counted;
+        this.#count = Math.max(1, counted.size);
         this.#markKnown();
-        if (before === undefined || !sameNames(before, this.#counted)) this.#report(replicas);
+        if (before === undefined || !sameNames(before, counted)) this.#report(replicas, counted, this.#count);
       }
     } catch {
       // Keep the last count: the sentinels answer again soon, or the WAITs tell.
@@ -250,12 +250,11 @@ export class LiveReplicaCount {
     clearInterval(this.#timer);
   }
 
-  #report(listed: readonly ListedReplica[]): void {
-    const counted = this.#counted ?? new Set<string>();
+  #report(listed: readonly ListedReplica[], counted: ReadonlySet<string>, replicas: number): void {
     const left = listed
       .filter((replica) => !counted.has(replica.name))
       .map((r) => `${r.name} (${r.flags}, role ${r.roleReported}, link ${r.masterLinkStatus} ${r.masterLinkDownTimeMs} ms)`);
-    this.#onChange?.({ replicas: this.#count ?? 1, counted: [...counted], left });
+    this.#onChange?.({ replicas, counted: [...counted], left });
   }
 
   #counts(replica: ListedReplica): boolean {

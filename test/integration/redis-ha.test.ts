@@ -80,7 +80,6 @@ describe("WAIT on the connection of the writes", () => {
     await redis(["--replicaof", "127.0.0.1", String(promoted.port)]);
     await waitFor("replica online", async () => (await promoted.cli("INFO", "replication")).includes("state=online"));
     const client = new Redis(old.url, { retryStrategy: () => 10 });
-    const ack = (count: () => Promise<number>) => new ReplicaAck(client, { replicas: count, timeoutMs: 500 });
     // The count arrives only after ioredis reconnected (a process that learns it during a failover).
     const afterFailover = async () => {
       client.options.port = promoted.port;
@@ -90,7 +89,7 @@ describe("WAIT on the connection of the writes", () => {
     };
     try {
       await client.incr("lost");
-      const delayed = ack(afterFailover);
+      const delayed = new ReplicaAck(client, { replicas: afterFailover, timeoutMs: 500 });
       const failure = await delayed.afterWrite().catch((error: unknown) => error);
       expect(failure).toBeInstanceOf(StoreUnavailableError);
       expect((failure as Error).message).toContain("connection to Redis changed");
