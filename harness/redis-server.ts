@@ -29,10 +29,10 @@ export interface RedisStartOptions {
   /** Serve TLS only, on the port (`--port 0 --tls-port <port>`); the URL is then rediss://. */
   readonly tls?: RedisTlsSetup;
   /** The user redis-cli authenticates as (for servers with `user default off`). */
-  readonly cliUser?: { readonly user: string; readonly password: string };
+  readonly cliUser?: Pick<AclUser, "user" | "password">;
 }
 
-/** A Redis ACL user for aclArgs; also the shape of RedisStartOptions.cliUser. */
+/** A Redis ACL user for aclArgs; RedisStartOptions.cliUser is one without its rules. */
 export interface AclUser {
   readonly user: string;
   readonly password: string;
