@@ -6,8 +6,12 @@
  * every load is judged by the history checker: zero failed requests, zero duplicates, I1-I4 hold.
  *
  * Thresholds: on this shared 2-core machine the load client and HAProxy use most of the CPU, so a
- * flat-out load puts only ~0.15-0.3 cores on each app host and the light load ~0.02; the test sets the
- * CPU thresholds between the two (the defaults, 0.6 / 0.2, are for hosts with their own cores).
+ * flat-out load puts only ~0.15-0.3 cores on each app host and the light load ~0.02 here, but 0.05-0.08
+ * on a slower CI machine (where a fixed scale-in threshold of 0.05 never saw three cold samples in a row).
+ * So the test measures what the light load costs on this machine and sets the thresholds from it:
+ * scale-in at twice that (at least 0.05), scale-out 1.6 times the scale-in threshold (at least 0.1),
+ * which keeps the rule's own no-flapping condition (the load on one host fewer stays under scale-out).
+ * The defaults, 0.6 / 0.2, are for hosts with their own cores.
  */
 import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -21,6 +25,8 @@ import {
   removeAppHost,
   up,
 } from "../../scripts/cluster/topology.ts";
+import { CpuMeter } from "../../scripts/cluster/autoscaler.ts";
+import type { ClusterState } from "../../scripts/cluster/state.ts";
 import { formatVerdict } from "../../harness/history-checker.ts";
 import {
   FULL,
@@ -64,13 +70,17 @@ test(
       // The autoscaler starts once the fresh hosts have settled: their first seconds (module loading,
       // JIT, the first Redis round trips) cost more CPU than this test's low thresholds allow.
       await Bun.sleep(1500);
+      const { scaleInCpu, scaleOutCpu, lightCpu } = await thresholdsFromLightLoad(state);
+      console.log(
+        `autoscale: the light load costs ${lightCpu.toFixed(3)} cores per host; scale-in at ${scaleInCpu}, scale-out at ${scaleOutCpu}`,
+      );
       const scaler = Bun.spawn(
         [
           process.execPath,
           CLI,
           "autoscale",
           ...["--name", NAME, "--min", "2", "--max", String(MAX), "--interval-ms", "500"],
-          ...["--scale-out-cpu", "0.1", "--scale-in-cpu", "0.05", "--cooldown-out-ms", "3000", "--cooldown-in-ms", "5000"],
+          ...["--scale-out-cpu", String(scaleOutCpu), "--scale-in-cpu", String(scaleInCpu), "--cooldown-out-ms", "3000", "--cooldown-in-ms", "5000"],
           ...["--duration-s", FULL ? "400" : "150"],
         ],
         { stdout: "pipe", stderr: "pipe" },
@@ -171,6 +181,19 @@ test(
   },
   FULL ? 600_000 : 240_000,
 );
+
+/** CPU per app host under the light load alone, over 3 s, and the thresholds the test derives from it. */
+async function thresholdsFromLightLoad(state: ClusterState) {
+  const meter = new CpuMeter();
+  meter.sample(state);
+  await Bun.sleep(3000);
+  const perHost = Object.values(meter.sample(state));
+  const lightCpu = perHost.reduce((a, b) => a + b, 0) / perHost.length;
+  const hundredths = (n: number) => Math.ceil(n * 100) / 100;
+  const scaleInCpu = Math.max(0.05, hundredths(2 * lightCpu));
+  const scaleOutCpu = Math.max(0.1, hundredths(1.6 * scaleInCpu));
+  return { lightCpu, scaleInCpu, scaleOutCpu };
+}
 
 /**
  * The autoscaler scales in only at low load, so the test above drains a host under a light load. This
