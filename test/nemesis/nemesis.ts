@@ -29,7 +29,7 @@ import {
   waitLbState,
   waitReady,
 } from "../../scripts/cluster/topology.ts";
-import { type ExecutedFault, formatViolation, type Judgement, judge, type Recovery } from "./judge.ts";
+import { type ExecutedFault, formatViolation, type Judgement, type JudgeInput, judge, type Recovery } from "./judge.ts";
 import { deployRedis, type RedisDeployment, waitUntil } from "./redis-ns.ts";
 import {
   buildSchedule,
@@ -119,7 +119,9 @@ options:
   --workers N        worker processes per app host (default 2)
   --name NAME        cluster name (default nemesis)
   --out FILE         write the run's report (JSON) there
-  --logs DIR         copy the Redis, Sentinel and app host logs there before the topology goes
+  --logs DIR         copy the Redis, Sentinel and app host logs there before the topology goes, and
+                     what the judge read (judge-input.json)
+  --rejudge FILE     judge a kept judge-input.json again (after a change to the judge) and exit
   --negative-control after each empty restart the app hosts also forget the store (their witness):
                      the service re-issues numbers and the judge must report duplicates
   --help             this text
@@ -128,7 +130,7 @@ fault kinds:
 ${FAULT_KINDS.map((k) => `  ${k.padEnd(16)} ${FAULT_HELP[k]}`).join("\n")}
 `;
 
-export function parseArgs(argv: readonly string[]): NemesisOptions | "help" {
+export function parseArgs(argv: readonly string[]): NemesisOptions | "help" | { readonly rejudge: string } {
   const values = new Map<string, string>();
   const flags = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
@@ -144,8 +146,13 @@ export function parseArgs(argv: readonly string[]): NemesisOptions | "help" {
     values.set(arg, value);
     i++;
   }
-  const known = ["--minutes", "--seed", "--faults", "--store", "--apps", "--workers", "--name", "--out", "--logs"];
+  const known = ["--minutes", "--seed", "--faults", "--store", "--apps", "--workers", "--name", "--out", "--logs", "--rejudge"];
   for (const key of values.keys()) if (!known.includes(key)) throw new RangeError(`unknown option '${key}'`);
+  const rejudgeFile = values.get("--rejudge");
+  if (rejudgeFile !== undefined) {
+    if (values.size > 1 || flags.size > 0) throw new RangeError("--rejudge takes no other option");
+    return { rejudge: rejudgeFile };
+  }
   const number = (key: string, fallback: number, low: number, high: number) => {
     const raw = values.get(key);
     const n = raw === undefined ? fallback : Number(raw);
@@ -686,7 +693,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
     for (const id of ids.keyed) classes.set(id, "keyed");
     for (const id of ids.admin) classes.set(id, "admin");
     for (const id of ids.batch) classes.set(id, "batch");
-    const judgement = judge({
+    const judgeInput: JudgeInput = {
       entries: result.entries,
       adminOps: result.adminOps,
       recoveries: rt.recoveries,
@@ -695,7 +702,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
       actual: read.actual,
       ledgers: read.ledgers,
       ledgerFlushMs: LEDGER_FLUSH_MS,
-    });
+    };
+    if (options.logs !== undefined) saveJudgeInput(join(options.logs, JUDGE_INPUT_FILE), judgeInput, loadStart, log);
+    const judgement = judge(judgeInput);
     const violationsText = judgement.violations.map((v) => formatViolation(v, executed, loadStart));
     const sum = (pick: (row: Judgement["ledger"][number]) => number) => judgement.ledger.reduce((s, row) => s + pick(row), 0);
     const { ledger: _ledger, ...rest } = judgement;
@@ -750,6 +759,34 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisReport
   }
 }
 
+/** Where --logs keeps what the judge read, for `--rejudge` after a change to the judge. */
+const JUDGE_INPUT_FILE = "judge-input.json";
+
+interface SavedJudgeInput extends Omit<JudgeInput, "ids"> {
+  readonly ids: ReadonlyArray<readonly [string, ClientClass]>;
+  readonly loadStart: number;
+}
+
+function saveJudgeInput(file: string, input: JudgeInput, loadStart: number, log: (line: string) => void): void {
+  mkdirSync(join(file, ".."), { recursive: true });
+  const saved: SavedJudgeInput = { ...input, ids: [...input.ids], loadStart };
+  writeFileSync(file, JSON.stringify(saved));
+  log(`judge input (${input.entries.length} attempts) written to ${file}`);
+}
+
+/** Judges a run again from the input --logs kept; prints the violations; true when there are none. */
+export function rejudge(file: string, log: (line: string) => void): boolean {
+  const saved = JSON.parse(readFileSync(file, "utf8")) as SavedJudgeInput;
+  const judgement = judge({ ...saved, ids: new Map(saved.ids) });
+  for (const v of judgement.violations) log(formatViolation(v, saved.faults, saved.loadStart));
+  const t = judgement.totals;
+  log(
+    `rejudged ${file}: ${judgement.attempts} attempts, ${judgement.judged} judged, ${judgement.violations.length} violations ` +
+      `(${t.duplicates} duplicates, ${t.orderViolations} order violations, ${t.gaps} gaps, ${t.failed} failed)`,
+  );
+  return judgement.ok;
+}
+
 /** Copies every *.log of the cluster's state folder (app hosts, HAProxy, Redis, Sentinel) to `dir`. */
 function keepLogs(stateDir: string, dir: string, log: (line: string) => void): void {
   mkdirSync(dir, { recursive: true });
@@ -789,7 +826,7 @@ function printSummary(report: NemesisReport, log: (line: string) => void): void 
 }
 
 if (import.meta.main) {
-  let options: NemesisOptions | "help";
+  let options: ReturnType<typeof parseArgs>;
   try {
     options = parseArgs(process.argv.slice(2));
   } catch (error) {
@@ -800,6 +837,7 @@ if (import.meta.main) {
     process.stdout.write(USAGE);
     process.exit(0);
   }
+  if ("rejudge" in options) process.exit(rejudge(options.rejudge, (line) => console.log(line)) ? 0 : 1);
   if (process.getuid?.() !== 0) {
     process.stderr.write("test:nemesis builds network namespaces: run it as root, under flock /tmp/netns.lock\n");
     process.exit(2);
