@@ -157,16 +157,20 @@ function sameNames(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
  * acknowledging them; those writes exist on no server of the new topology (postmortem
  * 2026-12-02-forced-failover-duplicates). The promoted replica stops acknowledging the old primary at
  * once; it is listed with the flag "promoted" by the sentinel that leads the failover and with role
- * master by the others, and counts either way: a replica that counted at the last refresh and now
- * reports role master still counts, for as long as the sentinels list it as a replica (until the
- * switch, however long the failover takes; a 10 s limit let the old primary's writes of the 11th
- * second through, nemesis seed 20261202 after the second fix, t+448 s). So a WAIT fails in that
- * window instead of vouching for numbers the failover will lose.
+ * master by the others, and counts either way, for as long as the sentinels list it as a replica
+ * (until the switch, however long the failover takes; a 10 s limit let the old primary's writes of
+ * the 11th second through, nemesis seed 20261202 after the second fix, t+448 s). So a WAIT fails in
+ * that window instead of vouching for numbers the failover will lose.
  *
- * Not counted: an instance that reports role master and did not count at the last refresh, like a
- * restarted old primary that Sentinel has not converted yet; it replicates nothing, so a WAIT for it
- * could never succeed. (At a process's first refresh it counts: see #counted. Before that first
- * answer a WAIT waits for it; counting 1 meanwhile let a process started inside a forced failover
+ * Also counted: an instance that reports role master but is listed as a replica, like the old
+ * primary after a failover until Sentinel converts it (about 8 s: four INFO periods). It replicates
+ * nothing yet, so WAITs fail meanwhile, but it is a candidate: Sentinel's choice of a replica does
+ * not look at the role, and a forced failover 0.5 s after the conversion promoted it, behind the
+ * other replica, which alone had acknowledged the writes of the processes that did not count it
+ * (nemesis seed 20261202 after the fourth fix, t+87 s: the store went back 19 reservations, detected
+ * and halted; until then such an instance counted only if it counted at the last refresh. At a
+ * process's first refresh it counted too; before that first answer a WAIT waits for it; counting 1
+ * meanwhile let a process started inside a forced failover
  * vouch for writes the failover lost, nemesis seed 20261202, 20 min, t+850 s.) A replica that dies
  * makes WAITs fail until the sentinels flag it down (down-after-milliseconds). Read from the
  * sentinels every `intervalMs`, off the request path; a failed read keeps the last count.
@@ -177,11 +181,7 @@ export class LiveReplicaCount {
   readonly #timer: ReturnType<typeof setInterval>;
   readonly #list: () => Promise<readonly ListedReplica[] | undefined>;
   readonly #waitMs: number;
-  /**
-   * The replicas (by name) that counted at the last refresh; undefined before the first, when a
-   * process that starts during a failover cannot tell a replica being promoted from a restarted old
-   * primary: both count then (the safe side; a WAIT fails until Sentinel converts the old primary).
-   */
+  /** The replicas (by name) that counted at the last refresh, for the report of a change. */
   #counted: Set<string> | undefined;
   readonly #known: Promise<void>;
   #markKnown: () => void = () => {};
@@ -259,8 +259,7 @@ export class LiveReplicaCount {
 
   #counts(replica: ListedReplica): boolean {
     if (/s_down|o_down/.test(replica.flags)) return false;
-    if (replica.flags.includes("promoted")) return true;
-    if (replica.roleReported !== "slave") return this.#counted?.has(replica.name) ?? true;
+    if (replica.flags.includes("promoted") || replica.roleReported !== "slave") return true;
     return replica.masterLinkStatus === "ok" || replica.masterLinkDownTimeMs <= 10 * replica.downAfterMs;
   }
 }
