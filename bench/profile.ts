@@ -7,7 +7,7 @@
  * docs/reports/scalability/profile-<case>/: the Bun markdown profile, perf's per-DSO and per-symbol tables,
  * and layers.json (self time grouped by layer, see LAYERS below).
  *
- * Usage: bun bench/profile.ts [--case redis-hot|redis-1000|memory] [--seconds 10] (--help)
+ * Usage: bun bench/profile.ts [--case redis-hot|redis-hot-keyed|redis-1000|memory] [--seconds 10] (--help)
  */
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,20 +18,22 @@ import { choiceArg, numberArg, parseOrExit } from "./toolkit/cli.ts";
 import { procCpuSeconds, redisPid } from "./toolkit/proc.ts";
 import { runWrk } from "./toolkit/wrk.ts";
 
-const USAGE = `usage: bun bench/profile.ts [--case redis-hot|redis-1000|memory] [--seconds 10]
+const USAGE = `usage: bun bench/profile.ts [--case redis-hot|redis-hot-keyed|redis-1000|memory] [--seconds 10]
 Bun's CPU profile (and perf's, when installed) of one service under wrk; writes docs/reports/scalability/profile-<case>/.
-  --case C      redis-hot (default), redis-1000 or memory
+  --case C      redis-hot (default), redis-hot-keyed (every request a POST with a fresh Idempotency-Key),
+                redis-1000 or memory
   --seconds S   seconds of load (default 10)
   --help        this text`;
 
 const { which, seconds } = parseOrExit(
   { name: "profile", usage: USAGE, options: { case: { type: "string" }, seconds: { type: "string" } } },
   (values) => ({
-    which: choiceArg(values.case, "case", ["redis-hot", "redis-1000", "memory"] as const, "redis-hot"),
+    which: choiceArg(values.case, "case", ["redis-hot", "redis-hot-keyed", "redis-1000", "memory"] as const, "redis-hot"),
     seconds: numberArg(values.seconds, "seconds", 10, 2, 600),
   }),
 );
 const ids = which === "redis-1000" ? 1000 : 1;
+const keyed = which === "redis-hot-keyed";
 const ROOT = join(import.meta.dir, "..");
 const out = join(ROOT, "docs/reports/scalability", `profile-${which}`);
 const perf = Bun.which("perf");
@@ -101,7 +103,7 @@ async function main(): Promise<void> {
     await waitFor("turnomatic", async () => (await fetch(`${url}/healthz`)).ok);
     const cpuBefore = procCpuSeconds(child.pid);
     const redisBefore = redis ? procCpuSeconds(redisPid(redis.url)) : 0;
-    const wrk = runWrk({ url, threads: 1, connections: 64, seconds, ids });
+    const wrk = runWrk({ url, threads: 1, connections: 64, seconds, ids, keyed });
     const perfRun = perf
       ? Bun.spawn(
           [
@@ -156,7 +158,7 @@ async function main(): Promise<void> {
       case: which,
       command: `bun bench/profile.ts --case ${which} --seconds ${seconds}`,
       date: new Date().toISOString(),
-      wrk: { ...summary, rps: summary.requests / (summary.duration_us / 1e6), ids, connections: 64 },
+      wrk: { ...summary, rps: summary.requests / (summary.duration_us / 1e6), ids, keyed, connections: 64 },
       serviceCpuSeconds: cpu,
       serviceCpuMicrosPerRequest: (cpu / summary.requests) * 1e6,
       redisCpuMicrosPerRequest: redis ? (redisCpu / summary.requests) * 1e6 : undefined,
