@@ -67,6 +67,7 @@ export async function runService(config: Config, logger: Logger): Promise<void> 
     },
     config.idempotencyTtlSeconds,
   );
+  guard.onNewLife(() => coalescer.forgetFences());
   if (config.metricsPort !== 0)
     registerLedgerMetrics(registry, { totals: () => store.totals(), guard: () => guard.state, coalescer });
   const app = createApp({

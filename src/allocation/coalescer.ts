@@ -32,7 +32,12 @@
  * an id's fence is the defence of last resort, behind the store marker and its sequence
  * (src/stores/store-guard.ts), which every reservation checks whatever the id; an evicted fence
  * only loses the per-id forward raise for a rollback the marker check could not see (docs/guides/redis.md,
- * "What stays undetectable"). Everything else per id lives only while the id has waiters.
+ * "What stays undetectable"). A fence belongs to one store life: after an operator's recovery the
+ * store's epochs start again from 0, so an old life's fence could match a new epoch and raise a
+ * counter an admin set had moved down (nemesis seed 20261202, 20 min after the WAIT connection fix:
+ * 287,551 numbers skipped on an admin id); `forgetFences` drops them all when the store guard
+ * accepts a new life (the recovery's floor is above every number they hold). Everything else per id
+ * lives only while the id has waiters.
  *
  * Ledger: each number handed to a waiter whose client is still there counts as delivered. The counts
  * of every id go out together in one `report` call every `ledgerFlushMs` (off the hot path: one call
@@ -291,6 +296,11 @@ export class Coalescer {
    */
   forget(id: string, epoch: number): void {
     if (epoch >= fenceEpoch(this.#fences.get(id))) this.#keepFence(id, 0, epoch);
+  }
+
+  /** Drops every fence: the store began a new life (an operator's recovery; see the header). */
+  forgetFences(): void {
+    this.#fences.clear();
   }
 
   /**

@@ -65,6 +65,7 @@ export class StoreGuard implements CounterStore {
   #state: GuardState = { status: "checking", error: new StoreUnavailableError("the store has not been checked yet") };
   #highest = 0;
   #accepted: StoreMarker | undefined;
+  readonly #newLifeListeners: Array<() => void> = [];
   #timer: ReturnType<typeof setInterval> | undefined;
   #checking: Promise<void> | undefined;
 
@@ -83,6 +84,14 @@ export class StoreGuard implements CounterStore {
   /** The highest number this host has issued for any id (from its witness and this run). */
   get highest(): number {
     return this.#highest;
+  }
+
+  /**
+   * Calls `listener` each time this process accepts a store marker other than the one it accepted
+   * before (an operator's recovery: a new store life), before any reservation of the new life.
+   */
+  onNewLife(listener: () => void): void {
+    this.#newLifeListeners.push(listener);
   }
 
   /**
@@ -190,8 +199,13 @@ export class StoreGuard implements CounterStore {
     const previous = this.#state;
     this.#state = state;
     if (state.status === "ok") {
+      const before = this.#accepted;
       this.#accepted = state.marker;
       this.#remember();
+      const marker = state.marker;
+      if (before !== undefined && (before.uid !== marker.uid || before.generation !== marker.generation)) {
+        for (const listener of this.#newLifeListeners) listener();
+      }
     }
     // One log line per episode: a new status, or a refusal for another reason (code).
     const changed =
@@ -284,7 +298,9 @@ export class StoreGuard implements CounterStore {
     if (floor < this.#highest) {
       throw new RecoveryFloorError(floor, this.#highest);
     }
-    const known = this.#options.witness?.read()?.generation ?? 0;
+    // Above every generation this host knows: its witness's, and the marker it accepted last (the
+    // witness is written on a timer, so a host that recovers soon after it started may have none yet).
+    const known = Math.max(this.#options.witness?.read()?.generation ?? 0, this.#accepted?.generation ?? 0);
     const marker = await this.#inner.recoverMarker(randomUUID(), floor, known);
     await this.check();
     return marker;

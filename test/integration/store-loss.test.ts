@@ -119,6 +119,40 @@ describe("Redis loses data", () => {
     }
   });
 
+  // Regression (nemesis seed 20261202, 20 min after the WAIT connection fix: an I2 of 287,551 numbers
+  // on an admin id): a fence kept from the store's life before a recovery matched an epoch of the
+  // new life (epochs start again from 0) and raised a counter an admin set had moved down.
+  test("after a recovery, an admin set is honoured: no fence of the old store life applies", async () => {
+    const server = await redis();
+    const a = await startService({ store: server.url, stateDir: stateDir() });
+    const b = await startService({ store: server.url, stateDir: stateDir() });
+    const set = (service: ServiceProcess, turno: number) =>
+      fetch(`${service.url}/admin/turno/f0`, { method: "PUT", headers: adminHeaders(), body: JSON.stringify({ turno }) });
+    const turn = async (service: ServiceProcess) =>
+      ((await (await fetch(`${service.url}/turno/f0`)).json()) as { turno: number }).turno;
+    try {
+      // Old life: epoch 2 at 5000 (two sets by b); a issues 5001..5010 and keeps the fence (5010, epoch 2).
+      expect((await set(b, 1000)).status).toBe(200);
+      expect((await set(b, 5000)).status).toBe(200);
+      for (let i = 1; i <= 10; i++) expect(await turn(a)).toBe(5000 + i);
+      await server.cli("FLUSHALL");
+      expect(await refusal(a)).toEqual({ code: "TURNO_ERR_STORE_LOST", ready: 503 });
+      expect((await recover(a, 6000)).status).toBe(200);
+      // b learns of the new life at its first reservation (refused, then accepted). That needs the
+      // recovery's generation above the one b knows, also when a's witness was not written yet (a
+      // started a second ago): before the fix a recovered with generation 1 again and b refused forever.
+      await waitFor("b in the new life", async () => (await fetch(`${b.url}/turno/f1`)).status === 200, 15_000);
+      // New life: two sets by b bring f0 to epoch 2 again, at 20. a's next turn is 21, not 5011.
+      expect((await set(b, 10)).status).toBe(200);
+      expect((await set(b, 20)).status).toBe(200);
+      expect(await turn(a)).toBe(21);
+      expect(await turn(b)).toBe(22);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
   test("FLUSHALL, then a service restart: the restarted service refuses (its witness knows the store)", async () => {
     const server = await redis();
     await expectRefusedAfterRestart(server.url, () => server.cli("FLUSHALL"));
