@@ -178,13 +178,19 @@ function numbersOf(e: HistoryEntry): number[] {
   return Array.from({ length: Math.max(0, Math.min(e.last - e.first + 1, 100_000)) }, (_, i) => (e.first as number) + i);
 }
 
-/** Store life of a request: recoveries before it was sent; across a recovery, by its (first) number. */
+/**
+ * Store life of a request: recoveries before it was sent; one sent before a recovery's answer that
+ * completed after the loss belongs to the new life when its (first) number is above the floor. Not
+ * only when it completed after the answer: the hosts issue from the floor as soon as the recovery's
+ * marker is written, before the run hears the answer (nemesis seed 20261202 after the fence fix:
+ * numbers 9,000,000,001+ completed in that window were judged as gaps of the life before).
+ */
 function lifeOf(e: Judged, recoveries: readonly Recovery[]): number {
   const lo = e.turno ?? e.first;
   let life = 0;
   for (const [k, r] of recoveries.entries()) {
     if (e.sentAt >= r.at) life = k + 1;
-    else if (e.doneAt > r.at && lo !== undefined && lo > r.floor) life = k + 1;
+    else if (e.doneAt > r.lossAt && lo !== undefined && lo > r.floor) life = k + 1;
   }
   return life;
 }

@@ -166,6 +166,20 @@ describe("nemesis judge", () => {
     expect(verdict.ok).toBe(false);
   });
 
+  test("a request answered above the floor before the run heard the recovery's answer is of the new life", () => {
+    // The hosts issue from the floor once the recovery's marker is written: 1,000,000,001 completed
+    // at T0 + 3800, before the recovery's answer (T0 + 4000) reached the run.
+    const entries = [
+      ...run("r", "raw", 1, 10),
+      { id: "r", cls: "raw" as const, sentAt: T0 + 3700, doneAt: T0 + 3800, status: 200, turno: 1_000_000_001 },
+      ...run("r", "raw", 1_000_000_002, 5, T0 + 5000),
+    ];
+    const recoveries = [{ lossAt: T0 + 3000, at: T0 + 4000, floor: 1_000_000_000 }];
+    // The ledger knows the last life only: its 6 numbers.
+    const verdict = judge(input({ entries, recoveries, ledgers: { r: ledger("r", 6) } }));
+    expect(verdict.violations).toEqual([]);
+  });
+
   test("a number at or below the recovery floor after the recovery is I1", () => {
     const entries = [...run("r", "raw", 1, 10), ...run("r", "raw", 11, 5, T0 + 5000)];
     const verdict = judge(input({ entries, recoveries: [{ lossAt: T0 + 3000, at: T0 + 4000, floor: 1_000_000_000 }] }));
