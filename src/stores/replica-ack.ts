@@ -162,18 +162,18 @@ function sameNames(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
  * the 11th second through, nemesis seed 20261202 after the second fix, t+448 s). So a WAIT fails in
  * that window instead of vouching for numbers the failover will lose.
  *
- * Also counted: an instance that reports role master but is listed as a replica, like the old
- * primary after a failover until Sentinel converts it (about 8 s: four INFO periods). It replicates
- * nothing yet, so WAITs fail meanwhile, but it is a candidate: Sentinel's choice of a replica does
- * not look at the role, and a forced failover 0.5 s after the conversion promoted it, behind the
- * other replica, which alone had acknowledged the writes of the processes that did not count it
- * (nemesis seed 20261202 after the fourth fix, t+87 s: the store went back 19 reservations, detected
- * and halted; until then such an instance counted only if it counted at the last refresh. At a
- * process's first refresh it counted too; before that first answer a WAIT waits for it; counting 1
- * meanwhile let a process started inside a forced failover
- * vouch for writes the failover lost, nemesis seed 20261202, 20 min, t+850 s.) A replica that dies
- * makes WAITs fail until the sentinels flag it down (down-after-milliseconds). Read from the
- * sentinels every `intervalMs`, off the request path; a failed read keeps the last count.
+ * Also counted: an instance listed as a replica that reports role master, like the old primary
+ * after a failover until Sentinel converts it (about 8 s: four INFO periods). It replicates nothing
+ * yet, so WAITs fail meanwhile, but it is a candidate: Sentinel's choice of a replica does not look
+ * at the role. Until fix 5 such an instance counted only if it had counted at the last refresh; the
+ * processes that left it out let the other replica alone acknowledge their writes, and a forced
+ * failover 0.5 s after the conversion promoted the old primary behind it (nemesis seed 20261202
+ * after the fourth fix, t+87 s: the store went back 19 reservations, detected and halted). Until a
+ * process's first answer from the sentinels its WAITs wait for that answer: counting 1 meanwhile let
+ * a process started inside a forced failover vouch for writes the failover lost (nemesis seed
+ * 20261202, 20 min, t+850 s). A replica that dies makes WAITs fail until the sentinels flag it down
+ * (down-after-milliseconds). Read from the sentinels every `intervalMs`, off the request path; a
+ * failed read keeps the last count.
  */
 export class LiveReplicaCount {
   /** Undefined until the sentinels first answered. */
