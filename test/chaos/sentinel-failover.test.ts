@@ -127,10 +127,25 @@ describe("chaos: forced Sentinel failover (SENTINEL FAILOVER), the host that saw
     await waitFor("the sentinels to switch the primary", async () => (await sentinels.currentPrimary()) !== old, 30_000, 50);
     second = await startService({ store: sentinels.url, stateDir: mkdtempSync(join(tmpdir(), "turnomatic-host-b-")) });
     const b = second;
+    // B's WAITs fail until Sentinel has converted the old primary (it counts as a replica from the
+    // switch on, replica-ack.ts fix 5), about 8 s: B's 3 s of load start at its first number, so
+    // that B does take numbers on the new primary (otherwise "zero duplicates" could not fail).
+    const aEntries = history.length;
+    const bFirst = performance.now() + 30_000;
+    for (let k = 0; performance.now() < bFirst; k++) {
+      const entry = await requestTurn(b.url, IDS[k % IDS.length] as string, 5000);
+      history.push(entry);
+      if (entry.status === 200) break;
+      await Bun.sleep(200);
+    }
     const bUntil = performance.now() + 3000;
     await Promise.all(Array.from({ length: 8 }, (_, i) => loop(b.url, () => performance.now() >= bUntil, i)));
+    const bServed = history.slice(aEntries).filter((entry) => entry.status === 200).length;
+    expect(bServed).toBeGreaterThan(100);
     const verdict = checkHistory(history, { faults: true });
-    console.log(`CHAOS forced failover (wait ${waitReplicas ?? "auto"}): ${formatVerdict(verdict).split("\n")[0]}`);
+    console.log(
+      `CHAOS forced failover (wait ${waitReplicas ?? "auto"}): B served ${bServed}; ${formatVerdict(verdict).split("\n")[0]}`,
+    );
     return verdict;
   }
 
