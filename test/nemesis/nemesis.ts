@@ -837,7 +837,14 @@ if (import.meta.main) {
     process.stdout.write(USAGE);
     process.exit(0);
   }
-  if ("rejudge" in options) process.exit(rejudge(options.rejudge, (line) => console.log(line)) ? 0 : 1);
+  if ("rejudge" in options) {
+    try {
+      process.exit(rejudge(options.rejudge, (line) => console.log(line)) ? 0 : 1);
+    } catch (error) {
+      process.stderr.write(`cannot rejudge ${options.rejudge}: ${(error as Error).message}\n`);
+      process.exit(2);
+    }
+  }
   if (process.getuid?.() !== 0) {
     process.stderr.write("test:nemesis builds network namespaces: run it as root, under flock /tmp/netns.lock\n");
     process.exit(2);
